@@ -1,0 +1,1 @@
+"""Export trained models to SavedModel and ONNX, verified against Keras."""

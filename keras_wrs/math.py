@@ -1,0 +1,150 @@
+"""The geometry of filters: norms, rescaling, angles and update decomposition.
+
+Every formula of keras-wrs that acts on a kernel lives here, as a small pure
+function over `keras.ops`, so that the optimizers and the callbacks share one
+implementation and the tests have one thing to compare against NumPy.
+
+A *filter* is the slice of a kernel that feeds one output channel. Which axes
+of the kernel index the channel depends on the layer (see
+`keras_wrs.selection`); everything here takes the complementary *reduction
+axes*, the axes a filter's norm sums over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from keras import ops
+
+__all__ = [
+    "GRANULARITIES",
+    "reduction_axes",
+    "filter_norms",
+    "rescale",
+    "angle",
+    "radial_tangential",
+]
+
+GRANULARITIES = ("filter", "layer")
+
+# Norms below this are treated as zero: the filter is left as it is.
+EPSILON = 1e-12
+
+
+def reduction_axes(
+    ndim: int, channel_axes: Sequence[int], granularity: str = "filter"
+) -> tuple[int, ...]:
+    """Axes a filter norm sums over.
+
+    Args:
+        ndim: rank of the kernel.
+        channel_axes: axes that index output channels (negative allowed),
+            e.g. `(-1,)` for Conv2D/Dense, `(-2,)` for Conv2DTranspose,
+            `(-2, -1)` for DepthwiseConv2D.
+        granularity: `"filter"` (one norm per output channel) or `"layer"`
+            (one norm for the whole kernel).
+
+    Returns:
+        A sorted tuple of non-negative axes.
+
+    Example:
+        >>> reduction_axes(4, (-1,))
+        (0, 1, 2)
+    """
+    if granularity not in GRANULARITIES:
+        raise ValueError(
+            f"`granularity` must be one of {GRANULARITIES}. "
+            f"Received: granularity={granularity!r}"
+        )
+    if granularity == "layer":
+        return tuple(range(ndim))
+    kept = {a % ndim for a in channel_axes}
+    return tuple(a for a in range(ndim) if a not in kept)
+
+
+def filter_norms(w, axes: Sequence[int]):
+    """Euclidean norm of each filter, in float32, with the reduced axes kept.
+
+    Args:
+        w: kernel tensor.
+        axes: reduction axes (from `reduction_axes`).
+
+    Returns:
+        float32 tensor broadcastable against `w`.
+    """
+    w = ops.cast(w, "float32")
+    return ops.sqrt(ops.sum(ops.square(w), axis=tuple(axes), keepdims=True))
+
+
+def rescale(w, target, axes: Sequence[int], epsilon: float = EPSILON):
+    """Rescale each filter to norm `target`: `w_k <- target_k * w_k / ||w_k||`.
+
+    A filter whose norm is below `epsilon` is left as it is (a zero filter
+    stays zero, never NaN).
+
+    Args:
+        w: kernel tensor.
+        target: scalar or tensor broadcastable against the norms.
+        axes: reduction axes.
+        epsilon: norms below it are not rescaled.
+
+    Returns:
+        The rescaled kernel, float32.
+
+    References:
+        Liu et al., "Weight Rescaling: Effective and Robust Regularization for
+        Deep Neural Networks with Batch Normalization", arXiv 2102.03497.
+    """
+    w = ops.cast(w, "float32")
+    norms = filter_norms(w, axes)
+    safe = ops.where(norms > epsilon, norms, ops.ones_like(norms))
+    scale = ops.where(norms > epsilon, ops.cast(target, "float32") / safe, 1.0)
+    return w * scale
+
+
+def _dot(a, b, axes):
+    return ops.sum(
+        ops.cast(a, "float32") * ops.cast(b, "float32"), axis=tuple(axes), keepdims=True
+    )
+
+
+def angle(a, b, axes: Sequence[int], epsilon: float = EPSILON):
+    """Angle in radians between matching filters of `a` and `b`.
+
+    `arccos(<a_k, b_k> / (||a_k|| ||b_k||))`, clipped to [-1, 1]; zero where
+    either filter is zero.
+
+    Args:
+        a, b: kernels of the same shape (e.g. `w_t` and `w_{t+1}`).
+        axes: reduction axes.
+        epsilon: norms below it count as zero.
+
+    Returns:
+        float32 tensor of angles with the reduced axes kept.
+    """
+    denom = filter_norms(a, axes) * filter_norms(b, axes)
+    cos = _dot(a, b, axes) / ops.maximum(denom, epsilon)
+    cos = ops.where(denom > epsilon, ops.clip(cos, -1.0, 1.0), 1.0)
+    return ops.arccos(cos)
+
+
+def radial_tangential(delta, w, axes: Sequence[int], epsilon: float = EPSILON):
+    """Split an update `delta` of kernel `w` into radial and tangential parts.
+
+    radial_k = <delta_k, w_k> / ||w_k|| (signed: positive grows the filter),
+    tangential_k = || delta_k - radial_k * w_k / ||w_k|| ||.
+
+    Args:
+        delta: the update, `w_{t+1} - w_t`.
+        w: the kernel before the update, `w_t`.
+        axes: reduction axes.
+        epsilon: norms below it count as zero (all of `delta` is tangential).
+
+    Returns:
+        `(radial, tangential)`, float32 tensors with the reduced axes kept.
+    """
+    norms = filter_norms(w, axes)
+    unit = ops.cast(w, "float32") / ops.maximum(norms, epsilon)
+    radial = _dot(delta, unit, axes)
+    tangential = ops.cast(delta, "float32") - radial * unit
+    return radial, ops.sqrt(ops.sum(ops.square(tangential), axis=tuple(axes), keepdims=True))

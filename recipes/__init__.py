@@ -1,0 +1,1 @@
+"""Recipes: train image classifiers with WRS or weight decay (see the recipes issue)."""
