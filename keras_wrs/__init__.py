@@ -5,7 +5,22 @@ from keras_wrs._backend import require_tensorflow as _require_tensorflow
 _require_tensorflow()
 
 from keras_wrs import math  # noqa: E402
+from keras_wrs import optimizers  # noqa: E402
+from keras_wrs.describe import describe_rescaling  # noqa: E402
+from keras_wrs.optimizers import WRSMixin, wrs  # noqa: E402
+from keras_wrs.selection import Selection, select_scale_invariant  # noqa: E402
+from keras_wrs.verify import InvarianceReport, verify_scale_invariance  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["math"]
+__all__ = [
+    "InvarianceReport",
+    "Selection",
+    "WRSMixin",
+    "describe_rescaling",
+    "math",
+    "optimizers",
+    "select_scale_invariant",
+    "verify_scale_invariance",
+    "wrs",
+]

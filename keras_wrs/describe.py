@@ -1,0 +1,73 @@
+"""A readable table of what a keras-wrs optimizer rescales, and why."""
+
+from __future__ import annotations
+
+import keras
+
+from keras_wrs.optimizers import WRSMixin
+from keras_wrs.resolve import resolve_rescale
+
+__all__ = ["describe_rescaling"]
+
+
+def _unwrap(obj):
+    if isinstance(obj, keras.Model):
+        obj = obj.optimizer
+    if isinstance(obj, keras.optimizers.LossScaleOptimizer):
+        obj = obj.inner_optimizer
+    if not isinstance(obj, WRSMixin):
+        raise ValueError(
+            "`describe_rescaling` needs a keras-wrs optimizer (or a model compiled "
+            f"with one). Received: {type(obj).__name__}. Create it with "
+            "`keras_wrs.optimizers.SGD(..., rescale=model)` or `keras_wrs.wrs(cls)`."
+        )
+    return obj
+
+
+def _target(opt, var):
+    if opt.target_norm != "initial":
+        return f"{opt.target_norm:g}"
+    return "initial" if var is None else f"initial (mean {float(keras.ops.mean(var)):.4g})"
+
+
+def describe_rescaling(optimizer) -> str:
+    """Which kernels `optimizer` rescales: path, shape, granularity, target, reason.
+
+    Args:
+        optimizer: a keras-wrs optimizer, a `LossScaleOptimizer` around one,
+            or a model compiled with one. An optimizer not yet built is
+            resolved against its `rescale=` model when it has one.
+
+    Returns:
+        A text table, one row per rescaled kernel.
+
+    Example:
+        >>> print(keras_wrs.describe_rescaling(model.optimizer))
+    """
+    opt = _unwrap(optimizer)
+    if opt.built:
+        rows = [(r.selection, r.target) for r in opt._wrs.rescaled.values()]
+    elif isinstance(opt._wrs.spec, keras.Model):
+        model = opt._wrs.spec
+        rows = [(s, None) for s in resolve_rescale(model, model.trainable_variables)]
+    else:
+        return (
+            f"{type(opt).__name__}: rescale={opt._wrs.spec!r}, resolved when the "
+            "optimizer is built (after the first training step)."
+        )
+    header = ("path", "shape", "granularity", "target", "reason")
+    table = [header] + [
+        (
+            s.path,
+            "x".join(str(d) for d in s.variable.shape),
+            opt.granularity if opt.granularity == "layer" else f"filter (axes {list(s.channel_axes)})",
+            _target(opt, t if not isinstance(t, float) else None),
+            s.reason,
+        )
+        for s, t in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    every = "" if opt.rescale_every == 1 else f", every {opt.rescale_every} steps"
+    return f"{type(opt).__name__} rescales {len(rows)} kernel(s){every}:\n" + "\n".join(lines)

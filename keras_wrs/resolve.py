@@ -1,0 +1,171 @@
+"""Turn the `rescale=` argument into a list of `Selection`s.
+
+`rescale` may be a model, a list of variables or paths, a regex, a callable or
+a `{path: channel_axes}` dict. It is checked when the optimizer is created
+(`validate_rescale`) and resolved against the optimizer's variables when it is
+built (`resolve_rescale`); `serialize_rescale` gives its `get_config` form.
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+
+from keras_wrs.selection import Selection, select_scale_invariant
+
+__all__ = ["validate_rescale", "resolve_rescale", "serialize_rescale"]
+
+_ACCEPTED = (
+    "a Keras model (automatic selection), a list of variables or variable "
+    "paths, a regex on `variable.path`, a callable `variable -> bool`, a dict "
+    "`{path: channel_axes}`, or `[]` to turn rescaling off"
+)
+_DEFAULT_AXES = (-1,)
+
+
+def validate_rescale(rescale):
+    """Checks the form of `rescale` early; returns it, normalized.
+
+    Raises:
+        ValueError: for an invalid regex or an unsupported type.
+    """
+    if rescale is None or isinstance(rescale, keras.Model) or callable(rescale):
+        return rescale
+    if isinstance(rescale, str):
+        try:
+            re.compile(rescale)
+        except re.error as e:
+            raise ValueError(
+                f"`rescale` is not a valid regular expression ({e}). "
+                f"Received: rescale={rescale!r}"
+            ) from None
+        return rescale
+    if isinstance(rescale, dict):
+        return {str(k): tuple(v) if isinstance(v, (list, tuple)) else (v,) for k, v in rescale.items()}
+    if isinstance(rescale, (list, tuple)):
+        for item in rescale:
+            if not isinstance(item, (str, Selection, keras.Variable)):
+                raise ValueError(
+                    "`rescale` as a list must hold variables or variable paths; "
+                    f"it holds {type(item).__name__} {item!r}. Accepted: {_ACCEPTED}."
+                )
+        return list(rescale)
+    raise ValueError(f"`rescale` must be {_ACCEPTED}. Received: rescale={rescale!r}")
+
+
+def serialize_rescale(rescale):
+    """JSON form of an unresolved `rescale` (before the optimizer is built)."""
+    if isinstance(rescale, keras.Model):
+        return {s.path: list(s.channel_axes) for s in select_scale_invariant(rescale)}
+    if rescale is None or isinstance(rescale, str):
+        return rescale
+    if isinstance(rescale, dict):
+        return {k: list(v) for k, v in rescale.items()}
+    if isinstance(rescale, list):
+        return {_path(x): list(_axes(x)) for x in rescale}
+    raise ValueError(
+        "A `rescale` callable cannot be saved before the optimizer is built. "
+        "Build it first (`optimizer.build(model.trainable_variables)` or one "
+        "training step), or pass a list of variables or a regex instead."
+    )
+
+
+def _path(item):
+    return item if isinstance(item, str) else item.path
+
+
+def _axes(item):
+    return item.channel_axes if isinstance(item, Selection) else _DEFAULT_AXES
+
+
+def resolve_rescale(rescale, var_list) -> list[Selection]:
+    """The `Selection`s of `rescale` among `var_list`, in `var_list` order.
+
+    Args:
+        rescale: a value accepted by `validate_rescale`.
+        var_list: the variables the optimizer is built with.
+
+    Raises:
+        ValueError: `rescale` unset, selecting nothing where something was
+            asked for, or naming variables that are not in `var_list`.
+    """
+    if rescale is None:
+        raise ValueError(
+            "`rescale` is not set, so the optimizer does not know which kernels "
+            "to rescale. Pass `rescale=model` for automatic selection of the "
+            "kernels that feed BatchNormalization, a list of variables, a regex "
+            "on variable paths, or `rescale=[]` to turn rescaling off."
+        )
+    if isinstance(rescale, keras.Model):
+        return _from_model(rescale, var_list)
+    if isinstance(rescale, str):
+        chosen = [v for v in var_list if re.search(rescale, v.path)]
+        if not chosen:
+            raise ValueError(
+                f"`rescale` regex {rescale!r} matches no trainable variable path. "
+                f"Paths are like {_examples(var_list)}."
+            )
+        return [Selection(v, v.path, _DEFAULT_AXES, reason=f"path matches {rescale!r}") for v in chosen]
+    if callable(rescale):
+        chosen = [v for v in var_list if rescale(v)]
+        if not chosen:
+            raise ValueError(
+                f"`rescale` callable {rescale!r} selects no trainable variable; "
+                "pass `rescale=[]` to turn rescaling off."
+            )
+        return [Selection(v, v.path, _DEFAULT_AXES, reason="selected by callable") for v in chosen]
+    items = rescale.items() if isinstance(rescale, dict) else [(x, _axes(x)) for x in rescale]
+    return [_find(item, axes, var_list) for item, axes in items]
+
+
+def _from_model(model, var_list):
+    keys = {id(v) for v in var_list}
+    found = select_scale_invariant(model)
+    chosen = [s for s in found if id(s.variable) in keys]
+    if not chosen:
+        raise ValueError(
+            f"None of the scale-invariant kernels of model {model.name!r} "
+            f"({', '.join(s.path for s in found)}) is among the variables this "
+            "optimizer is built with: was `rescale=` given a different model "
+            "than the one compiled, or are those layers frozen?"
+        )
+    return chosen
+
+
+def _find(item, axes, var_list):
+    if isinstance(item, (keras.Variable, Selection)):
+        v = item.variable if isinstance(item, Selection) else item
+        if not any(v is w for w in var_list):
+            raise ValueError(
+                f"`rescale` lists variable {v.path!r}, which is not among the "
+                "variables this optimizer is built with (the compiled model's "
+                "trainable variables). Pass kernels of the model you compile."
+            )
+        return item if isinstance(item, Selection) else Selection(v, v.path, tuple(axes), reason="listed")
+    return Selection(_by_path(item, var_list), item, tuple(axes), reason="listed by path")
+
+
+def _by_path(path, var_list):
+    """Exact path, else a unique match on whole trailing components.
+
+    Sequential models change paths on reload (`net/c1/kernel` becomes
+    `c1/kernel`), so a saved path may be a suffix of the new one or the other
+    way round.
+    """
+    exact = [v for v in var_list if v.path == path]
+    if exact:
+        return exact[0]
+    near = [v for v in var_list if v.path.endswith("/" + path) or path.endswith("/" + v.path)]
+    if len(near) == 1:
+        return near[0]
+    what = "matches several" if near else "matches no"
+    raise ValueError(
+        f"`rescale` path {path!r} {what} trainable variable of the model "
+        f"(paths are like {_examples(var_list)}). Pass the kernels of the "
+        "model you compile."
+    )
+
+
+def _examples(var_list):
+    return ", ".join(repr(v.path) for v in list(var_list)[:3])
