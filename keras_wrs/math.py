@@ -23,6 +23,11 @@ __all__ = [
     "rescale",
     "angle",
     "radial_tangential",
+    "effective_learning_rate",
+    "kernel_matrix",
+    "gram",
+    "span_basis",
+    "project",
 ]
 
 GRANULARITIES = ("filter", "layer")
@@ -148,3 +153,100 @@ def radial_tangential(delta, w, axes: Sequence[int], epsilon: float = EPSILON):
     radial = _dot(delta, unit, axes)
     tangential = ops.cast(delta, "float32") - radial * unit
     return radial, ops.sqrt(ops.sum(ops.square(tangential), axis=tuple(axes), keepdims=True))
+
+
+def effective_learning_rate(learning_rate, norms, power: float):
+    """Effective learning rate of scale-invariant filters: `lr / ||w_k||^power`.
+
+    A scale-invariant filter's gradient scales as `1/||w||`, so plain SGD
+    turns the filter's direction at the rate `lr / ||w||^2` (`power=2`);
+    optimizers that normalize the gradient elementwise (Adam, RMSprop, Lion)
+    move it by about `lr` per coordinate, an angle of `lr / ||w||`
+    (`power=1`); layer-wise trust ratios (LAMB) make the step proportional to
+    `||w||` (`power=0`).
+
+    Args:
+        learning_rate: scalar learning rate.
+        norms: filter norms (from `filter_norms`).
+        power: exponent of the norm.
+
+    Returns:
+        float32 tensor shaped like `norms`; `inf` where a norm is zero.
+
+    References:
+        van Laarhoven, "L2 Regularization versus Batch and Weight
+        Normalization", arXiv 1706.05350; Liu et al., arXiv 2102.03497.
+    """
+    lr = ops.cast(learning_rate, "float32")
+    return lr / ops.power(ops.cast(norms, "float32"), float(power))
+
+
+def kernel_matrix(w, channel_axes: Sequence[int]):
+    """A kernel as a `(d, channels)` matrix, one filter per column.
+
+    Only kernels with a single output-channel axis that is last (Dense and
+    ConvND) have this layout; the row order is the one of the layer's input
+    vectors (`im2col` patches, see `keras_wrs.span.layer_patches`).
+
+    Args:
+        w: kernel tensor.
+        channel_axes: must be `(-1,)` or `(ndim - 1,)`.
+
+    Returns:
+        The reshaped kernel, same dtype.
+    """
+    ndim = len(w.shape)
+    if [a % ndim for a in channel_axes] != [ndim - 1]:
+        raise ValueError(
+            "Only kernels with output channels on the last axis (Dense, "
+            f"ConvND) have an input span. Received: channel_axes={tuple(channel_axes)} "
+            f"for a kernel of shape {tuple(w.shape)}"
+        )
+    return ops.reshape(w, (-1, w.shape[-1]))
+
+
+def gram(x):
+    """Gram matrix `sum_i x_i x_i^T` of the rows of a `(n, d)` matrix.
+
+    Args:
+        x: rows are the vectors.
+
+    Returns:
+        `(d, d)` tensor, dtype of `x`.
+    """
+    return ops.matmul(ops.transpose(x), x)
+
+
+def span_basis(gram_matrix, rel_threshold: float):
+    """Eigenvectors of a Gram matrix split into span and complement.
+
+    The span of the vectors is estimated as the eigenvectors whose
+    eigenvalue exceeds `rel_threshold` times the largest one. Shapes stay
+    static: columns outside the span (resp. inside) are zeroed.
+
+    Args:
+        gram_matrix: symmetric positive semi-definite `(d, d)` matrix.
+        rel_threshold: relative eigenvalue threshold in `[0, 1)`.
+
+    Returns:
+        `(span, complement, rank)`: two `(d, d)` matrices whose non-zero
+        columns are orthonormal, and the number of span columns (int32).
+    """
+    values, vectors = ops.eigh(gram_matrix)
+    keep = values > rel_threshold * ops.max(values)
+    mask = ops.cast(keep, vectors.dtype)
+    return vectors * mask, vectors * (1 - mask), ops.sum(ops.cast(keep, "int32"))
+
+
+def project(w2d, basis):
+    """Orthogonal projection of the columns of `w2d` onto `basis`'s columns.
+
+    Args:
+        w2d: `(d, c)` matrix (from `kernel_matrix`).
+        basis: `(d, k)` matrix with orthonormal or zero columns.
+
+    Returns:
+        `basis @ basis^T @ w2d`, in `basis`'s dtype.
+    """
+    w2d = ops.cast(w2d, basis.dtype)
+    return ops.matmul(basis, ops.matmul(ops.transpose(basis), w2d))

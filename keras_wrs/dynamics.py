@@ -1,0 +1,245 @@
+"""Per-layer weight dynamics: norms, effective learning rate, angular updates.
+
+One function per metric, each a reduction over filters of a formula in
+`keras_wrs.math`, and the `WeightDynamics` callback that evaluates them on
+device on a step schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import ops
+
+from keras_wrs import math as wmath
+from keras_wrs.monitor import (
+    Monitor,
+    base_optimizer,
+    kernel_keys,
+    learning_rate_power,
+    step_schedule,
+    tracked_kernels,
+)
+from keras_wrs.probe import as_tensor_batch, check_probe_inputs, probe_batches, probe_loss
+
+__all__ = [
+    "WeightDynamics",
+    "norm_stats",
+    "mean_effective_learning_rate",
+    "mean_angle",
+    "update_parts",
+    "gradient_norm",
+    "STATE_METRICS",
+    "STEP_METRICS",
+]
+
+# Values of the weights after a step; the epoch's value is the one at its end.
+STATE_METRICS = ("norm_mean", "norm_min", "norm_max", "eff_lr", "rotation")
+# Values of one update; the epoch's value is the mean over its measured steps.
+STEP_METRICS = ("angular_update", "radial", "tangential")
+
+
+def norm_stats(w, axes):
+    """Mean, min and max filter norm: a `(3,)` float32 tensor."""
+    n = wmath.filter_norms(w, axes)
+    return ops.stack([ops.mean(n), ops.min(n), ops.max(n)])
+
+
+def mean_effective_learning_rate(learning_rate, w, axes, power):
+    """Mean over filters of `lr / ||w_k||^power` (see `math.effective_learning_rate`)."""
+    return ops.mean(wmath.effective_learning_rate(learning_rate, wmath.filter_norms(w, axes), power))
+
+
+def mean_angle(a, b, axes):
+    """Mean over filters of the angle (radians) between `a_k` and `b_k`.
+
+    With `a = w_t`, `b = w_{t+1}` it is the angular update of one step; with
+    `a = w_0` the rotation from initialization.
+    """
+    return ops.mean(wmath.angle(a, b, axes))
+
+
+def update_parts(w_before, w_after, axes):
+    """Mean over filters of the radial (signed) and tangential parts of an update.
+
+    Returns:
+        `(2,)` float32 tensor `[radial, tangential]`, see `math.radial_tangential`.
+    """
+    delta = ops.cast(w_after, "float32") - ops.cast(w_before, "float32")
+    radial, tangential = wmath.radial_tangential(delta, w_before, axes)
+    return ops.stack([ops.mean(radial), ops.mean(tangential)])
+
+
+def gradient_norm(g):
+    """Euclidean (Frobenius) norm of a kernel's gradient, float32."""
+    return ops.sqrt(ops.sum(ops.square(ops.cast(g, "float32"))))
+
+
+class WeightDynamics(Monitor):
+    """Logs how watched kernels move: norms, effective LR, angular updates.
+
+    For each watched kernel `K` it adds to the epoch's `logs` (and so to
+    `History`, `CSVLogger`, `TensorBoard` and the progress bar):
+
+    * `norm_mean/K`, `norm_min/K`, `norm_max/K`: filter norms `||w_k||`;
+    * `eff_lr/K`: mean of `lr / ||w_k||^p`, `p` = 2 for SGD, 1 for Adam-like
+      optimizers, 0 for LAMB (`lr_power`);
+    * `rotation/K`: mean angle (radians) between `w_k` and its value when
+      training first began;
+    * `angular_update/K`: mean angle between `w_k` before and after a step;
+    * `radial/K`, `tangential/K`: mean signed radial part
+      `<dw_k, w_k>/||w_k||` and norm of the tangential part of a step;
+    * `grad_norm/K` (with `probe`): norm of the kernel's gradient of the loss
+      on the probe batch, before the step.
+
+    The first five are read at the end of the epoch; the others are means
+    over the epoch's measured steps (NaN when none was measured). Every
+    measurement is also kept in `series` under the same keys (step series),
+    and written to `log_dir` for TensorBoard when given. Measuring a step
+    copies the watched kernels before it and runs a few reductions after it,
+    on device; values are read back once per epoch.
+
+    Keras callbacks do not see the training gradients, so `grad_norm` is
+    measured on a fixed probe batch (one extra forward and backward pass per
+    measured step, BatchNorm in training mode, no side effect on training).
+
+    Place it before `CSVLogger` / `TensorBoard` in the callbacks list: Keras
+    passes one `logs` dict along the list.
+
+    Args:
+        kernels: extra kernels to watch, by layer name or variable path.
+        default: watch the kernels a keras-wrs optimizer rescales, or, with
+            any other optimizer, the model's scale-invariant kernels.
+        schedule: measure steps where it says so: an integer n (every n
+            steps, default 1), `"log"` (log-spaced) or `step -> bool`.
+        lr_power: `"auto"` or the exponent `p` of the effective LR.
+        granularity: `"filter"` (default) or `"layer"` (one norm per kernel).
+        probe: optional `(x, y)` batch (or dataset, first batch) for
+            `grad_norm`.
+        log_dir: optional directory for TensorBoard step series.
+
+    Example:
+        >>> dyn = WeightDynamics(schedule=10)
+        >>> history = model.fit(x, y, epochs=5, callbacks=[dyn])
+        >>> history.history["angular_update/conv1"]
+    """
+
+    def __init__(
+        self, kernels: Sequence[str] = (), default: bool = True, schedule=1, lr_power="auto",
+        granularity: str = "filter", probe=None, log_dir: str | None = None,
+    ):
+        super().__init__(log_dir)
+        if isinstance(kernels, str):
+            kernels = [kernels]
+        self.kernels = list(kernels)
+        self.default = default
+        self._due = step_schedule(schedule, "schedule")
+        self.lr_power = lr_power
+        wmath.reduction_axes(1, (-1,), granularity)  # validates granularity
+        self.granularity = granularity
+        self._probe = None if probe is None else probe_batches(probe, "probe", True, None, 1)[0]
+        self._init = None
+        self.selections = []
+
+    def setup(self):
+        import tensorflow as tf
+
+        if self._probe is not None:
+            check_probe_inputs(self.model, self._probe[0], "probe")
+        self._power = learning_rate_power(self.model.optimizer, self.lr_power)
+        self.selections = tracked_kernels(self.model, self.kernels, self.default)
+        self.keys = kernel_keys(self.selections)
+        self._vars = [s.variable for s in self.selections]
+        self._axes = [
+            wmath.reduction_axes(len(v.shape), s.channel_axes, self.granularity)
+            for v, s in zip(self._vars, self.selections)
+        ]
+        if self._init is None:
+            self._init = self._snapshot()
+        self._prev, self._grads, self._epoch_steps = None, None, []
+        self._update_fn = tf.function(self._update_metrics)
+        self._state_fn = tf.function(self._state_metrics)
+        if self._probe is not None:
+            x, y = as_tensor_batch(self._probe[0]), as_tensor_batch(self._probe[1])
+            self._grad_fn = tf.function(lambda: self._gradient_norms(x, y))
+
+    # Device computations -------------------------------------------------
+    def _snapshot(self):
+        return [ops.copy(ops.convert_to_tensor(v)) for v in self._vars]
+
+    def _update_metrics(self, before):
+        rows = []
+        for b, v, axes in zip(before, self._vars, self._axes):
+            w = ops.convert_to_tensor(v)
+            rows.append(ops.concatenate([ops.reshape(mean_angle(b, w, axes), (1,)), update_parts(b, w, axes)]))
+        return ops.stack(rows)
+
+    def _state_metrics(self, learning_rate):
+        rows = []
+        for w0, v, axes in zip(self._init, self._vars, self._axes):
+            w = ops.convert_to_tensor(v)
+            eff = mean_effective_learning_rate(learning_rate, w, axes, self._power)
+            rot = mean_angle(w0, w, axes)
+            rows.append(ops.concatenate([norm_stats(w, axes), ops.stack([eff, rot])]))
+        return ops.stack(rows)
+
+    def _gradient_norms(self, x, y):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = probe_loss(self.model, x, y)
+        grads = tape.gradient(loss, [v.value for v in self._vars],
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return ops.stack([gradient_norm(g) for g in grads])
+
+    def _learning_rate(self):
+        return ops.cast(base_optimizer(self.model.optimizer).learning_rate, "float32")
+
+    def _names(self, metrics):
+        return [f"{m}/{k}" for k in self.keys for m in metrics]
+
+    # Schedule ------------------------------------------------------------
+    def before_step(self, step):
+        if not self._due(step):
+            return
+        self._prev = self.guard("angular_update", self._snapshot)
+        if self._probe is not None:
+            self._grads = self.guard("grad_norm", self._grad_fn)
+
+    def after_step(self, step):
+        row = {}
+        if self._prev is not None:
+            upd = self.guard("angular_update", self._update_fn, self._prev)
+            if upd is not None:
+                row["update"] = upd
+                self.record(step, self._names(STEP_METRICS), upd)
+        if self._grads is not None:
+            row["grad"] = self._grads
+            self.record(step, [f"grad_norm/{k}" for k in self.keys], self._grads)
+        if self._prev is not None or self._grads is not None:
+            state = self.guard("norms", self._state_fn, self._learning_rate())
+            if state is not None:
+                self.record(step + 1, self._names(STATE_METRICS), state)
+            self._epoch_steps.append(row)
+        self._prev, self._grads = None, None
+
+    def epoch_values(self, epoch):
+        out = {}
+        state = self.guard("norms", self._state_fn, self._learning_rate())
+        if state is not None:
+            out.update(zip(self._names(STATE_METRICS), ops.convert_to_numpy(state).reshape(-1)))
+        steps, self._epoch_steps = self._epoch_steps, []
+        if "angular_update" not in self._failed:
+            out.update(self._step_means([r.get("update") for r in steps], STEP_METRICS))
+        if self._probe is not None and "grad_norm" not in self._failed:
+            out.update(self._step_means([r.get("grad") for r in steps], ("grad_norm",)))
+        return out
+
+    def _step_means(self, values, metrics):
+        values = [v for v in values if v is not None]
+        names = self._names(metrics)
+        if not values:
+            return dict.fromkeys(names, float("nan"))
+        mean = ops.convert_to_numpy(ops.mean(ops.stack(values), axis=0)).reshape(-1)
+        return dict(zip(names, mean))

@@ -1,0 +1,330 @@
+"""What the training-dynamics callbacks share: which kernels, when, and how they log.
+
+* `tracked_kernels` picks the kernels to watch: the ones a keras-wrs optimizer
+  rescales, else the model's scale-invariant kernels (so a plain Keras
+  SGD + weight decay baseline is measured by the same tool), plus any kernel
+  the user names by layer name or variable path.
+* `step_schedule` turns `every n steps` / `"log"` / a callable into a
+  predicate on the global step.
+* `Monitor` is the base callback: a global step counter, step series kept in
+  memory (and optionally written to a TensorBoard directory), epoch values
+  added to `logs` (so `History`, `CSVLogger`, the progress bar and
+  `TensorBoard` see them), and metrics that fail at run time logged once and
+  switched off instead of interrupting training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math as _pymath
+from collections.abc import Callable, Sequence
+
+import keras
+
+from keras_wrs.selection import Selection, kernel_channel_axes, select_scale_invariant
+
+__all__ = [
+    "Monitor",
+    "base_optimizer",
+    "tracked_kernels",
+    "kernel_keys",
+    "step_schedule",
+    "positive_int",
+    "learning_rate_power",
+]
+
+logger = logging.getLogger("keras_wrs")
+
+
+def base_optimizer(optimizer):
+    """The optimizer doing the updates (unwraps `LossScaleOptimizer`)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def _all_layers(model):
+    out = []
+    for layer in getattr(model, "layers", []):
+        out.append(layer)
+        out.extend(_all_layers(layer))
+    return out
+
+
+def _owner(model, variable):
+    """The innermost layer holding `variable` (nested models come first)."""
+    owner = None
+    for layer in _all_layers(model):
+        if any(w is variable for w in layer.weights):
+            owner = layer
+    return owner
+
+
+def _with_layer(model, s: Selection) -> Selection:
+    if s.layer is not None:
+        return s
+    return Selection(s.variable, s.path, s.channel_axes, _owner(model, s.variable), s.reason)
+
+
+def _default_kernels(model) -> list[Selection]:
+    from keras_wrs.optimizers import WRSMixin
+
+    opt = base_optimizer(getattr(model, "optimizer", None))
+    if isinstance(opt, WRSMixin):
+        if not opt.built:
+            # Keras builds the optimizer inside the first traced step; build
+            # it now, eagerly, as Keras itself does under a strategy.
+            model.optimizer.build(model.trainable_variables)
+        if opt.rescale_selection:
+            return [_with_layer(model, s) for s in opt.rescale_selection]
+    return select_scale_invariant(model)
+
+
+def _named_kernel(model, name: str) -> Selection:
+    layers = _all_layers(model)
+    for layer in layers:
+        if layer.name == name:
+            spec = kernel_channel_axes(layer)
+            if spec is None:
+                raise ValueError(
+                    f"`kernels` names layer {name!r}, a {type(layer).__name__}, which "
+                    "has no Dense or convolution kernel. Name a Dense or Conv layer, "
+                    "or a kernel's variable path."
+                )
+            v = getattr(layer, spec[0])
+            return Selection(v, v.path, spec[1], layer, "named by layer")
+    for v in model.weights:
+        if v.path == name or v.path.endswith("/" + name):
+            layer = _owner(model, v)
+            spec = kernel_channel_axes(layer) if layer is not None else None
+            axes = spec[1] if spec and getattr(layer, spec[0]) is v else (-1,)
+            return Selection(v, v.path, axes, layer, "named by path")
+    with_kernels = [lay.name for lay in layers if kernel_channel_axes(lay)]
+    raise ValueError(
+        f"`kernels` names {name!r}, which is neither a layer name nor a variable "
+        f"path of model {model.name!r}. Layers with kernels: {', '.join(with_kernels)}; "
+        f"variable paths look like {model.weights[0].path!r}."
+    )
+
+
+def tracked_kernels(model, kernels: Sequence[str] = (), default: bool = True) -> list[Selection]:
+    """The kernels a dynamics callback watches.
+
+    Args:
+        model: the model being trained (compiled, so its optimizer is known).
+        kernels: extra kernels, each a layer name or a variable path.
+        default: also watch the kernels the model's keras-wrs optimizer
+            rescales, or, for any other optimizer, the model's
+            scale-invariant kernels (`select_scale_invariant`).
+
+    Returns:
+        Selections in model order, default ones first, no duplicates; each
+        has its owning `layer` where the model has one.
+
+    Raises:
+        ValueError: a name matches nothing, or nothing is left to watch.
+    """
+    out = []
+    if default:
+        try:
+            out = _default_kernels(model)
+        except ValueError as e:
+            if not kernels:
+                raise ValueError(
+                    f"{e} To watch other kernels, name them: `kernels=[layer name "
+                    "or variable path, ...]`."
+                ) from None
+    for name in kernels:
+        s = _named_kernel(model, name)
+        if not any(s.variable is t.variable for t in out):
+            out.append(s)
+    if not out:
+        raise ValueError(
+            "Nothing to watch: `default=False` and `kernels` is empty. Pass "
+            "`kernels=[layer name or variable path, ...]`."
+        )
+    return out
+
+
+def kernel_keys(selections: Sequence[Selection]) -> list[str]:
+    """Short names for logs: the layer name where unique, else the path."""
+    names = [s.layer.name if s.layer is not None else s.path for s in selections]
+    return [n if names.count(n) == 1 else s.path for n, s in zip(names, selections)]
+
+
+def positive_int(value, name: str, none_ok: bool = False):
+    """Checks an integer argument `>= 1`; returns it."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+    return value
+
+
+def _log_spaced(per_decade: int = 10) -> Callable[[int], bool]:
+    """Steps 0 to per_decade - 1, then the integers nearest `10**(i / per_decade)`."""
+
+    def due(step: int) -> bool:
+        if step < per_decade:
+            return True
+        # round(10**(i/p)) == step  <=>  i in [p*log10(step-0.5), p*log10(step+0.5))
+        i = _pymath.ceil(per_decade * _pymath.log10(step - 0.5))
+        return 10 ** (i / per_decade) < step + 0.5
+
+    return due
+
+
+def step_schedule(schedule, name: str = "schedule") -> Callable[[int], bool]:
+    """A predicate `step -> bool` from `n` (every n steps), `"log"` or a callable.
+
+    Args:
+        schedule: integer `>= 1`, `"log"` (steps 0-9, then ten per decade:
+            10, 13, 16, 20, 25, 32, 40, 50, 63, 79, 100, 126, ...), or a callable
+            taking the global step (0-based) and returning a bool.
+        name: argument name for error messages.
+
+    Returns:
+        The predicate.
+    """
+    if callable(schedule):
+        return schedule
+    if schedule == "log":
+        return _log_spaced()
+    if isinstance(schedule, bool) or not isinstance(schedule, int) or schedule < 1:
+        raise ValueError(
+            f'`{name}` must be an integer >= 1 (every n steps), "log" or a callable '
+            f"`step -> bool`. Received: {name}={schedule!r}"
+        )
+    return lambda step: step % schedule == 0
+
+
+def learning_rate_power(optimizer, power="auto") -> float:
+    """Exponent `p` of the effective learning rate `lr / ||w||^p`.
+
+    `"auto"`: 2 for `SGD` (and subclasses), 0 for `Lamb` (its trust ratio
+    already scales steps by `||w||`), 1 for every other optimizer (Adam-like,
+    elementwise normalized updates).
+    """
+    if power != "auto":
+        ok = isinstance(power, (int, float)) and not isinstance(power, bool) and power >= 0
+        if not ok:
+            raise ValueError(
+                '`lr_power` must be "auto" or a number >= 0 (2 for SGD, 1 for '
+                f"Adam-like optimizers). Received: lr_power={power!r}"
+            )
+        return float(power)
+    opt = base_optimizer(optimizer)
+    if isinstance(opt, keras.optimizers.SGD):
+        return 2.0
+    if isinstance(opt, keras.optimizers.Lamb):
+        return 0.0
+    return 1.0
+
+
+class Monitor(keras.callbacks.Callback):
+    """Base class of the dynamics callbacks.
+
+    Subclasses implement `setup()` (at train begin; may raise for bad
+    configuration), `before_step(step)`, `after_step(step)` and
+    `epoch_values(epoch) -> dict` (floats added to the epoch's `logs`). They
+    record step series with `record(step, keys, vector)` and run each metric
+    through `guard(name, fn, ...)`, which logs a failure once and switches
+    that metric off.
+
+    Attributes:
+        series: `{key: [(step, value), ...]}`, every measurement of the run.
+        step: the global step (optimizer iterations when training began plus
+            the steps taken since).
+    """
+
+    def __init__(self, log_dir: str | None = None):
+        super().__init__()
+        self.log_dir = log_dir
+        self.series: dict[str, list[tuple[int, float]]] = {}
+        self.step = 0
+        self._pending: list[tuple[int, dict]] = []
+        self._failed: set[str] = set()
+        self._writer = None
+        self._begin = 0
+
+    # Keras hooks ---------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self.step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.setup()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._begin = batch
+        self.guard("before_step", self.before_step, self.step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        # With steps_per_execution > 1 one call covers several steps.
+        self.step += max(1, batch - self._begin + 1)
+        self.guard("after_step", self.after_step, self.step - 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = self.guard("epoch_values", self.epoch_values, epoch) or {}
+        self.flush()
+        if logs is not None:
+            logs.update({k: float(v) for k, v in values.items()})
+
+    def on_train_end(self, logs=None):
+        self.flush()
+
+    # For subclasses ------------------------------------------------------
+    def setup(self):
+        """Resolve kernels and check arguments against the model."""
+
+    def before_step(self, step: int):
+        """Called before global step `step` runs."""
+
+    def after_step(self, step: int):
+        """Called after global step `step` ran."""
+
+    def epoch_values(self, epoch: int) -> dict:
+        """Floats to add to the logs of `epoch`."""
+        return {}
+
+    def guard(self, name: str, fn, *args):
+        """Runs `fn(*args)`; on an exception logs it once and returns None."""
+        if name in self._failed:
+            return None
+        try:
+            return fn(*args)
+        except Exception as e:  # a metric must never stop training
+            self._failed.add(name)
+            logger.warning(
+                "keras-wrs %s: %s failed at step %d and is switched off for the "
+                "rest of training (%s: %s)",
+                type(self).__name__, name, self.step, type(e).__name__, e,
+            )
+            return None
+
+    def record(self, step: int, keys: Sequence[str], values):
+        """Keeps a vector of scalars measured at `step`, one per key.
+
+        The values stay on the device until `flush` (at the epoch's end), so
+        measuring does not wait for the device.
+        """
+        self._pending.append((step, list(keys), values))
+
+    def flush(self):
+        """Turns pending tensors into floats, into `series` and TensorBoard."""
+        pending, self._pending = self._pending, []
+        rows = []
+        for step, keys, values in pending:
+            flat = keras.ops.convert_to_numpy(values).reshape(-1)
+            rows.append((step, {k: float(v) for k, v in zip(keys, flat)}))
+        for step, values in rows:
+            for k, v in values.items():
+                self.series.setdefault(k, []).append((step, v))
+        if self.log_dir and rows:
+            self.guard("tensorboard", self._write, rows)
+
+    def _write(self, rows):
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        with self._writer.as_default():
+            for step, values in rows:
+                for k, v in values.items():
+                    tf.summary.scalar(k, v, step=step)
+        self._writer.flush()
