@@ -1,0 +1,206 @@
+"""`SpanNoise`: the weight-noise callback (see `keras_wrs.span` for the math)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_wrs import math as wmath
+from keras_wrs import span as wspan
+from keras_wrs.monitor import Monitor, kernel_keys, positive_int, tracked_kernels
+from keras_wrs.probe import as_tensor_batch, check_probe_inputs, probe_batches
+
+__all__ = ["SpanNoise", "NOISE_METRICS"]
+
+logger = logging.getLogger("keras_wrs")
+
+NOISE_METRICS = ("noise_ratio_mean", "noise_ratio_max", "noise_norm", "span_norm", "span_rank")
+_METHODS = ("eigh", "randomized")
+
+
+class SpanNoise(Monitor):
+    """Logs the weight noise of Dense/Conv kernels: the part outside their input span.
+
+    For each watched kernel `K` (Dense, Conv1D/2D/3D with groups=1) it
+    estimates the span `S` of the layer's inputs on `probe` (Dense: the
+    input vectors; Conv: the im2col patches with the layer's own kernel
+    size, strides, padding and dilation) and adds to the epoch's `logs`:
+    `noise_ratio_mean/K` and `noise_ratio_max/K` (over filters, of
+    `||w_perp_k|| / ||w_k||`), `noise_norm/K` (`||w_perp||`), `span_norm/K`
+    (`||w_par||`) and `span_rank/K` (dimension of `S`). Measured at train
+    begin (in `series` only), at the end of every `every_n_epochs`-th epoch
+    (other epochs log NaN) and at train end.
+
+    Cost per measurement, `d = prod(kernel_size) * c_in` (4608 for a 3x3
+    conv on 512 channels), `N` probe vectors (examples times output
+    positions): `method="eigh"` accumulates the Gram matrix, `O(N d^2)`
+    (and `O(N d^2)` for the im2col convolution), plus a `O(d^3)`
+    eigendecomposition, `d^2` floats of memory per layer.
+    `method="randomized"` never forms it: `2 + power_iterations` passes
+    over the probe at `O(N d k)` each, `k = sketch_size`, then `O(d k^2)`;
+    exact when the span's rank is at most `k - 10`, otherwise directions
+    beyond the k-th count as noise (an over-estimate; see
+    `span.randomized_spans`). A layer fed directly by a model input has a
+    fixed span, computed once. Layers' inputs are read in inference mode by
+    default (`training=False`), without side effects either way.
+
+    Args:
+        probe: inputs `x`, `(x, y)` or a `tf.data.Dataset`; a few hundred
+            training examples.
+        kernels: extra kernels, by layer name or variable path.
+        default: watch the rescaled (or scale-invariant) kernels too;
+            unsupported ones (depthwise, transposed) are skipped.
+        every_n_epochs: measurement period in epochs.
+        rel_threshold: eigenvalues above `rel_threshold * max` span `S`.
+        method: `"eigh"` (exact) or `"randomized"`.
+        sketch_size: `k` for `"randomized"`.
+        power_iterations: extra passes for `"randomized"`.
+        dtype: `"float64"` (default; eigenvalue rounding near `1e-16 *
+            max`) or `"float32"` (rounding near `1e-7 * d * max`: use
+            `rel_threshold >= 1e-4`).
+        training: BatchNorm mode when reading layer inputs.
+        batch_size: probe rows per forward pass for arrays.
+        max_batches: use at most this many probe batches.
+        log_dir: optional directory for TensorBoard step series.
+
+    Example:
+        >>> noise = SpanNoise(x_train[:512], every_n_epochs=5)
+        >>> model.fit(x, y, epochs=20, callbacks=[noise])
+    """
+
+    def __init__(
+        self, probe, kernels: Sequence[str] = (), default: bool = True, every_n_epochs: int = 1,
+        rel_threshold: float = 1e-6, method: str = "eigh", sketch_size: int = 256,
+        power_iterations: int = 1, dtype: str = "float64", training: bool = False,
+        batch_size: int = 256, max_batches: int | None = None, log_dir: str | None = None,
+    ):
+        super().__init__(log_dir)
+        self.every_n_epochs = positive_int(every_n_epochs, "every_n_epochs")
+        if not (isinstance(rel_threshold, (int, float)) and 0 <= rel_threshold < 1):
+            raise ValueError(f"`rel_threshold` must be a number in [0, 1). Received: rel_threshold={rel_threshold!r}")
+        if method not in _METHODS:
+            raise ValueError(f"`method` must be one of {_METHODS}. Received: method={method!r}")
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f'`dtype` must be "float32" or "float64". Received: dtype={dtype!r}')
+        positive_int(sketch_size, "sketch_size")
+        if isinstance(power_iterations, bool) or not isinstance(power_iterations, int) or power_iterations < 0:
+            raise ValueError(f"`power_iterations` must be an integer >= 0. Received: power_iterations={power_iterations!r}")
+        self.kernels = [kernels] if isinstance(kernels, str) else list(kernels)
+        self.default = default
+        self.rel_threshold, self.method, self.dtype = float(rel_threshold), method, dtype
+        self.sketch_size, self.power_iterations, self.training = sketch_size, power_iterations, training
+        self._batches = [as_tensor_batch(x) for x, _ in probe_batches(
+            probe, "probe", False, positive_int(batch_size, "batch_size"),
+            positive_int(max_batches, "max_batches", none_ok=True))]
+        self.spans: dict = {}
+        self._measured_epoch = None
+
+    def setup(self):
+        check_probe_inputs(self.model, self._batches[0], "probe")
+        chosen = []
+        for s in tracked_kernels(self.model, self.kernels, self.default):
+            reason = wspan.span_unsupported_reason(s.layer)
+            if reason is None:
+                chosen.append(s)
+            elif s.reason.startswith("named"):
+                raise ValueError(f"`kernels` names {s.path!r}, whose weight noise cannot be measured: {reason}.")
+            else:
+                logger.info("keras-wrs SpanNoise: skipping %s: %s", s.path, reason)
+        if not chosen:
+            raise ValueError(
+                "SpanNoise has no Dense or Conv kernel to measure (depthwise, separable "
+                "and transposed convolutions are not supported). Name one with `kernels=`."
+            )
+        self.selections, self.keys = chosen, kernel_keys(chosen)
+        self._features = self._feature_model(chosen)
+        inputs = [id(t) for t in keras.tree.flatten(self.model.inputs)]
+        self._fixed = [id(s.layer.input) in inputs for s in chosen]
+        self._cache = {}
+        self._measure(self.step)
+
+    def _feature_model(self, chosen):
+        import tensorflow as tf
+
+        try:
+            fm = keras.Model(self.model.inputs, [s.layer.input for s in chosen])
+        except Exception as e:
+            raise ValueError(
+                "SpanNoise reads each layer's input from the model's graph, which needs a "
+                "functional or Sequential model whose measured layers are called once and "
+                f"not inside a nested model ({type(e).__name__}: {e})."
+            ) from None
+
+        def features(x):
+            with keras.StatelessScope():
+                out = fm(x, training=self.training)
+            return out if isinstance(out, (list, tuple)) else [out]
+
+        return tf.function(features)
+
+    # Measurement ---------------------------------------------------------
+    def _patches(self, x, todo):
+        feats = self._features(x)
+        return {i: wspan.layer_patches(self.selections[i].layer, feats[i]) for i in todo}
+
+    def _compute_spans(self, todo):
+        if not todo:
+            return {}
+        if self.method == "eigh":
+            grams = dict.fromkeys(todo)
+            for x in self._batches:
+                for i, p in self._patches(x, todo).items():
+                    grams[i] = wspan.accumulate_gram(grams[i], p, self.dtype)
+            return {i: wspan.exact_span(g, self.rel_threshold) for i, g in grams.items()}
+        return self._randomized(todo)
+
+    def _randomized(self, todo):
+        def apply_grams(ms):
+            out = [None] * len(todo)
+            for x in self._batches:
+                patches = self._patches(x, todo)
+                for j, i in enumerate(todo):
+                    p = ops.cast(patches[i], self.dtype)
+                    term = ops.matmul(ops.transpose(p), ops.matmul(p, ms[j]))
+                    out[j] = term if out[j] is None else out[j] + term
+            return out
+
+        dims = [int(np.prod(self.selections[i].variable.shape[:-1])) for i in todo]
+        spans = wspan.randomized_spans(apply_grams, dims, self.rel_threshold, self.sketch_size,
+                                       self.power_iterations, dtype=self.dtype)
+        return dict(zip(todo, spans))
+
+    def _measure(self, step):
+        todo = [i for i in range(len(self.selections)) if not (self._fixed[i] and i in self._cache)]
+        self._cache.update(self._compute_spans(todo))
+        rows = []
+        for i, s in enumerate(self.selections):
+            span, comp, rank = self._cache[i]
+            w2d = wmath.kernel_matrix(ops.convert_to_tensor(s.variable), s.channel_axes)
+            stats = ops.cast(wspan.noise_stats(w2d, span, comp), "float64")
+            rows.append(ops.concatenate([stats, ops.cast(ops.reshape(rank, (1,)), "float64")]))
+            self.spans[self.keys[i]] = (span, comp, rank)
+        values = ops.stack(rows)
+        self.record(step, [f"{m}/{k}" for k in self.keys for m in NOISE_METRICS], values)
+        return values
+
+    # Schedule ------------------------------------------------------------
+    def epoch_values(self, epoch):
+        names = [f"{m}/{k}" for k in self.keys for m in NOISE_METRICS]
+        if epoch % self.every_n_epochs:
+            return dict.fromkeys(names, float("nan"))
+        values = self.guard("span_noise", self._measure, self.step)
+        if values is None:
+            return dict.fromkeys(names, float("nan"))
+        self._measured_epoch = epoch
+        return dict(zip(names, ops.convert_to_numpy(values).reshape(-1)))
+
+    def on_train_end(self, logs=None):
+        last = self.series.get(f"noise_norm/{self.keys[0]}") if getattr(self, "keys", None) else None
+        if last is not None and last[-1][0] != self.step:
+            self.guard("span_noise", self._measure, self.step)
+        super().on_train_end(logs)
+
