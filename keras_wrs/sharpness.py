@@ -1,0 +1,203 @@
+"""Sharpness: the top Hessian eigenvalue of the training loss, against 2/lr.
+
+Gradient descent with learning rate `lr` is stable on a quadratic only while
+the largest Hessian eigenvalue stays below `2/lr`; with full-batch GD,
+networks train at the *edge of stability*, where the sharpness rises to about
+`2/lr` and hovers there. The eigenvalue is found by power iteration on
+Hessian-vector products computed by double backpropagation, on a fixed probe
+batch.
+
+References:
+    Cohen, Kaur, Li, Kolter, Talwalkar, "Gradient Descent on Neural Networks
+    Typically Occurs at the Edge of Stability", ICLR 2021.
+    Pearlmutter, "Fast exact multiplication by the Hessian", Neural
+    Computation 6(1), 1994.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_wrs.monitor import Monitor, base_optimizer, positive_int, step_schedule
+from keras_wrs.probe import as_tensor_batch, check_probe_inputs, probe_batches, probe_loss
+
+__all__ = [
+    "hessian_vector_product",
+    "top_hessian_eigenvalue",
+    "edge_of_stability",
+    "Sharpness",
+]
+
+
+def hessian_vector_product(loss_fn, variables, vectors):
+    """`H v` for the Hessian `H` of `loss_fn()` in `variables`, by double backprop.
+
+    Args:
+        loss_fn: zero-argument callable returning a scalar loss.
+        variables: list of `tf.Variable`s.
+        vectors: list of tensors shaped like `variables`.
+
+    Returns:
+        List of tensors `H v`, shaped like `variables` (zeros where the loss
+        does not depend on a variable).
+    """
+    import tensorflow as tf
+
+    zero = tf.UnconnectedGradients.ZERO
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            loss = loss_fn()
+        grads = inner.gradient(loss, variables, unconnected_gradients=zero)
+        dot = tf.add_n([tf.reduce_sum(g * tf.stop_gradient(v)) for g, v in zip(grads, vectors)])
+    return outer.gradient(dot, variables, unconnected_gradients=zero)
+
+
+def _dot(a, b):
+    return sum(float(ops.sum(x * y)) for x, y in zip(a, b))
+
+
+def top_hessian_eigenvalue(hvp, initial, max_iterations: int = 20, tolerance: float = 1e-3):
+    """Largest-magnitude Hessian eigenvalue by power iteration.
+
+    `v <- H v / ||H v||`, with the Rayleigh quotient `v^T H v` as the
+    estimate; stops when two successive estimates differ by at most
+    `tolerance` times the latest. The error after `k` iterations shrinks
+    like `(lambda_2 / lambda_1)^(2k)`.
+
+    Args:
+        hvp: `list of tensors -> list of tensors`, the product `H v`.
+        initial: starting vector (list of tensors), not all zero.
+        max_iterations: at most this many products.
+        tolerance: relative change that counts as converged.
+
+    Returns:
+        `(eigenvalue, eigenvector, iterations, converged)`; the eigenvector
+        (unit norm) warm-starts the next call.
+    """
+    norm = np.sqrt(_dot(initial, initial))
+    v = [x / norm for x in initial]
+    estimate, converged, i = float("nan"), False, 0
+    for i in range(1, max_iterations + 1):
+        hv = hvp(v)
+        new = _dot(v, hv)
+        size = np.sqrt(_dot(hv, hv))
+        if size == 0 or not np.isfinite(size):
+            return new, v, i, False
+        v = [x / size for x in hv]
+        converged = abs(new - estimate) <= tolerance * abs(new)
+        estimate = new
+        if converged:
+            break
+    return estimate, v, i, converged
+
+
+def edge_of_stability(optimizer) -> float:
+    """Sharpness at which the optimizer's step becomes unstable on a quadratic.
+
+    `2/lr` for gradient descent; `(2 + 2 beta) / lr` with heavy-ball
+    momentum `beta` and `(2 + 2 beta) / (lr (1 + 2 beta))` with Nesterov
+    (Cohen et al. 2021, appendix). For other optimizers the nominal `2/lr`:
+    their stability depends on the preconditioned Hessian.
+
+    Args:
+        optimizer: a Keras optimizer (a `LossScaleOptimizer` is unwrapped).
+
+    Returns:
+        The threshold, a float.
+    """
+    opt = base_optimizer(optimizer)
+    lr = float(ops.convert_to_numpy(opt.learning_rate))
+    if isinstance(opt, keras.optimizers.SGD):
+        beta = float(opt.momentum)
+        if opt.nesterov:
+            return (2 + 2 * beta) / (lr * (1 + 2 * beta))
+        return (2 + 2 * beta) / lr
+    return 2.0 / lr
+
+
+class Sharpness(Monitor):
+    """Logs the top Hessian eigenvalue of the loss on a probe batch, and `2/lr`.
+
+    Adds `sharpness` and `edge_of_stability` (see `edge_of_stability`) to
+    the logs of every `every_n_epochs`-th epoch (NaN in others) and, with a
+    step `schedule`, to `series`. The Hessian is over all trainable
+    variables (or `variables`), with BatchNorm in training mode on the whole
+    probe as one batch, without side effects on training. Each estimate
+    costs up to `max_iterations` Hessian-vector products (about two to four
+    forward-backward passes each); it warm-starts from the previous
+    eigenvector, so later estimates usually converge in a few.
+
+    Power iteration finds the eigenvalue of largest magnitude: early in
+    training, or with a large negative curvature, it may be negative.
+    Under `mixed_float16`, products are computed in float16 and are noisy.
+
+    Args:
+        probe: `(x, y)` arrays used as one batch, or a dataset (first batch).
+        every_n_epochs: epoch period (at epoch end).
+        schedule: optional step schedule (`n`, `"log"`, callable) for
+            step series, e.g. to watch the edge of stability within an epoch.
+        max_iterations: power iterations per estimate.
+        tolerance: relative change of the estimate that stops iterating.
+        variables: optional list of variables (default: all trainable).
+        seed: seed of the first starting vector.
+        log_dir: optional directory for TensorBoard step series.
+
+    Example:
+        >>> sharp = Sharpness((x[:256], y[:256]), schedule=50)
+        >>> model.fit(x, y, batch_size=len(x), epochs=200, callbacks=[sharp])
+    """
+
+    def __init__(
+        self, probe, every_n_epochs: int = 1, schedule=None, max_iterations: int = 20,
+        tolerance: float = 1e-3, variables=None, seed: int = 0, log_dir: str | None = None,
+    ):
+        super().__init__(log_dir)
+        self.every_n_epochs = positive_int(every_n_epochs, "every_n_epochs")
+        self._due = None if schedule is None else step_schedule(schedule, "schedule")
+        self.max_iterations = positive_int(max_iterations, "max_iterations")
+        if not (isinstance(tolerance, (int, float)) and tolerance > 0):
+            raise ValueError(f"`tolerance` must be a number > 0. Received: tolerance={tolerance!r}")
+        self.tolerance = float(tolerance)
+        x, y = probe_batches(probe, "probe", need_targets=True, batch_size=None, max_batches=1)[0]
+        self._x, self._y = as_tensor_batch(x), as_tensor_batch(y)
+        self._variables, self.seed, self._vector = variables, seed, None
+
+    def setup(self):
+        import tensorflow as tf
+
+        check_probe_inputs(self.model, self._x, "probe")
+        vs = self._variables if self._variables is not None else self.model.trainable_variables
+        if not vs:
+            raise ValueError("`variables` is empty: the Hessian needs at least one trainable variable.")
+        self._tf_vars = [getattr(v, "value", v) for v in vs]
+        loss_fn = lambda: probe_loss(self.model, self._x, self._y)  # noqa: E731
+        self._hvp = tf.function(lambda vec: hessian_vector_product(loss_fn, self._tf_vars, vec))
+        if self._vector is None:
+            rng = np.random.default_rng(self.seed)
+            self._vector = [ops.convert_to_tensor(rng.standard_normal(v.shape), "float32") for v in self._tf_vars]
+
+    def estimate(self) -> tuple[float, int, bool]:
+        """Top eigenvalue now: `(eigenvalue, iterations, converged)`."""
+        value, self._vector, its, ok = top_hessian_eigenvalue(
+            self._hvp, self._vector, self.max_iterations, self.tolerance)
+        return value, its, ok
+
+    def _measure(self, step):
+        value, its, _ = self.estimate()
+        row = [value, edge_of_stability(self.model.optimizer), its]
+        self.record(step, ["sharpness", "edge_of_stability", "sharpness_iterations"], np.array(row))
+        return row
+
+    def after_step(self, step):
+        if self._due is not None and self._due(step):
+            self.guard("sharpness", self._measure, step + 1)
+
+    def epoch_values(self, epoch):
+        row = None
+        if epoch % self.every_n_epochs == 0:
+            row = self.guard("sharpness", self._measure, self.step)
+        if row is None:
+            return {"sharpness": float("nan"), "edge_of_stability": float("nan")}
+        return {"sharpness": row[0], "edge_of_stability": row[1]}
