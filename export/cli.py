@@ -1,0 +1,138 @@
+"""Command line: `keras-wrs export RUN_DIR_OR_MODEL [--format ...] [--opset N] [--check]`.
+
+`add_export_arguments(parser)` adds the arguments to any argparse parser (the
+`keras-wrs` command's `export` sub-command uses it) and `run_export(args)`
+runs them and returns the exit status: 0 exported and verified, 1 parity
+failure or ONNX impossible (other formats may have been written, as printed),
+2 bad arguments or unreadable inputs (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from keras_wrs.export.api import FORMATS, export_model
+from keras_wrs.export.batch import load_batch
+from keras_wrs.export.errors import OnnxConversionError, ParityError
+from keras_wrs.export.onnx_export import DEFAULT_OPSET, SUPPORTED_OPSETS
+from keras_wrs.export.parity import FLOAT16, FLOAT32, Tolerance
+from keras_wrs.export.source import load_source
+
+__all__ = ["add_export_arguments", "run_export", "main"]
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Adds the export arguments to `parser`.
+
+    Args:
+        parser: an `argparse.ArgumentParser` (or a sub-command parser).
+
+    Returns:
+        The same parser.
+    """
+    add = parser.add_argument
+    add("source", metavar="RUN_DIR_OR_MODEL",
+        help="a run directory from `keras-wrs train` (holding model.keras) or a .keras file")
+    add("--format", dest="formats", default=",".join(FORMATS),
+        help=f"comma-separated formats from {', '.join(FORMATS)} (default: both)")
+    add("--opset", type=int, default=DEFAULT_OPSET,
+        help=f"ONNX opset, {SUPPORTED_OPSETS[0]}-{SUPPORTED_OPSETS[-1]} (default {DEFAULT_OPSET})")
+    add("--check", action="store_true",
+        help="verify only: export to a temporary directory, run the parity check, write nothing")
+    add("--output", "-o", default=None,
+        help="export directory to create (default RUN_DIR/export, or <model>_export)")
+    add("--overwrite", action="store_true", help="replace an existing export directory")
+    add("--float16", action="store_true", help="also write model.float16.onnx (for GPUs)")
+    add("--batch", default=None,
+        help="parity inputs as .npy or .npz (default: seeded random inputs, reported as such)")
+    add("--batch-key", default=None, help="array name inside an .npz batch")
+    add("--batch-size", type=int, default=8, help="number of random parity inputs (default 8)")
+    add("--seed", type=int, default=0, help="seed of the random parity inputs (default 0)")
+    add("--atol", type=float, default=FLOAT32.atol, help="float32 absolute tolerance (default 1e-5)")
+    add("--rtol", type=float, default=FLOAT32.rtol, help="float32 relative tolerance (default 1e-5)")
+    add("--min-top1", type=float, default=FLOAT32.min_top1,
+        help="smallest float32 top-1 agreement (default 1.0)")
+    add("--atol-float16", type=float, default=FLOAT16.atol,
+        help="float16 absolute tolerance (default 5e-2)")
+    add("--rtol-float16", type=float, default=FLOAT16.rtol,
+        help="float16 relative tolerance (default 5e-2)")
+    add("--input-name", default="images", help="input name in both formats (default images)")
+    add("--output-name", default="scores", help="output name in both formats (default scores)")
+    return parser
+
+
+def _batch(args, source, batch_provider):
+    if args.batch is not None:
+        return load_batch(args.batch, batch_key=args.batch_key)
+    if batch_provider is not None:
+        return batch_provider(source)
+    return None
+
+
+def _export(args, batch_provider):
+    source = load_source(args.source)
+    return export_model(
+        source,
+        args.output,
+        formats=args.formats,
+        opset=args.opset,
+        float16=args.float16,
+        batch=_batch(args, source, batch_provider),
+        batch_size=args.batch_size,
+        seed=args.seed,
+        tolerance=Tolerance(args.atol, args.rtol, args.min_top1),
+        tolerance_float16=Tolerance(args.atol_float16, args.rtol_float16, None),
+        overwrite=args.overwrite,
+        check_only=args.check,
+        input_name=args.input_name,
+        output_name=args.output_name,
+    )
+
+
+def run_export(args: argparse.Namespace, batch_provider=None, out=None, err=None) -> int:
+    """Runs an export from parsed arguments and prints paths, sizes and parity.
+
+    Args:
+        args: the namespace from a parser set up by `add_export_arguments`.
+        batch_provider: optional `ExportSource -> ParityBatch | None`, used
+            when `--batch` is not given (e.g. real examples of the run's
+            dataset); `None` from it falls back to random inputs.
+        out: stream for results (default `sys.stdout`).
+        err: stream for errors (default `sys.stderr`).
+
+    Returns:
+        The exit status: 0, 1 (parity failure or ONNX impossible) or 2 (bad input).
+    """
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        result = _export(args, batch_provider)
+    except ParityError as error:
+        print(f"keras-wrs export: parity FAILED\n{error}", file=err)
+        return 1
+    except OnnxConversionError as error:
+        if error.result is not None:
+            print(error.result.summary(), file=out)
+        print(f"keras-wrs export: ONNX export FAILED: {error}", file=err)
+        return 1
+    except (ValueError, TypeError, OSError) as error:
+        print(f"keras-wrs export: error: {error}", file=err)
+        return 2
+    print(result.summary(), file=out)
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of `python -m keras_wrs.export`.
+
+    Args:
+        argv: arguments without the program name (default `sys.argv[1:]`).
+
+    Returns:
+        The exit status.
+    """
+    parser = argparse.ArgumentParser(
+        prog="keras-wrs export",
+        description="Export a trained model to SavedModel and ONNX, verified against Keras.",
+    )
+    return run_export(add_export_arguments(parser).parse_args(argv))

@@ -1,0 +1,277 @@
+"""ONNX through tf2onnx: pinned opset, stable names, a named batch axis, metadata.
+
+The default opset is 15: it is tf2onnx's own default and inside the range
+tf2onnx 1.17 tests (14 to 18); every op a BatchNorm CNN classifier lowers to
+(Conv, Gemm/MatMul, pooling, Relu, Softmax, Reshape) has had its current
+definition since opset 13 or earlier, so a newer opset buys nothing for these
+models while 15 loads in more runtimes (ONNX Runtime >= 1.10, TensorRT 8.x,
+OpenVINO 2022+).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+from keras_wrs.export.errors import OnnxConversionError
+from keras_wrs.export.inference import all_layers
+from keras_wrs.export.saved_model import serving_function
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "SUPPORTED_OPSETS",
+    "BATCH_DIM",
+    "validate_opset",
+    "convert_to_onnx",
+    "float16_copy",
+    "save_onnx",
+    "read_metadata",
+    "load_onnx_runner",
+]
+
+DEFAULT_OPSET = 15
+SUPPORTED_OPSETS = tuple(range(14, 19))  # what tf2onnx 1.17 tests
+BATCH_DIM = "batch"
+_ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"ONNX export needs {module!r}, which is not installed. Install the export "
+            "extra: `pip install 'keras-wrs[export]'`."
+        ) from err
+
+
+def validate_opset(opset) -> int:
+    """Checks an ONNX opset against the range tf2onnx supports.
+
+    Args:
+        opset: the requested opset.
+
+    Returns:
+        The opset as an int.
+
+    Raises:
+        ValueError: outside `SUPPORTED_OPSETS`.
+    """
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset not in SUPPORTED_OPSETS:
+        raise ValueError(
+            f"`opset` must be an integer from {SUPPORTED_OPSETS[0]} to {SUPPORTED_OPSETS[-1]} "
+            f"(the opsets tf2onnx tests). Received: opset={opset!r}. The default, "
+            f"{DEFAULT_OPSET}, suits CNN classifiers."
+        )
+    return opset
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    """Silences a logger whose errors this module reports itself."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def convert_to_onnx(model, opset: int, input_name: str, output_name: str):
+    """Converts a float32 Keras model with tf2onnx.
+
+    Args:
+        model: a float32 Keras model with one input and one output.
+        opset: a validated ONNX opset.
+        input_name: the ONNX input name.
+        output_name: the ONNX output name.
+
+    Returns:
+        An `onnx.ModelProto` whose batch axis is named `BATCH_DIM`.
+
+    Raises:
+        OnnxConversionError: tf2onnx failed or left TensorFlow ops
+            unconverted; the message names each layer and op.
+    """
+    tf2onnx = _require("tf2onnx")
+    function = serving_function(model, input_name, output_name)
+    try:
+        with _quiet("tf2onnx"):
+            proto, _ = tf2onnx.convert.from_function(
+                function, input_signature=function.input_signature, opset=opset
+            )
+    except Exception as err:  # tf2onnx raises whatever its handlers raise.
+        raise OnnxConversionError(
+            f"tf2onnx {tf2onnx.__version__} failed on model {model.name!r} at opset {opset} "
+            f"({type(err).__name__}: {err}). Try another `opset` in "
+            f"{SUPPORTED_OPSETS[0]}-{SUPPORTED_OPSETS[-1]} or export format 'saved_model' only.",
+            unsupported=[],
+        ) from err
+    _raise_if_unconverted(proto, model, opset, tf2onnx.__version__)
+    _name_batch_axis(proto)
+    return proto
+
+
+def unconverted_ops(proto, model, opset: int) -> list[tuple[str, str, str, str]]:
+    """TensorFlow ops tf2onnx left in the graph, with the layer each came from.
+
+    Args:
+        proto: the converted `onnx.ModelProto`.
+        model: the Keras model that was converted.
+        opset: the target opset.
+
+    Returns:
+        `(layer, layer_class, op_type, node_name)` tuples.
+    """
+    onnx = _require("onnx")
+    layers = {layer.name: type(layer).__name__ for layer in all_layers(model)}
+    found = []
+    for node in proto.graph.node:
+        if node.domain in _ONNX_DOMAINS and not onnx.defs.has(node.op_type, opset, ""):
+            layer = _layer_of(node.name, layers)
+            found.append((layer, layers.get(layer, "?"), node.op_type, node.name))
+    return found
+
+
+def _layer_of(node_name: str, layers: dict[str, str]) -> str:
+    """The innermost layer named in a graph node's scope (`model_1/layer_1/Op`)."""
+    scopes = node_name.split("/")[1:]  # the first scope is the model's own
+    for scope in reversed(scopes):
+        base = scope.rsplit("_", 1)[0] if scope.rsplit("_", 1)[-1].isdigit() else scope
+        for candidate in (scope, base):
+            if candidate in layers:
+                return candidate
+    return "<outside any layer>"
+
+
+def _raise_if_unconverted(proto, model, opset: int, version: str) -> None:
+    found = unconverted_ops(proto, model, opset)
+    if not found:
+        return
+    listed = "; ".join(
+        f"op {op!r} in layer {layer!r} (class {cls}, graph node {node!r})"
+        for layer, cls, op, node in found
+    )
+    raise OnnxConversionError(
+        f"tf2onnx {version} cannot convert {len(found)} TensorFlow op(s) of model "
+        f"{model.name!r} to ONNX opset {opset}: {listed}. Rewrite that layer's `call` with "
+        "ops ONNX has, or export format 'saved_model' only.",
+        unsupported=found,
+    )
+
+
+def _name_batch_axis(proto) -> None:
+    """Renames tf2onnx's `unk__N` batch dimension of inputs and outputs to `BATCH_DIM`."""
+    graph = proto.graph
+    ends = list(graph.input) + list(graph.output)
+    unknown = {value.type.tensor_type.shape.dim[0].dim_param for value in ends} - {""}
+    for value in ends + list(graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in unknown:
+                dim.dim_param = BATCH_DIM
+
+
+def float16_copy(proto):
+    """A float16 copy of a float32 ONNX model with float32 inputs and outputs, for GPUs.
+
+    Args:
+        proto: a float32 `onnx.ModelProto`.
+
+    Returns:
+        A new `onnx.ModelProto`.
+
+    Raises:
+        OnnxConversionError: ONNX Runtime's converter failed.
+    """
+    ort = _require("onnxruntime")
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    onnx = _require("onnx")
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    try:
+        half = OnnxModel(convert_float_to_float16(copy, keep_io_types=True))
+        # The converter appends the input/output Casts at the end of the node list.
+        half.topological_sort()
+    except Exception as err:  # the converter raises whatever onnx raises
+        raise OnnxConversionError(
+            f"ONNX Runtime {ort.__version__} could not convert the model to float16 ({err}). "
+            "Export without `float16`.",
+            unsupported=[],
+        ) from err
+    return half.model
+
+
+def save_onnx(proto, path, metadata: dict) -> Path:
+    """Attaches metadata, validates the model and writes it.
+
+    Args:
+        proto: an `onnx.ModelProto`.
+        path: the `.onnx` file to write.
+        metadata: JSON-serializable values, stored as JSON text in
+            `metadata_props` (read them back with `read_metadata`).
+
+    Returns:
+        The written path.
+
+    Raises:
+        OnnxConversionError: the ONNX checker rejects the model.
+    """
+    onnx = _require("onnx")
+    onnx.helper.set_model_props(proto, {k: json.dumps(v) for k, v in metadata.items()})
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as err:
+        raise OnnxConversionError(
+            f"The converted ONNX model fails the ONNX checker ({err}). Export format "
+            "'saved_model' only, or try another `opset`.",
+            unsupported=[],
+        ) from err
+    onnx.save(proto, str(path))
+    return Path(path)
+
+
+def read_metadata(path) -> dict:
+    """The metadata `save_onnx` stored, decoded from JSON.
+
+    Args:
+        path: an `.onnx` file written by keras-wrs.
+
+    Returns:
+        A dict of metadata values.
+    """
+    onnx = _require("onnx")
+    proto = onnx.load(str(path), load_external_data=False)
+    return {prop.key: json.loads(prop.value) for prop in proto.metadata_props}
+
+
+def load_onnx_runner(path, input_name: str):
+    """An ONNX Runtime CPU session as a function from inputs to the first output.
+
+    Args:
+        path: the `.onnx` file.
+        input_name: its input name.
+
+    Returns:
+        A function from a float32 array to the output array.
+    """
+    ort = _require("onnxruntime")
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as err:  # ORT raises its own Fail/InvalidGraph types.
+        raise OnnxConversionError(
+            f"ONNX Runtime {ort.__version__} cannot load {str(path)!r} ({err}). Export "
+            "format 'saved_model' only, or try another `opset`.",
+            unsupported=[],
+        ) from err
+
+    def run(inputs):
+        return session.run(None, {input_name: inputs})[0]
+
+    return run

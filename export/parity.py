@@ -1,0 +1,194 @@
+"""Parity report: does every exported runtime compute what Keras computes?
+
+Each runtime is run on the same batch and compared with the float32 Keras
+inference copy, element by element, the way `numpy.testing.assert_allclose`
+does: `|out - ref| <= atol + rtol * |ref|`. A row also reports the mean
+absolute error and how often the arg-max (top-1 class) agrees.
+
+Default tolerances:
+    float32 runtimes (SavedModel, ONNX float32): atol = rtol = 1e-5 and full
+        top-1 agreement. float32 resolves 1.2e-7 relative; a folded graph sums
+        the same products in another order, which on this project's models
+        moves outputs by about 1e-6 (measured: SavedModel 0 to 1e-6, ONNX
+        Runtime 3e-8 to 1e-5). Ten times that margin still catches a wrong
+        weight, a dropped layer or a training-mode BatchNorm, which move
+        outputs by 1e-2 or more.
+    float16 runtimes (the mixed-precision source model, ONNX float16):
+        atol = rtol = 5e-2, top-1 agreement reported, not required. float16
+        resolves 9.8e-4 relative and rounds once per layer, so deep networks
+        drift by 1e-3 to 2e-2; arg-max may flip where two classes are within
+        that distance, which says nothing about the export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["Tolerance", "FLOAT32", "FLOAT16", "ParityRow", "ParityReport", "compare", "run_parity"]
+
+_CHUNK = 256  # examples per call, to bound memory on large batches
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """Pass criterion of a parity row.
+
+    Attributes:
+        atol: absolute tolerance.
+        rtol: tolerance relative to the Keras output.
+        min_top1: smallest top-1 agreement that passes, or `None` to report
+            agreement without gating on it.
+    """
+
+    atol: float
+    rtol: float
+    min_top1: float | None = 1.0
+
+    def __post_init__(self):
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(
+                    f"`{name}` must be a number >= 0. Received: {name}={value!r}. The defaults "
+                    "are 1e-5 for float32 and 5e-2 for float16 runtimes."
+                )
+        if self.min_top1 is not None and not 0 <= self.min_top1 <= 1:
+            raise ValueError(
+                f"`min_top1` must be in [0, 1] or None. Received: min_top1={self.min_top1!r}"
+            )
+
+
+FLOAT32 = Tolerance(atol=1e-5, rtol=1e-5, min_top1=1.0)
+FLOAT16 = Tolerance(atol=5e-2, rtol=5e-2, min_top1=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityRow:
+    """One runtime's agreement with the Keras reference on one output."""
+
+    runtime: str
+    output: str
+    max_abs: float
+    mean_abs: float
+    top1_agreement: float | None
+    tolerance: Tolerance
+    passed: bool
+
+    def as_dict(self) -> dict:
+        """The row as JSON-ready values."""
+        row = dataclasses.asdict(self)
+        row["tolerance"] = dataclasses.asdict(self.tolerance)
+        return row
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityReport:
+    """Agreement of every exported runtime with the Keras float32 model.
+
+    Attributes:
+        reference: the runtime every row is compared with.
+        batch: where the inputs came from (says so when they are random).
+        real_batch: whether the inputs are real examples.
+        n: number of examples.
+        rows: one `ParityRow` per runtime and output.
+    """
+
+    reference: str
+    batch: str
+    real_batch: bool
+    n: int
+    rows: tuple[ParityRow, ...]
+
+    @property
+    def passed(self) -> bool:
+        """Whether every row is within its tolerance."""
+        return all(row.passed for row in self.rows)
+
+    def failures(self) -> list[ParityRow]:
+        """Rows outside their tolerance."""
+        return [row for row in self.rows if not row.passed]
+
+    def table(self) -> str:
+        """The report as a plain-text table."""
+        head = f"Parity vs {self.reference} on {self.batch} (n={self.n})"
+        cols = ("runtime", "output", "max |diff|", "mean |diff|", "top-1 agree", "atol/rtol", "ok")
+        body = [_cells(row) for row in self.rows]
+        widths = [max(len(c) for c in col) for col in zip(cols, *body)]
+        lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in body]
+        return "\n".join(line.rstrip() for line in lines)
+
+    def as_dict(self) -> dict:
+        """The report as JSON-ready values."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        fields["rows"] = [row.as_dict() for row in self.rows]
+        fields["passed"] = self.passed
+        return fields
+
+
+def _cells(row: ParityRow) -> tuple[str, ...]:
+    top1 = "n/a" if row.top1_agreement is None else f"{row.top1_agreement:.4f}"
+    if row.tolerance.min_top1 is None and row.top1_agreement is not None:
+        top1 += " (info)"
+    tol = f"{row.tolerance.atol:g}/{row.tolerance.rtol:g}"
+    verdict = "PASS" if row.passed else "FAIL"
+    return (row.runtime, row.output, f"{row.max_abs:.3g}", f"{row.mean_abs:.3g}", top1, tol, verdict)
+
+
+def _top1(outputs: np.ndarray, reference: np.ndarray) -> float | None:
+    if reference.ndim != 2 or reference.shape[1] < 2:
+        return None
+    return float(np.mean(np.argmax(outputs, axis=1) == np.argmax(reference, axis=1)))
+
+
+def compare(runtime: str, output: str, outputs, reference, tolerance: Tolerance) -> ParityRow:
+    """Compares one runtime's outputs with the reference.
+
+    Args:
+        runtime: the runtime's label.
+        output: the output's name.
+        outputs: the runtime's outputs.
+        reference: the Keras float32 outputs.
+        tolerance: the pass criterion.
+
+    Returns:
+        A `ParityRow`; non-finite outputs or a shape mismatch fail it.
+    """
+    outputs = np.asarray(outputs, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if outputs.shape != reference.shape:
+        return ParityRow(runtime, output, float("inf"), float("inf"), None, tolerance, False)
+    diff = np.abs(outputs - reference)
+    top1 = _top1(outputs, reference)
+    within = np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(reference))
+    agrees = tolerance.min_top1 is None or top1 is None or top1 >= tolerance.min_top1
+    passed = bool(np.all(np.isfinite(outputs)) and within and agrees)
+    return ParityRow(runtime, output, float(diff.max()), float(diff.mean()), top1, tolerance, passed)
+
+
+def _run_chunked(fn, inputs: np.ndarray) -> np.ndarray:
+    parts = [np.asarray(fn(inputs[i : i + _CHUNK])) for i in range(0, len(inputs), _CHUNK)]
+    return np.concatenate(parts, axis=0)
+
+
+def run_parity(reference, runtimes, batch, output: str, reference_label: str) -> ParityReport:
+    """Runs the reference and every runtime on one batch and compares them.
+
+    Args:
+        reference: a function from a float32 array to the reference output.
+        runtimes: `(label, function, Tolerance)` triples.
+        batch: a `keras_wrs.export.ParityBatch`.
+        output: the output's name.
+        reference_label: the reference's label.
+
+    Returns:
+        A `ParityReport`.
+    """
+    expected = _run_chunked(reference, batch.inputs)
+    rows = tuple(
+        compare(label, output, _run_chunked(fn, batch.inputs), expected, tolerance)
+        for label, fn, tolerance in runtimes
+    )
+    return ParityReport(reference_label, batch.description, batch.real, len(batch.inputs), rows)

@@ -1,0 +1,191 @@
+"""Where an export starts: a Keras model, a `.keras` file or a training run.
+
+A run directory written by `keras-wrs train` holds `model.keras` (the final
+model) and `config.json` (the resolved configuration). Either the directory or
+the `.keras` file can be exported; a `config.json` beside the model supplies
+the metadata the model itself does not carry (class names, preprocessing,
+dataset, the configuration hash).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import keras
+
+__all__ = ["ExportSource", "load_source", "config_hash", "find_config_value"]
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+# A run config may keep dataset facts at the top or one level down.
+_CONFIG_SECTIONS = ("data", "dataset", "model", "preprocessing")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSource:
+    """A model to export and what is known about where it came from.
+
+    Attributes:
+        model: the Keras model as trained (any dtype policy).
+        model_path: the `.keras` file it was loaded from, or `None`.
+        run_dir: the run directory, when the source was one.
+        config: the parsed `config.json`, or `None` when there was none.
+        config_path: where `config` was read from, or `None`.
+    """
+
+    model: keras.Model
+    model_path: Path | None = None
+    run_dir: Path | None = None
+    config: dict | None = None
+    config_path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """A short description of the source for reports."""
+        if self.run_dir is not None:
+            return f"run directory {self.run_dir}"
+        if self.model_path is not None:
+            return f"model file {self.model_path}"
+        return f"in-memory model {self.model.name!r}"
+
+
+def load_source(source, custom_objects: dict | None = None) -> ExportSource:
+    """Resolves a model, a `.keras` file or a run directory.
+
+    Args:
+        source: a `keras.Model`, a path to a `.keras` file, or a run directory
+            containing `model.keras` (and optionally `config.json`).
+        custom_objects: classes the `.keras` file needs that are not
+            registered with `keras.saving.register_keras_serializable`.
+
+    Returns:
+        An `ExportSource`.
+
+    Raises:
+        FileNotFoundError: the path, or `model.keras` inside it, is missing.
+        ValueError: the file is not a loadable `.keras` model, or
+            `config.json` is not valid JSON.
+    """
+    if isinstance(source, keras.Model):
+        return ExportSource(model=source)
+    if not isinstance(source, (str, Path)):
+        raise TypeError(
+            "`source` must be a keras.Model, a .keras file or a run directory. "
+            f"Received: source={source!r} of type {type(source).__name__}"
+        )
+    path = Path(source)
+    run_dir = path if path.is_dir() else None
+    model_path = _model_path(path)
+    config_path = model_path.parent / CONFIG_FILE
+    config = _read_config(config_path) if config_path.is_file() else None
+    return ExportSource(
+        model=_load_model(model_path, custom_objects),
+        model_path=model_path,
+        run_dir=run_dir,
+        config=config,
+        config_path=config_path if config is not None else None,
+    )
+
+
+def _model_path(path: Path) -> Path:
+    if path.is_dir():
+        model_path = path / MODEL_FILE
+        if not model_path.is_file():
+            raise FileNotFoundError(
+                f"`source`={str(path)!r} is a directory without {MODEL_FILE}. Pass a run "
+                "directory written by `keras-wrs train` or the path of a .keras file."
+            )
+        return model_path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"`source`={str(path)!r} does not exist. Pass a run directory or a .keras file."
+        )
+    if path.suffix != ".keras":
+        raise ValueError(
+            f"`source`={str(path)!r} is not a .keras file. Save the model with "
+            "`model.save('model.keras')` or pass the run directory that contains it."
+        )
+    return path
+
+
+def _load_model(path: Path, custom_objects: dict | None) -> keras.Model:
+    import keras_wrs  # noqa: F401  (registers the keras-wrs optimizers for deserialization)
+
+    try:
+        model = keras.saving.load_model(path, custom_objects=custom_objects, compile=False)
+    except Exception as err:  # Keras raises many types for a damaged archive.
+        raise ValueError(
+            f"`source`={str(path)!r} could not be loaded as a Keras model "
+            f"({type(err).__name__}: {err}). The file may be truncated or corrupted: "
+            "save it again with `model.save(...)` or re-run training. Custom layers "
+            "must be registered with `keras.saving.register_keras_serializable` or "
+            "passed in `custom_objects`."
+        ) from err
+    if not isinstance(model, keras.Model):
+        raise ValueError(
+            f"`source`={str(path)!r} holds a {type(model).__name__}, not a keras.Model. "
+            "Export a model saved with `model.save(...)`."
+        )
+    return model
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"The run configuration {str(path)!r} is not readable JSON ({err}). "
+            "Restore it from the run, or export the .keras file from another directory."
+        ) from err
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"The run configuration {str(path)!r} holds a {type(config).__name__}, not a "
+            "JSON object. Restore it from the run."
+        )
+    return config
+
+
+def config_hash(config: dict | None) -> str | None:
+    """The training configuration's hash.
+
+    A `config_hash` entry written by the training run wins; otherwise the
+    SHA-256 of the configuration as canonical JSON (sorted keys, no spaces).
+
+    Args:
+        config: the parsed run configuration, or `None`.
+
+    Returns:
+        The hash as a string, or `None` without a configuration.
+    """
+    if config is None:
+        return None
+    recorded = config.get("config_hash")
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find_config_value(config: dict | None, key: str) -> Any:
+    """Looks `key` up at the top of a run configuration or one section down.
+
+    Args:
+        config: the parsed run configuration, or `None`.
+        key: the entry to find, e.g. `"class_names"`.
+
+    Returns:
+        The value, or `None` when absent.
+    """
+    if not config:
+        return None
+    if key in config:
+        return config[key]
+    for section in _CONFIG_SECTIONS:
+        sub = config.get(section)
+        if isinstance(sub, dict) and key in sub:
+            return sub[key]
+    return None
