@@ -6,8 +6,15 @@ __all__ = ["require_tensorflow"]
 
 
 def require_tensorflow() -> None:
-    """Raise an ImportError naming the extras when TensorFlow is missing."""
-    if importlib.util.find_spec("tensorflow") is None:
+    """Raise an ImportError naming the extras when TensorFlow is missing.
+
+    Only the TensorFlow backend needs it: the optimizers use `keras.ops` and
+    public optimizer hooks, so they also run under KERAS_BACKEND=jax.
+    """
+    import os
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow" and importlib.util.find_spec("tensorflow") is None:
         raise ImportError(
             "keras-wrs needs TensorFlow, which is not installed. Install it with "
             "the extra that fits your machine: `pip install 'keras-wrs[cpu]'` "

@@ -9,6 +9,7 @@ are the Keras optimizers of the same name with the mixin applied.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math as _pymath
 import re
@@ -177,6 +178,9 @@ def _var_name(path):
 
 
 def _init_scope():
+    """Leaves any traced function (TensorFlow); other backends build eagerly."""
+    if keras.backend.backend() != "tensorflow":
+        return contextlib.nullcontext()
     import tensorflow as tf
 
     return tf.init_scope()
