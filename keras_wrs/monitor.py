@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math as _pymath
 from collections.abc import Callable, Sequence
@@ -117,7 +118,8 @@ def tracked_kernels(model, kernels: Sequence[str] = (), default: bool = True) ->
 
     Returns:
         Selections in model order, default ones first, no duplicates; each
-        has its owning `layer` where the model has one.
+        has its owning `layer` where the model has one, and a `reason`
+        starting with "named" when the user named it.
 
     Raises:
         ValueError: a name matches nothing, or nothing is left to watch.
@@ -134,7 +136,10 @@ def tracked_kernels(model, kernels: Sequence[str] = (), default: bool = True) ->
                 ) from None
     for name in kernels:
         s = _named_kernel(model, name)
-        if not any(s.variable is t.variable for t in out):
+        same = [i for i, t in enumerate(out) if t.variable is s.variable]
+        if same:  # keep its place, but remember the user asked for it
+            out[same[0]] = dataclasses.replace(out[same[0]], reason=s.reason)
+        else:
             out.append(s)
     if not out:
         raise ValueError(

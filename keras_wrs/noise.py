@@ -120,7 +120,7 @@ class SpanNoise(Monitor):
         inputs = [id(t) for t in keras.tree.flatten(self.model.inputs)]
         self._fixed = [id(s.layer.input) in inputs for s in chosen]
         self._cache = {}
-        self._measure(self.step)
+        self.guard("span_noise", self._measure, self.step)
 
     def _feature_model(self, chosen):
         import tensorflow as tf
