@@ -98,7 +98,12 @@ def all_layers(model) -> list:
 
 
 def _float32_policies(obj):
-    """Returns a copy of a serialized model with every float dtype policy set to float32."""
+    """A serialized model with float dtype policies set to float32 and no compile state.
+
+    Keras serializes a compiled model with its `compile_config` (optimizer,
+    loss, metrics) and deserialization compiles it again; dropping it keeps
+    every trace of training out of the copy.
+    """
     if isinstance(obj, list):
         return [_float32_policies(v) for v in obj]
     if not isinstance(obj, dict):
@@ -108,6 +113,8 @@ def _float32_policies(obj):
         return "float32" if _FLOAT_POLICY.match(name) else obj
     out = {}
     for key, value in obj.items():
+        if key == "compile_config":
+            continue
         is_float_name = isinstance(value, str) and _FLOAT_POLICY.match(value)
         out[key] = "float32" if key == "dtype" and is_float_name else _float32_policies(value)
     return out
