@@ -1,0 +1,149 @@
+"""Sharpness against exact Hessians: least squares (2 X^T X / n) and a brute-force Jacobian."""
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+import keras_wrs
+from keras_wrs import sharpness as wsharp
+from keras_wrs.probe import probe_loss
+from keras_wrs.sharpness import Sharpness, edge_of_stability, hessian_vector_product, top_hessian_eigenvalue
+
+L = keras.layers
+RNG = np.random.default_rng(0)
+
+
+def least_squares(n=64):
+    # Column scales 3, 1, 1, .5, .2: a clear gap between the two top eigenvalues.
+    x = (RNG.normal(size=(n, 5)) * [3, 1, 1, 0.5, 0.2]).astype("float32")
+    y = RNG.normal(size=(n, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((5,)), L.Dense(1, use_bias=False)])
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    return model, x, y
+
+
+def test_least_squares_sharpness_is_top_eigenvalue_of_2xtx_over_n():
+    model, x, y = least_squares()
+    cb = Sharpness((x, y), max_iterations=300, tolerance=1e-9)
+    hist = model.fit(x, y, batch_size=64, epochs=2, callbacks=[cb], verbose=0).history
+    x64 = x.astype(np.float64)
+    top = np.linalg.eigvalsh(2 * x64.T @ x64 / len(x))[-1]  # mean((Xw - y)^2) has Hessian 2 X^T X / n
+    # The Hessian does not depend on w; the HVPs run in float32, hence 1e-5.
+    np.testing.assert_allclose(hist["sharpness"], [top, top], rtol=1e-5)
+    np.testing.assert_allclose(hist["edge_of_stability"], [200.0, 200.0], rtol=1e-6)
+
+
+def tanh_mlp():
+    model = keras.Sequential([keras.Input((3,)), L.Dense(4, activation="tanh"), L.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x = RNG.normal(size=(16, 3)).astype("float32")
+    y = RNG.normal(size=(16, 1)).astype("float32")
+    return model, x, y
+
+
+def brute_force_hessian(model, x, y):
+    """Twin: the full Hessian, by the Jacobian of the flattened gradient."""
+    variables = [v.value for v in model.trainable_variables]
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            loss = ops.mean(ops.square(model(x) - y))
+        flat = tf.concat([tf.reshape(g, [-1]) for g in inner.gradient(loss, variables)], 0)
+    blocks = outer.jacobian(flat, variables)
+    return np.concatenate([np.reshape(b, (flat.shape[0], -1)) for b in blocks], axis=1).astype(np.float64)
+
+
+def test_hessian_vector_product_matches_brute_force_hessian():
+    model, x, y = tanh_mlp()
+    h = brute_force_hessian(model, x, y)
+    variables = [v.value for v in model.trainable_variables]
+    vec = [RNG.normal(size=v.shape).astype("float32") for v in variables]
+    got = hessian_vector_product(lambda: probe_loss(model, x, y), variables, vec)
+    flat_got = np.concatenate([np.reshape(g, -1) for g in got])
+    np.testing.assert_allclose(flat_got, h @ np.concatenate([v.reshape(-1) for v in vec]), rtol=1e-4, atol=1e-5)
+
+
+def test_power_iteration_finds_largest_magnitude_eigenvalue():
+    model, x, y = tanh_mlp()
+    eig = np.linalg.eigvalsh(brute_force_hessian(model, x, y))
+    want = eig[np.argmax(np.abs(eig))]
+    variables = [v.value for v in model.trainable_variables]
+    hvp = tf.function(lambda v: hessian_vector_product(lambda: probe_loss(model, x, y), variables, v))
+    start = [tf.constant(RNG.normal(size=v.shape), tf.float32) for v in variables]
+    value, vector, its, ok = top_hessian_eigenvalue(hvp, start, max_iterations=2000, tolerance=1e-8)
+    assert ok and its < 2000
+    # float32 products: the Rayleigh quotient is accurate to ~1e-6 relative; 1e-4 leaves margin.
+    np.testing.assert_allclose(value, want, rtol=1e-4)
+    assert abs(value) > 2 * min(abs(eig[0]), abs(eig[-1])) or np.sign(value) == np.sign(want)
+
+
+def test_top_eigenvalue_stops_at_max_iterations_without_convergence():
+    diag = tf.constant([1.0, 0.999, 0.5])  # tiny gap: slow convergence
+    value, _, its, ok = top_hessian_eigenvalue(lambda v: [diag * v[0]], [tf.ones(3)], max_iterations=3, tolerance=1e-12)
+    assert its == 3 and not ok and 0.5 < value <= 1.0
+
+
+@pytest.mark.parametrize(
+    "optimizer, want",
+    [
+        (keras.optimizers.SGD(0.1), 20.0),
+        (keras.optimizers.SGD(0.1, momentum=0.9), 38.0),
+        (keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), 3.8 / (0.1 * 2.8)),
+        (keras.optimizers.Adam(0.01), 200.0),
+        (keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.5)), 4.0),
+    ],
+)
+def test_edge_of_stability(optimizer, want):
+    np.testing.assert_allclose(edge_of_stability(optimizer), want, rtol=1e-6)
+
+
+def test_step_schedule_series_and_no_side_effects():
+    inp = keras.Input((4,))
+    h = L.ReLU()(L.BatchNormalization(momentum=0.9)(L.Dense(6)(inp)))
+    model = keras.Model(inp, L.Dense(1)(h))
+    model.compile(keras_wrs.optimizers.SGD(0.05, rescale=model), "mse")
+    x, y = RNG.normal(size=(32, 4)).astype("float32"), RNG.normal(size=(32, 1)).astype("float32")
+    cb = Sharpness((x, y), schedule=3, every_n_epochs=2, max_iterations=5)
+    hist = model.fit(x, y, batch_size=8, epochs=3, callbacks=[cb], verbose=0).history
+    assert [s for s, _ in cb.series["sharpness"]] == [1, 4, 4, 7, 10, 12]  # steps 0,3,6,9 (+1) and ends of epochs 0, 2
+    assert np.isfinite(hist["sharpness"][0]) and np.isnan(hist["sharpness"][1])
+    before = [np.array(v) for v in model.variables]
+    cb.estimate()
+    for a, b in zip(before, model.variables):  # BN moving statistics included
+        np.testing.assert_array_equal(a, np.array(b))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(probe=np.zeros((4, 5), "float32")), r"`probe` must hold targets, `\(x, y\)`"),
+        (dict(probe=(np.zeros((0, 5)), np.zeros((0, 1)))), r"`probe` holds no example"),
+        (dict(probe=(np.zeros((4, 5)), np.zeros((4, 1))), tolerance=0), r"`tolerance` must be a number > 0\. Received: tolerance=0"),
+        (dict(probe=(np.zeros((4, 5)), np.zeros((4, 1))), max_iterations=0), r"`max_iterations` must be an integer >= 1"),
+        (dict(probe=(np.zeros((4, 5)), np.zeros((4, 1))), schedule="weekly"), r"`schedule` must be an integer >= 1 .*Received: schedule='weekly'"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Sharpness(**kwargs)
+
+
+def test_wrong_probe_shape_raises_before_training():
+    model, x, y = least_squares()
+    with pytest.raises(ValueError, match=r"`probe` inputs have shape \(4, 3\); model .* expects \(None, 5\)"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[Sharpness((x[:4, :3], y[:4]))])
+
+
+def test_failure_is_logged_once_and_training_goes_on(monkeypatch, caplog):
+    def broken(*args):
+        raise tf.errors.InvalidArgumentError(None, None, "no second derivative for this op")
+
+    monkeypatch.setattr(wsharp, "hessian_vector_product", broken)
+    model, x, y = least_squares()
+    with caplog.at_level(logging.WARNING, logger="keras_wrs"):
+        hist = model.fit(x, y, batch_size=16, epochs=3, verbose=0, callbacks=[Sharpness((x, y))]).history
+    assert len(hist["loss"]) == 3 and all(np.isnan(hist["sharpness"]))
+    assert sum("sharpness failed" in r.getMessage() for r in caplog.records) == 1
