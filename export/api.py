@@ -253,9 +253,11 @@ def export_model(
         batch_key: the array to read from an `.npz` batch.
         batch_size: number of random inputs when `batch` is `None`.
         seed: seed of the random inputs.
-        tolerance: criterion for float32 runtimes (default atol=rtol=1e-5,
-            full top-1 agreement; justified in `keras_wrs.export.parity`).
-        tolerance_float16: criterion for float16 runtimes (default 5e-2).
+        tolerance: criterion for float32 runtimes (default atol=1e-5,
+            rtol=1e-4, full top-1 agreement; justified in
+            `keras_wrs.export.parity`).
+        tolerance_float16: criterion for float16 runtimes (default atol=1e-2,
+            rtol=5e-2, top-1 reported only).
         overwrite: replace an existing export at `output`.
         check_only: run everything in a temporary directory, write nothing.
         input_name: name of the input in both formats.

@@ -50,13 +50,14 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     add("--batch-size", type=int, default=8, help="number of random parity inputs (default 8)")
     add("--seed", type=int, default=0, help="seed of the random parity inputs (default 0)")
     add("--atol", type=float, default=FLOAT32.atol, help="float32 absolute tolerance (default 1e-5)")
-    add("--rtol", type=float, default=FLOAT32.rtol, help="float32 relative tolerance (default 1e-5)")
+    add("--rtol", type=float, default=FLOAT32.rtol,
+        help="float32 tolerance relative to the output's largest magnitude (default 1e-4)")
     add("--min-top1", type=float, default=FLOAT32.min_top1,
         help="smallest float32 top-1 agreement (default 1.0)")
     add("--atol-float16", type=float, default=FLOAT16.atol,
-        help="float16 absolute tolerance (default 5e-2)")
+        help="float16 absolute tolerance (default 1e-2)")
     add("--rtol-float16", type=float, default=FLOAT16.rtol,
-        help="float16 relative tolerance (default 5e-2)")
+        help="float16 tolerance relative to the output's largest magnitude (default 5e-2)")
     add("--input-name", default="images", help="input name in both formats (default images)")
     add("--output-name", default="scores", help="output name in both formats (default scores)")
     return parser

@@ -1,23 +1,32 @@
 """Parity report: does every exported runtime compute what Keras computes?
 
 Each runtime is run on the same batch and compared with the float32 Keras
-inference copy, element by element, the way `numpy.testing.assert_allclose`
-does: `|out - ref| <= atol + rtol * |ref|`. A row also reports the mean
-absolute error and how often the arg-max (top-1 class) agrees.
+inference copy. An output passes when every element satisfies
+`|out - ref| <= atol + rtol * scale`, where `scale = max |ref|` over the batch
+(the size of the output, so that logits of size 10 and probabilities are
+judged alike), and, unless `min_top1` is `None`, when the arg-max (top-1
+class) agrees on at least that fraction of the examples. A row also reports
+the mean absolute error.
 
-Default tolerances:
-    float32 runtimes (SavedModel, ONNX float32): atol = rtol = 1e-5 and full
-        top-1 agreement. float32 resolves 1.2e-7 relative; a folded graph sums
-        the same products in another order, which on this project's models
-        moves outputs by about 1e-6 (measured: SavedModel 0 to 1e-6, ONNX
-        Runtime 3e-8 to 1e-5). Ten times that margin still catches a wrong
-        weight, a dropped layer or a training-mode BatchNorm, which move
-        outputs by 1e-2 or more.
+Default tolerances, measured on this project's models (`benchmarks/export_results.md`):
+    float32 runtimes (SavedModel, ONNX float32): atol = 1e-5, rtol = 1e-4,
+        top-1 agreement 1.0. A folded graph sums the same products in
+        another order; float32 resolves 1.2e-7 relative, and the measured
+        differences are 0 (SavedModel), up to 1.2e-5 (ONNX, ResNet-20, logits
+        of size 3-4) and 2.9e-5 (ONNX, VGG16-BN, size 5): at most 6e-6 of the
+        output's size, 17 times inside the bound. What parity must catch sits
+        far above it: float16 leaking into the graph (measured 7.5e-3 of the
+        size on VGG16-BN), a wrong weight, training-mode BatchNorm or an
+        augmentation layer left in serving (1e-2 and more). An arg-max flip
+        within that bound needs two classes closer than 1e-4, which float32
+        noise alone makes very rare; pass `min_top1` below 1 for very large
+        real batches.
     float16 runtimes (the mixed-precision source model, ONNX float16):
-        atol = rtol = 5e-2, top-1 agreement reported, not required. float16
-        resolves 9.8e-4 relative and rounds once per layer, so deep networks
-        drift by 1e-3 to 2e-2; arg-max may flip where two classes are within
-        that distance, which says nothing about the export.
+        atol = 1e-2, rtol = 5e-2, top-1 agreement reported, not required.
+        float16 resolves 9.8e-4 relative and rounds at every layer: measured
+        4e-3 (ResNet-20) and 3.7e-2 (VGG16-BN, 7.5e-3 of the size). These rows
+        still catch wrong weights (differences of the output's own size);
+        arg-max may flip where two classes are within float16 noise.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ class Tolerance:
 
     Attributes:
         atol: absolute tolerance.
-        rtol: tolerance relative to the Keras output.
+        rtol: tolerance relative to the largest |Keras output| in the batch.
         min_top1: smallest top-1 agreement that passes, or `None` to report
             agreement without gating on it.
     """
@@ -52,7 +61,7 @@ class Tolerance:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
                 raise ValueError(
                     f"`{name}` must be a number >= 0. Received: {name}={value!r}. The defaults "
-                    "are 1e-5 for float32 and 5e-2 for float16 runtimes."
+                    "are atol=1e-5, rtol=1e-4 for float32 and atol=1e-2, rtol=5e-2 for float16."
                 )
         if self.min_top1 is not None and not 0 <= self.min_top1 <= 1:
             raise ValueError(
@@ -60,8 +69,8 @@ class Tolerance:
             )
 
 
-FLOAT32 = Tolerance(atol=1e-5, rtol=1e-5, min_top1=1.0)
-FLOAT16 = Tolerance(atol=5e-2, rtol=5e-2, min_top1=None)
+FLOAT32 = Tolerance(atol=1e-5, rtol=1e-4, min_top1=1.0)
+FLOAT16 = Tolerance(atol=1e-2, rtol=5e-2, min_top1=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +171,8 @@ def compare(runtime: str, output: str, outputs, reference, tolerance: Tolerance)
         return ParityRow(runtime, output, float("inf"), float("inf"), None, tolerance, False)
     diff = np.abs(outputs - reference)
     top1 = _top1(outputs, reference)
-    within = np.all(diff <= tolerance.atol + tolerance.rtol * np.abs(reference))
+    scale = float(np.abs(reference).max()) if reference.size else 0.0
+    within = np.all(diff <= tolerance.atol + tolerance.rtol * scale)
     agrees = tolerance.min_top1 is None or top1 is None or top1 >= tolerance.min_top1
     passed = bool(np.all(np.isfinite(outputs)) and within and agrees)
     return ParityRow(runtime, output, float(diff.max()), float(diff.mean()), top1, tolerance, passed)

@@ -135,8 +135,10 @@ def test_compare_by_hand():
     row = compare("rt", "y", out, ref, Tolerance(atol=0.5, rtol=0.0))
     assert (row.max_abs, row.mean_abs, row.top1_agreement, row.passed) == (0.5, 0.125, 1.0, True)
     assert not compare("rt", "y", out, ref, Tolerance(atol=0.4, rtol=0.0)).passed
-    # rtol scales with |ref|: 0.5 <= 0.1 + 0.4 * |0.0| fails, 0.5 <= 0.1 + 0.4 * 1 would pass
-    assert not compare("rt", "y", out, ref, Tolerance(atol=0.1, rtol=0.4)).passed
+    # rtol scales with the output's size max|ref|: 0.5 <= 0.1 + 0.4 * 1 passes, 0.1 + 0.3 * 1 not
+    assert compare("rt", "y", out, ref, Tolerance(atol=0.1, rtol=0.4)).passed
+    assert not compare("rt", "y", out, ref, Tolerance(atol=0.1, rtol=0.3)).passed
+    assert compare("rt", "y", 10 * out, 10 * ref, Tolerance(atol=0.0, rtol=0.5)).passed
     flipped = np.array([[0.0, 1.0], [0.0, 1.0]])
     row = compare("rt", "y", flipped, ref, Tolerance(atol=1.0, rtol=0.0))
     assert row.top1_agreement == 0.5 and not row.passed

@@ -1,0 +1,194 @@
+"""ONNX Runtime vs TensorFlow SavedModel inference on CPU, batch 1 and 64.
+
+Exports ResNet-20 and VGG16-BN (CIFAR shapes, 32x32x3, 10 classes, random
+weights: speed does not depend on the weights) with `keras_wrs.export`, which
+also checks that both formats agree with Keras, then times single calls of
+the SavedModel's serving signature and of an ONNX Runtime CPU session on the
+same inputs. Calls alternate between the two runtimes so that load from
+other processes hits both alike; compare the ratio column, not absolute
+numbers across machines.
+
+Command:
+    python benchmarks/bench_export.py                      # writes benchmarks/export_results.md
+    python benchmarks/bench_export.py --models resnet20 --repeats 3 --out /tmp/r.md   # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from keras_wrs.export import export_model  # noqa: E402
+from keras_wrs.export.metadata import library_versions  # noqa: E402
+from keras_wrs.export.onnx_export import load_onnx_runner  # noqa: E402
+from keras_wrs.export.saved_model import load_signature  # noqa: E402
+from keras_wrs.recipes.models import resnet, vgg16_bn  # noqa: E402
+
+__all__ = ["BUILDERS", "measure", "main"]
+
+BUILDERS = {
+    "resnet20": lambda: resnet(input_shape=(32, 32, 3), num_classes=10, depth=20),
+    "vgg16_bn": lambda: vgg16_bn(input_shape=(32, 32, 3), num_classes=10),
+}
+NAMES = ("images", "scores")
+
+
+def _runtimes(result) -> dict:
+    return {
+        "tf_saved_model": load_signature(result.files["saved_model"], *NAMES),
+        "onnxruntime": load_onnx_runner(result.files["onnx"], NAMES[0]),
+    }
+
+
+def measure(runtimes: dict, batch: int, repeats: int, warmup: int = 2) -> dict:
+    """Times single calls of each runtime on one batch, alternating runtimes.
+
+    Args:
+        runtimes: name to function of a float32 array.
+        batch: batch size.
+        repeats: timed calls per runtime.
+        warmup: untimed calls per runtime first.
+
+    Returns:
+        Name to list of call times in seconds.
+    """
+    x = np.random.default_rng(0).standard_normal((batch, 32, 32, 3), dtype=np.float32)
+    for fn in runtimes.values():
+        for _ in range(warmup):
+            fn(x)
+    times = {name: [] for name in runtimes}
+    for _ in range(repeats):
+        for name, fn in runtimes.items():
+            start = time.perf_counter()
+            fn(x)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _row(model: str, batch: int, name: str, seconds: list[float]) -> dict:
+    median = statistics.median(seconds)
+    p90 = sorted(seconds)[max(0, int(round(0.9 * len(seconds))) - 1)]
+    return {"model": model, "batch": batch, "runtime": name, "median_ms": 1e3 * median,
+            "p90_ms": 1e3 * p90, "images_per_s": batch / median, "calls": len(seconds)}
+
+
+def run(models, batches, repeats, workdir: Path) -> tuple[list[dict], list[str]]:
+    """Exports each model and measures both runtimes at each batch size.
+
+    Args:
+        models: keys of `BUILDERS`.
+        batches: batch sizes.
+        repeats: timed calls per runtime and batch size.
+        workdir: where the exports go.
+
+    Returns:
+        Result rows and the parity tables of the exports.
+    """
+    rows, parity = [], []
+    for model_name in models:
+        result = export_model(BUILDERS[model_name](), workdir / model_name, formats="saved_model,onnx")
+        parity.append(f"{model_name}:\n{result.report.table()}")
+        runtimes = _runtimes(result)
+        for batch in batches:
+            for name, seconds in measure(runtimes, batch, repeats).items():
+                rows.append(_row(model_name, batch, name, seconds))
+    return rows, parity
+
+
+def _table(rows: list[dict]) -> list[str]:
+    lines = ["| model | batch | runtime | median latency (ms) | p90 (ms) | images/s | "
+             "ONNX Runtime speed-up |", "|---|---|---|---|---|---|---|"]
+    by_key = {(r["model"], r["batch"], r["runtime"]): r for r in rows}
+    for r in rows:
+        tf_row = by_key[(r["model"], r["batch"], "tf_saved_model")]
+        ratio = tf_row["median_ms"] / r["median_ms"] if r["runtime"] == "onnxruntime" else None
+        lines.append(
+            f"| {r['model']} | {r['batch']} | {r['runtime']} | {r['median_ms']:.2f} | "
+            f"{r['p90_ms']:.2f} | {r['images_per_s']:.1f} | "
+            f"{'' if ratio is None else f'{ratio:.2f}x'} |")
+    return lines
+
+
+def _machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
+
+
+def report(rows, parity, args, load_before, wall) -> str:
+    """The results file as Markdown."""
+    versions = ", ".join(f"{k} {v}" for k, v in library_versions().items() if v)
+    return "\n".join([
+        "# Export benchmark: ONNX Runtime vs TensorFlow SavedModel on CPU",
+        "",
+        f"Command: `python benchmarks/bench_export.py --models {','.join(args.models)} "
+        f"--batches {','.join(map(str, args.batches))} --repeats {args.repeats}`",
+        f"Date: {datetime.date.today().isoformat()}; wall time {wall:.0f} s.",
+        f"Machine: {_machine()}; load average before the run: {load_before}.",
+        f"Versions: Python {platform.python_version()}, {versions}.",
+        "Both runtimes use their default thread pools (all cores). Models have random weights "
+        "(CIFAR shapes, 32x32x3, 10 classes); inputs are random. Each number is over "
+        f"{args.repeats} timed single calls after 2 warm-up calls, the two runtimes "
+        "alternating call by call. Speed-up = SavedModel median / ONNX Runtime median.",
+        "Timings on this kind of machine vary by 30-50% from run to run; the ratios within "
+        "one run are the result.",
+        "",
+        *_table(rows),
+        "",
+        "Parity of the exports measured (every row must pass before timing):",
+        "",
+        "```",
+        *parity,
+        "```",
+        "",
+    ])
+
+
+def _parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet20,vgg16_bn",
+                        type=lambda s: [m for m in s.split(",") if m])
+    parser.add_argument("--batches", default="1,64", type=lambda s: [int(b) for b in s.split(",")])
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--out", default=str(Path(__file__).with_name("export_results.md")))
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.models if m not in BUILDERS]
+    if unknown or not args.models:
+        parser.error(f"--models must be from {sorted(BUILDERS)}; received {args.models}")
+    if args.repeats < 1 or any(b < 1 for b in args.batches):
+        parser.error("--repeats and --batches must be positive")
+    return args
+
+
+def main(argv=None) -> int:
+    """Runs the benchmark and writes the results file."""
+    args = _parse(argv)
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3]) \
+        if Path("/proc/loadavg").exists() else "n/a"
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as workdir:
+        rows, parity = run(args.models, args.batches, args.repeats, Path(workdir))
+    text = report(rows, parity, args, load_before, time.perf_counter() - start)
+    Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
