@@ -225,14 +225,15 @@ class WeightDynamics(Monitor):
         self._prev, self._grads = None, None
 
     def epoch_values(self, epoch):
-        out = {}
+        # Every key, every epoch (NaN when not measured or failed): History
+        # keeps one list per key, aligned with epochs.
+        out = dict.fromkeys(self._names(STATE_METRICS), float("nan"))
         state = self.guard("norms", self._state_fn, self._learning_rate())
         if state is not None:
             out.update(zip(self._names(STATE_METRICS), ops.convert_to_numpy(state).reshape(-1)))
         steps, self._epoch_steps = self._epoch_steps, []
-        if "angular_update" not in self._failed:
-            out.update(self._step_means([r.get("update") for r in steps], STEP_METRICS))
-        if self._probe is not None and "grad_norm" not in self._failed:
+        out.update(self._step_means([r.get("update") for r in steps], STEP_METRICS))
+        if self._probe is not None:
             out.update(self._step_means([r.get("grad") for r in steps], ("grad_norm",)))
         return out
 

@@ -260,9 +260,9 @@ class Monitor(keras.callbacks.Callback):
         self.guard("before_step", self.before_step, self.step)
 
     def on_train_batch_end(self, batch, logs=None):
+        self.guard("after_step", self.after_step, self.step)
         # With steps_per_execution > 1 one call covers several steps.
         self.step += max(1, batch - self._begin + 1)
-        self.guard("after_step", self.after_step, self.step - 1)
 
     def on_epoch_end(self, epoch, logs=None):
         values = self.guard("epoch_values", self.epoch_values, epoch) or {}
