@@ -1,0 +1,286 @@
+"""The `keras-wrs` command: train, compare, report, export, list.
+
+`keras-wrs train` with no arguments is the main job: weight decay vs weight
+rescaling on scikit-learn's digits (offline), a few minutes on a laptop CPU,
+ending with the results table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+__all__ = ["main", "build_parser"]
+
+_DEFAULT_RECIPE = "digits"
+
+
+class _UsageError(Exception):
+    """Bad input found after parsing (names, numbers, directories)."""
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _names(text):
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _seeds(text):
+    try:
+        seeds = tuple(int(s) for s in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 0,1,2, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected integers >= 0, got {text!r}")
+    return seeds
+
+
+def _add_run_arguments(parser):
+    add = parser.add_argument
+    add("recipe", nargs="?", default=_DEFAULT_RECIPE,
+        help=f"recipe name (default {_DEFAULT_RECIPE}; `keras-wrs list` shows all)")
+    add("--epochs", type=_positive_int, help="training epochs")
+    add("--batch-size", type=_positive_int, help="global batch size")
+    add("--lr", type=_positive_float, help="base learning rate")
+    add("--precision", help="float32 | mixed (float16 on GPU, bfloat16 on CPU) "
+        "| mixed_float16 | mixed_bfloat16")
+    add("--xla", action="store_true", help="compile with XLA (jit_compile=True)")
+    add("--strategy", help="default | one_device | mirrored | multi_worker")
+    add("--data-dir", help="TensorFlow Datasets data directory")
+    add("--download", action="store_true",
+        help="let TensorFlow Datasets download a missing data set (needs a network)")
+    add("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+        help="override any config field, e.g. --set warmup_epochs=0 "
+             "--set model_kwargs.width=8 (repeatable)")
+    add("--smoke", action="store_true",
+        help="tiny widths, 2 epochs of 2 steps; TFDS data replaced by synthetic shapes")
+    add("--out", help="output directory (default runs/<recipe>-<time>)")
+    add("--resume", action="store_true", help="continue the unfinished run(s) in --out")
+    add("--overwrite", action="store_true", help="delete --out first")
+    add("--verbose", type=int, choices=(0, 1, 2), default=None,
+        help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+
+
+def build_parser():
+    """The argparse parser of `keras-wrs` with its sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="keras-wrs",
+        description="Weight rescaling (WRS) vs weight decay for Keras BatchNorm networks.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    train = sub.add_parser(
+        "train", help="train a recipe (default: digits, WD vs WRS)",
+        description="Train a recipe. With several --regularization values "
+        "(default wd,wrs) it trains one run each and prints a comparison table.")
+    _add_run_arguments(train)
+    train.add_argument("--regularization", type=_names, default=("wd", "wrs"),
+                       help="none | wd | l2 | wrs, comma-separated (default wd,wrs)")
+    train.add_argument("--optimizer", help="sgd | sgdm | adam | adamw | rmsprop | "
+                       "nadam | lion | lamb (default: the recipe's)")
+    train.add_argument("--seed", type=int, default=None, help="random seed")
+    compare = sub.add_parser(
+        "compare", help="grid of regularization x optimizer x seeds, results table",
+        description="Train every regularization x optimizer x seed cell and write "
+        "results.md, results.csv and plots to --out.")
+    _add_run_arguments(compare)
+    compare.add_argument("--regularizations", type=_names, default=("none", "wd", "wrs"),
+                         help="comma-separated (default none,wd,wrs)")
+    compare.add_argument("--optimizers", type=_names, default=("sgdm", "adam"),
+                         help="comma-separated (default sgdm,adam)")
+    compare.add_argument("--seeds", type=_seeds, default=(0, 1, 2),
+                         help="comma-separated (default 0,1,2)")
+    report = sub.add_parser("report", help="tables and plots from run directories",
+                            description="Rebuild results tables and plots from run "
+                            "or comparison directories.")
+    report.add_argument("dirs", nargs="+", metavar="DIR", help="run or comparison directories")
+    report.add_argument("--out", help="where to write results.md/csv and plots "
+                        "(default: the first DIR)")
+    _add_export_parser(sub)
+    sub.add_parser("list", help="recipes, models, data sets, optimizers, regularizations")
+    return parser
+
+
+def _add_export_parser(sub):
+    try:
+        from keras_wrs.export.cli import add_export_arguments
+    except ImportError:
+        sub.add_parser("export", help="export a trained model (needs keras-wrs[export])")
+        return
+    export = sub.add_parser(
+        "export", help="export a run's model to SavedModel and ONNX, with a parity check",
+        description="Export a run directory's model.keras to SavedModel and ONNX "
+        "and check that they agree with Keras.")
+    add_export_arguments(export)
+
+
+def _preflight(fn, *args):
+    """Run a check before any work; its ValueError becomes a usage error."""
+    try:
+        return fn(*args)
+    except ValueError as err:
+        raise _UsageError(str(err)) from err
+
+
+def _config_from_args(args):
+    """The validated config of the command line (names, numbers, data set)."""
+    return _preflight(_build_config, args)
+
+
+def _build_config(args):
+    from keras_wrs.recipes import config as cfg
+    from keras_wrs.recipes.data import check_dataset_name
+
+    config = cfg.get_recipe(args.recipe)
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+             "precision": args.precision, "strategy": args.strategy,
+             "data_dir": args.data_dir}
+    changes = {k: v for k, v in flags.items() if v is not None}
+    if args.xla:
+        changes["jit_compile"] = True
+    if args.download:
+        changes["download"] = True
+    for name in ("optimizer", "seed"):
+        if getattr(args, name, None) is not None:
+            changes[name] = getattr(args, name)
+    config = cfg.override(dataclasses.replace(config, **changes), args.assignments)
+    if args.smoke:
+        config = cfg.smoke(config, offline=True)
+    cfg.validate(config)
+    check_dataset_name(config.dataset)
+    return config
+
+
+def _out_dir(args, kind):
+    if args.out:
+        return args.out
+    if args.resume:
+        raise _UsageError("--resume needs --out: the directory to continue.")
+    return f"runs/{args.recipe}-{kind}{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _verbose(args):
+    if args.verbose is not None:
+        return args.verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _run_train(args):
+    from keras_wrs.recipes import compare
+    from keras_wrs.recipes import config as cfg
+    from keras_wrs.recipes.train import train
+
+    config = _config_from_args(args)
+    if len(args.regularization) != 1:
+        grid = compare.Grid(args.regularization, (config.optimizer,), (config.seed,))
+        return _run_grid(args, config, grid, _out_dir(args, ""))
+    config = dataclasses.replace(config, regularization=args.regularization[0])
+    _preflight(cfg.validate, config)
+    out = _out_dir(args, f"{config.regularization}-")
+    summary = train(config, out, resume=args.resume, overwrite=args.overwrite,
+                    verbose=_verbose(args), recipe=args.recipe)
+    print(f"\n{config.regularization} / {config.optimizer}: test accuracy "
+          f"{summary['test_accuracy']:.4f}, {summary['wall_seconds']:.0f} s. Run: {out}")
+    return 0
+
+
+def _run_grid(args, config, grid, out):
+    from keras_wrs.recipes import compare
+
+    _preflight(compare.grid_configs, config, grid)
+    table = compare.run_grid(config, grid, out, resume=args.resume,
+                             overwrite=args.overwrite, verbose=_verbose(args),
+                             recipe=args.recipe)
+    print(f"\nRecipe {args.recipe} ({config.dataset}, {config.model}, "
+          f"{config.epochs} epochs), results in {out}:\n\n{table}")
+    return 0
+
+
+def _run_compare(args):
+    from keras_wrs.recipes import compare
+
+    config = _config_from_args(args)
+    grid = compare.Grid(args.regularizations, args.optimizers, args.seeds)
+    return _run_grid(args, config, grid, _out_dir(args, "compare-"))
+
+
+def _run_report(args):
+    from keras_wrs.recipes import report
+
+    print(report.write_report(args.dirs, args.out or args.dirs[0]))
+    return 0
+
+
+def _run_list(args):
+    from keras_wrs.recipes import config as cfg
+    from keras_wrs.recipes import data, models, optim
+
+    rows = [("recipes", cfg.RECIPES), ("models", models.MODELS),
+            ("datasets", list(data.BUILTIN_DATASETS) + ["<any TFDS image classification set>"]),
+            ("optimizers", optim.OPTIMIZERS), ("regularizations", optim.REGULARIZATIONS),
+            ("schedules", optim.SCHEDULES), ("precisions", cfg.PRECISIONS),
+            ("strategies", cfg.STRATEGIES)]
+    for title, names in rows:
+        print(f"{title}: {', '.join(names)}")
+    return 0
+
+
+def _run_export(args):
+    try:
+        from keras_wrs.export.cli import run_export
+    except ImportError as err:
+        raise _UsageError(f"export is unavailable ({err}); "
+                          "`pip install 'keras-wrs[export]'`") from err
+    return run_export(args)
+
+
+_COMMANDS = {"train": _run_train, "compare": _run_compare, "report": _run_report,
+             "list": _run_list, "export": _run_export}
+
+
+def main(argv=None):
+    """Run the `keras-wrs` command line; returns the exit status.
+
+    Args:
+        argv: arguments without the program name (`sys.argv[1:]` when None).
+
+    Returns:
+        0 on success, 2 for bad input (the message says what is wrong),
+        the export status for `export`.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["train"])
+    from keras_wrs.recipes.data import DatasetUnavailableError
+    from keras_wrs.recipes.rundir import RunDirError
+    from keras_wrs.recipes.train import ConfigMismatchError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (_UsageError, RunDirError, DatasetUnavailableError,
+            ConfigMismatchError, FileNotFoundError) as err:
+        print(f"keras-wrs {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

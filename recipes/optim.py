@@ -1,0 +1,166 @@
+"""Optimizers, regularization and learning-rate schedules of the recipes.
+
+Regularization is one field, and the four choices differ only in it:
+
+* `none`: the plain Keras optimizer;
+* `wd`: the Keras optimizer with decoupled `weight_decay` on every variable;
+* `l2`: the plain optimizer and `keras.regularizers.L2(weight_decay / 2)` on
+  every kernel (for plain SGD the same step as `wd`);
+* `wrs`: the keras-wrs optimizer of the same name with `rescale=model`
+  (kernels feeding BatchNormalization rescaled to `target_norm` after each
+  step); its `weight_decay` applies to the other variables only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+
+__all__ = [
+    "OptimizerSpec",
+    "OPTIMIZERS",
+    "REGULARIZATIONS",
+    "SCHEDULES",
+    "LR_SCALINGS",
+    "Hyperparameters",
+    "resolve_hyperparameters",
+    "learning_rate_schedule",
+    "kernel_regularizer",
+    "make_optimizer",
+]
+
+REGULARIZATIONS = ("none", "wd", "l2", "wrs")
+SCHEDULES = ("constant", "cosine", "step")
+LR_SCALINGS = ("none", "auto", "linear", "sqrt")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """A named optimizer: Keras class, family and default hyperparameters.
+
+    `family` picks the batch-size scaling rule of `lr_scaling="auto"`:
+    linear for `"sgd"`, square root for `"adam"`-like optimizers.
+    `weight_decay` is Keras's decoupled decay (`w -= lr * wd * w` per step).
+    """
+
+    class_name: str
+    family: str
+    lr: float
+    weight_decay: float
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec("SGD", "sgd", 0.1, 5e-4),
+    "sgdm": OptimizerSpec("SGD", "sgd", 0.1, 5e-4, {"momentum": 0.9}),
+    "adam": OptimizerSpec("Adam", "adam", 1e-3, 5e-2),
+    "adamw": OptimizerSpec("AdamW", "adam", 1e-3, 5e-2),
+    "rmsprop": OptimizerSpec("RMSprop", "adam", 1e-3, 5e-2),
+    "nadam": OptimizerSpec("Nadam", "adam", 1e-3, 5e-2),
+    "lion": OptimizerSpec("Lion", "adam", 1e-4, 0.5),
+    "lamb": OptimizerSpec("Lamb", "adam", 1e-3, 5e-2),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """Resolved numbers of a run, as written to `config.json`."""
+
+    learning_rate: float
+    weight_decay: float
+    lr_scale: float
+    steps_per_epoch: int
+    total_steps: int
+
+
+def _lr_scale(config, family):
+    rule = config.lr_scaling
+    if rule == "auto":
+        rule = "linear" if family == "sgd" else "sqrt"
+    ratio = config.batch_size / config.base_batch_size
+    return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[rule]
+
+
+def resolve_hyperparameters(config, steps_per_epoch):
+    """Fill in optimizer defaults and scale the learning rate with batch size.
+
+    With `lr_scaling` `"linear"` the learning rate is multiplied by
+    `batch_size / base_batch_size`, with `"sqrt"` by its square root, with
+    `"auto"` by the rule of the optimizer's family (linear for SGD, square
+    root for Adam-like optimizers).
+
+    Args:
+        config: a validated `Config`.
+        steps_per_epoch: optimizer steps per epoch.
+
+    Returns:
+        A `Hyperparameters`.
+    """
+    spec = OPTIMIZERS[config.optimizer]
+    lr = spec.lr if config.lr is None else config.lr
+    wd = spec.weight_decay if config.weight_decay is None else config.weight_decay
+    scale = _lr_scale(config, spec.family)
+    return Hyperparameters(lr * scale, wd, scale, steps_per_epoch,
+                           steps_per_epoch * config.epochs)
+
+
+def learning_rate_schedule(config, hp):
+    """The learning rate as a float or a built-in Keras schedule.
+
+    `constant` and `cosine` warm up linearly from 0 over `warmup_epochs`;
+    `cosine` then decays to 0 at the end of training; `step` multiplies the
+    rate by `step_factor` at each of `step_epochs`. Only built-in schedules
+    are used, so a saved model reloads without importing the recipes.
+    """
+    warmup = int(round(config.warmup_epochs * hp.steps_per_epoch))
+    if config.schedule == "step":
+        boundaries = [int(e * hp.steps_per_epoch) for e in config.step_epochs]
+        values = [hp.learning_rate * config.step_factor**i
+                  for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if config.schedule == "constant" and not warmup:
+        return hp.learning_rate
+    alpha = 1.0 if config.schedule == "constant" else 0.0
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else hp.learning_rate,
+        decay_steps=max(1, hp.total_steps - warmup), alpha=alpha,
+        warmup_target=hp.learning_rate if warmup else None,
+        warmup_steps=warmup)
+
+
+def kernel_regularizer(config, hp):
+    """`L2(weight_decay / 2)` for the `l2` regularization, else None."""
+    if config.regularization != "l2":
+        return None
+    return keras.regularizers.L2(hp.weight_decay / 2)
+
+
+def make_optimizer(config, hp, learning_rate, model):
+    """Build the optimizer of `config.optimizer` for `config.regularization`.
+
+    Args:
+        config: a validated `Config`.
+        hp: the run's `Hyperparameters`.
+        learning_rate: a float or schedule from `learning_rate_schedule`.
+        model: the model (the `rescale` argument of WRS optimizers).
+
+    Returns:
+        A `keras.optimizers.Optimizer`.
+    """
+    spec = OPTIMIZERS[config.optimizer]
+    kwargs = {**spec.kwargs, **config.optimizer_kwargs,
+              "learning_rate": learning_rate}
+    if config.regularization in ("wd", "wrs"):
+        kwargs["weight_decay"] = hp.weight_decay
+    elif spec.class_name == "AdamW":
+        kwargs["weight_decay"] = 0.0  # AdamW insists on a float
+    if config.regularization != "wrs":
+        return getattr(keras.optimizers, spec.class_name)(**kwargs)
+    from keras_wrs import optimizers as wrs_optimizers
+
+    return getattr(wrs_optimizers, spec.class_name)(
+        rescale=model, target_norm=config.target_norm,
+        granularity=config.granularity, rescale_every=config.rescale_every,
+        **kwargs)

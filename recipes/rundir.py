@@ -1,0 +1,176 @@
+"""The run directory: what a training run leaves behind, and its safety rules.
+
+Layout of a run directory::
+
+    config.json        resolved configuration, dataset facts, preprocessing
+    environment.json   versions, devices, command line
+    history.csv        one row per epoch (CSVLogger)
+    tb/                TensorBoard logs
+    backup/            BackupAndRestore state while the run is unfinished
+    model.keras        the final model
+    plots/             history and dynamics plots
+    summary.json       final metrics, images/second, wall time
+
+Rules: an existing, non-empty directory is never written into unless the
+caller asks to `resume` it (continue an unfinished run with the same
+configuration) or to `overwrite` it (delete and start again). A directory
+that cannot be written fails before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+__all__ = [
+    "RunDirError",
+    "FILES",
+    "prepare_run_dir",
+    "check_writable",
+    "write_json",
+    "read_json",
+    "backup_epoch",
+    "environment",
+]
+
+FILES = {
+    "config": "config.json",
+    "environment": "environment.json",
+    "history": "history.csv",
+    "tensorboard": "tb",
+    "backup": "backup",
+    "model": "model.keras",
+    "plots": "plots",
+    "summary": "summary.json",
+}
+
+
+class RunDirError(RuntimeError):
+    """A run directory that exists, or cannot be written."""
+
+
+def check_writable(path):
+    """Create `path` if needed and prove it writable with a probe file.
+
+    Raises:
+        RunDirError: the directory cannot be created or written.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as err:
+        raise RunDirError(f"Output directory {str(path)!r} is not writable "
+                          f"({err.strerror or err}). Choose another with "
+                          f"--out.") from err
+
+
+def prepare_run_dir(path, resume=False, overwrite=False):
+    """Check the rules above and return the directory, created and writable.
+
+    Args:
+        path: the run directory.
+        resume: continue the run found there.
+        overwrite: delete whatever is there first.
+
+    Returns:
+        The directory as a `Path`.
+
+    Raises:
+        RunDirError: the directory holds files and neither flag was given, or
+            both were given, or it cannot be written.
+    """
+    path = Path(path)
+    if resume and overwrite:
+        raise RunDirError("Pass either --resume or --overwrite, not both.")
+    exists = path.is_dir() and any(path.iterdir())
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"{str(path)!r} exists and is not a directory.")
+    if exists and overwrite:
+        shutil.rmtree(path)
+    elif exists and not resume:
+        raise RunDirError(
+            f"Run directory {str(path)!r} already exists. Pass --resume to "
+            f"continue it, --overwrite to replace it, or choose another --out.")
+    check_writable(path)
+    return path
+
+
+def write_json(path, value):
+    """Write `value` as indented JSON, atomically (write then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    """Read a JSON file; None if it does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def backup_epoch(run_dir):
+    """The epoch a resumed run starts at: Keras's BackupAndRestore metadata.
+
+    `BackupAndRestore` writes `training_metadata.json` with the number of
+    finished epochs next to its weights; 0 when there is none.
+    """
+    meta = read_json(Path(run_dir) / FILES["backup"] / "training_metadata.json")
+    return int(meta["epoch"]) if meta else 0
+
+
+def _devices():
+    import tensorflow as tf
+
+    devices = []
+    for device in tf.config.list_physical_devices():
+        details = {}
+        if device.device_type == "GPU":
+            details = tf.config.experimental.get_device_details(device)
+        devices.append({"name": device.name, "type": device.device_type,
+                        **{k: str(v) for k, v in details.items()}})
+    return devices
+
+
+def _cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment():
+    """Versions, devices and the command line of this process."""
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    import keras_wrs
+
+    versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
+                "keras": keras.__version__, "keras_wrs": keras_wrs.__version__,
+                "numpy": numpy.__version__}
+    try:
+        import tensorflow_datasets as tfds
+
+        versions["tensorflow_datasets"] = tfds.__version__
+    except ImportError:
+        pass
+    return {
+        "versions": versions,
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "devices": _devices(),
+        "command": sys.argv,
+    }
