@@ -79,7 +79,7 @@ def _row(model: str, batch: int, name: str, seconds: list[float]) -> dict:
     median = statistics.median(seconds)
     p90 = sorted(seconds)[max(0, int(round(0.9 * len(seconds))) - 1)]
     return {"model": model, "batch": batch, "runtime": name, "median_ms": 1e3 * median,
-            "p90_ms": 1e3 * p90, "images_per_s": batch / median, "calls": len(seconds)}
+            "p90_ms": 1e3 * p90, "images_per_s": batch / median, "seconds": seconds}
 
 
 def run(models, batches, repeats, workdir: Path) -> tuple[list[dict], list[str]]:
@@ -105,17 +105,23 @@ def run(models, batches, repeats, workdir: Path) -> tuple[list[dict], list[str]]
     return rows, parity
 
 
+def _paired_speedup(rows: list[dict], model: str, batch: int) -> float:
+    """Median over repeats of SavedModel time / ONNX Runtime time of adjacent calls."""
+    by_runtime = {r["runtime"]: r["seconds"] for r in rows if (r["model"], r["batch"]) == (model, batch)}
+    pairs = zip(by_runtime["tf_saved_model"], by_runtime["onnxruntime"])
+    return statistics.median(tf_s / ort_s for tf_s, ort_s in pairs)
+
+
 def _table(rows: list[dict]) -> list[str]:
     lines = ["| model | batch | runtime | median latency (ms) | p90 (ms) | images/s | "
              "ONNX Runtime speed-up |", "|---|---|---|---|---|---|---|"]
-    by_key = {(r["model"], r["batch"], r["runtime"]): r for r in rows}
     for r in rows:
-        tf_row = by_key[(r["model"], r["batch"], "tf_saved_model")]
-        ratio = tf_row["median_ms"] / r["median_ms"] if r["runtime"] == "onnxruntime" else None
+        speedup = ""
+        if r["runtime"] == "onnxruntime":
+            speedup = f"{_paired_speedup(rows, r['model'], r['batch']):.2f}x"
         lines.append(
             f"| {r['model']} | {r['batch']} | {r['runtime']} | {r['median_ms']:.2f} | "
-            f"{r['p90_ms']:.2f} | {r['images_per_s']:.1f} | "
-            f"{'' if ratio is None else f'{ratio:.2f}x'} |")
+            f"{r['p90_ms']:.2f} | {r['images_per_s']:.1f} | {speedup} |")
     return lines
 
 
@@ -131,6 +137,11 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores, {platform.system()} {platform.machine()}"
 
 
+def _load() -> str:
+    path = Path("/proc/loadavg")
+    return " ".join(path.read_text().split()[:3]) if path.exists() else "n/a"
+
+
 def report(rows, parity, args, load_before, wall) -> str:
     """The results file as Markdown."""
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items() if v)
@@ -140,14 +151,17 @@ def report(rows, parity, args, load_before, wall) -> str:
         f"Command: `python benchmarks/bench_export.py --models {','.join(args.models)} "
         f"--batches {','.join(map(str, args.batches))} --repeats {args.repeats}`",
         f"Date: {datetime.date.today().isoformat()}; wall time {wall:.0f} s.",
-        f"Machine: {_machine()}; load average before the run: {load_before}.",
+        f"Machine: {_machine()}; load average (1, 5, 15 min) before the run: {load_before}, "
+        f"after: {_load()}.",
         f"Versions: Python {platform.python_version()}, {versions}.",
         "Both runtimes use their default thread pools (all cores). Models have random weights "
         "(CIFAR shapes, 32x32x3, 10 classes); inputs are random. Each number is over "
         f"{args.repeats} timed single calls after 2 warm-up calls, the two runtimes "
-        "alternating call by call. Speed-up = SavedModel median / ONNX Runtime median.",
-        "Timings on this kind of machine vary by 30-50% from run to run; the ratios within "
-        "one run are the result.",
+        "alternating call by call. Speed-up = median over the repeats of (SavedModel time / "
+        "ONNX Runtime time) of adjacent calls, which cancels slow drifts in machine load.",
+        "Timings on this kind of machine vary by 30-50% from run to run, more when the load "
+        "average exceeds the core count (other processes competing for the cores); the "
+        "ratios within one run are the result.",
         "",
         *_table(rows),
         "",
@@ -179,8 +193,7 @@ def _parse(argv=None):
 def main(argv=None) -> int:
     """Runs the benchmark and writes the results file."""
     args = _parse(argv)
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3]) \
-        if Path("/proc/loadavg").exists() else "n/a"
+    load_before = _load()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
         rows, parity = run(args.models, args.batches, args.repeats, Path(workdir))
