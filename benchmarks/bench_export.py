@@ -96,7 +96,8 @@ def run(models, batches, repeats, workdir: Path) -> tuple[list[dict], list[str]]
     """
     rows, parity = [], []
     for model_name in models:
-        result = export_model(BUILDERS[model_name](), workdir / model_name, formats="saved_model,onnx")
+        model = BUILDERS[model_name]()
+        result = export_model(model, workdir / model_name, formats="saved_model,onnx")
         parity.append(f"{model_name}:\n{result.report.table()}")
         runtimes = _runtimes(result)
         for batch in batches:
@@ -107,7 +108,8 @@ def run(models, batches, repeats, workdir: Path) -> tuple[list[dict], list[str]]
 
 def _paired_speedup(rows: list[dict], model: str, batch: int) -> float:
     """Median over repeats of SavedModel time / ONNX Runtime time of adjacent calls."""
-    by_runtime = {r["runtime"]: r["seconds"] for r in rows if (r["model"], r["batch"]) == (model, batch)}
+    by_runtime = {r["runtime"]: r["seconds"] for r in rows
+                  if (r["model"], r["batch"]) == (model, batch)}
     pairs = zip(by_runtime["tf_saved_model"], by_runtime["onnxruntime"])
     return statistics.median(tf_s / ort_s for tf_s, ort_s in pairs)
 

@@ -20,7 +20,7 @@ from keras_wrs.export import onnx_export as ox
 from keras_wrs.export import saved_model as sm
 from keras_wrs.export.batch import ParityBatch, as_parity_batch, load_batch, random_batch
 from keras_wrs.export.errors import OnnxConversionError, ParityError
-from keras_wrs.export.inference import inference_copy, input_shape
+from keras_wrs.export.inference import all_layers, inference_copy, input_shape
 from keras_wrs.export.metadata import build_metadata, library_versions
 from keras_wrs.export.parity import FLOAT16, FLOAT32, ParityReport, Tolerance, run_parity
 from keras_wrs.export.source import ExportSource, load_source
@@ -63,7 +63,8 @@ class ExportResult:
         """Paths, sizes and the parity table, as printed by the CLI."""
         where = str(self.output) if self.output else "(check only: nothing written)"
         lines = [f"Export: {where}"]
-        lines += [f"  {name:<13} {self.files[name]}  ({_human(self.sizes[name])})" for name in self.files]
+        lines += [f"  {name:<13} {path}  ({_human(self.sizes[name])})"
+                  for name, path in self.files.items()]
         lines += [f"  {fmt:<13} NOT EXPORTED: {msg}" for fmt, msg in self.errors.items()]
         return "\n".join(lines + ["", self.report.table()])
 
@@ -165,7 +166,7 @@ def _write_formats(copy, staging, formats, opset, float16, names, metadata):
 
 
 def _mixed_policies(model) -> list[str]:
-    return sorted({layer.dtype_policy.name for layer in model.layers
+    return sorted({layer.dtype_policy.name for layer in all_layers(model)
                    if layer.dtype_policy.compute_dtype != "float32"})
 
 
@@ -178,8 +179,10 @@ def _runtimes(files, source_model, opset, names, tol32, tol16):
         runtimes.append((label, lambda x: source_model(x, training=False), tol16))
     if "saved_model" in files:
         path = files["saved_model"]
-        runtimes.append(("saved_model: tf.saved_model.load", sm.load_signature(path, *names), tol32))
-        runtimes.append(("saved_model: keras TFSMLayer", sm.load_tfsm_layer(path, output_name), tol32))
+        runtimes.append(
+            ("saved_model: tf.saved_model.load", sm.load_signature(path, *names), tol32))
+        runtimes.append(
+            ("saved_model: keras TFSMLayer", sm.load_tfsm_layer(path, output_name), tol32))
     if "onnx" in files:
         run = ox.load_onnx_runner(files["onnx"], input_name)
         runtimes.append((f"onnx: onnxruntime CPU (opset {opset})", run, tol32))
@@ -202,6 +205,36 @@ def _manifest(source, files, staging, sizes, metadata, opset, report, errors) ->
         "errors": {fmt: str(err) for fmt, err in errors.items()},
         "versions": library_versions(),
     }
+
+
+def _build_verified(staging, source, copy, pbatch, formats, opset, float16, names, metadata,
+                    tolerances):
+    """Writes every format into `staging`, checks parity, writes the manifest."""
+    files, errors = _write_formats(copy, staging, formats, opset, float16, names, metadata)
+    if not files:
+        _raise_conversion(next(iter(errors.values())), None)
+    runtimes = _runtimes(files, source.model, opset, names, *tolerances)
+    label = f"keras float32 copy of {copy.name!r}"
+    report = run_parity(lambda x: copy(x, training=False), runtimes, pbatch, names[1], label)
+    if not report.passed:
+        failed = ", ".join(row.runtime for row in report.failures())
+        raise ParityError(f"Parity check failed for: {failed}. Nothing was written and an "
+                          f"existing export is untouched.\n{report.table()}", report)
+    sizes = {name: _size(path) for name, path in files.items()}
+    manifest = _manifest(source, files, staging, sizes, metadata, opset, report, errors)
+    files["manifest"] = staging / MANIFEST_FILE
+    files["manifest"].write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    sizes["manifest"] = _size(files["manifest"])
+    return files, sizes, report, errors
+
+
+def _check_tolerances(tolerance, tolerance_float16) -> None:
+    for arg, value in (("tolerance", tolerance), ("tolerance_float16", tolerance_float16)):
+        if not isinstance(value, Tolerance):
+            raise TypeError(
+                f"`{arg}` must be a keras_wrs.export.Tolerance, e.g. Tolerance(atol=1e-5, "
+                f"rtol=1e-4). Received: {arg}={value!r}"
+            )
 
 
 def _raise_conversion(err: OnnxConversionError, result) -> None:
@@ -279,6 +312,7 @@ def export_model(
     if float16 and "onnx" not in formats:
         raise ValueError("`float16=True` makes an ONNX file; add 'onnx' to `formats`.")
     _check_names(input_name, output_name)
+    _check_tolerances(tolerance, tolerance_float16)
     if not isinstance(source, ExportSource):
         source = load_source(source, custom_objects=custom_objects)
     if not check_only:
@@ -288,21 +322,9 @@ def export_model(
     names = (input_name, output_name)
     metadata = build_metadata(source, copy, *names)
     with atomic.staging_directory(None if check_only else output.parent) as staging:
-        files, errors = _write_formats(copy, staging, formats, opset, float16, names, metadata)
-        if not files:
-            _raise_conversion(next(iter(errors.values())), None)
-        runtimes = _runtimes(files, source.model, opset, names, tolerance, tolerance_float16)
-        reference = (f"keras float32 copy of {copy.name!r}", lambda x: copy(x, training=False))
-        report = run_parity(reference[1], runtimes, pbatch, output_name, reference[0])
-        if not report.passed:
-            failed = ", ".join(row.runtime for row in report.failures())
-            raise ParityError(f"Parity check failed for: {failed}. Nothing was written.\n"
-                              f"{report.table()}", report)
-        sizes = {name: _size(path) for name, path in files.items()}
-        manifest = _manifest(source, files, staging, sizes, metadata, opset, report, errors)
-        files["manifest"] = staging / MANIFEST_FILE
-        files["manifest"].write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        sizes["manifest"] = _size(files["manifest"])
+        files, sizes, report, errors = _build_verified(
+            staging, source, copy, pbatch, formats, opset, float16, names, metadata,
+            (tolerance, tolerance_float16))
         final = None if check_only else atomic.commit(staging, output, overwrite)
     base = final if final is not None else Path(".")
     files = {name: base / path.relative_to(staging) for name, path in files.items()}

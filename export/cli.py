@@ -49,7 +49,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
     add("--batch-key", default=None, help="array name inside an .npz batch")
     add("--batch-size", type=int, default=8, help="number of random parity inputs (default 8)")
     add("--seed", type=int, default=0, help="seed of the random parity inputs (default 0)")
-    add("--atol", type=float, default=FLOAT32.atol, help="float32 absolute tolerance (default 1e-5)")
+    add("--atol", type=float, default=FLOAT32.atol,
+        help="float32 absolute tolerance (default 1e-5)")
     add("--rtol", type=float, default=FLOAT32.rtol,
         help="float32 tolerance relative to the output's largest magnitude (default 1e-4)")
     add("--min-top1", type=float, default=FLOAT32.min_top1,

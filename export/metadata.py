@@ -93,7 +93,8 @@ def build_metadata(source: ExportSource, model, input_name: str, output_name: st
 def library_versions() -> dict[str, str | None]:
     """Versions of the libraries an export depends on (`None` if missing)."""
     versions = {}
-    for dist in ("keras-wrs", "keras", "tensorflow", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime"):
+    dists = ("keras-wrs", "keras", "tensorflow", "tensorflow-cpu", "tf2onnx", "onnx", "onnxruntime")
+    for dist in dists:
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

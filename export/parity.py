@@ -143,7 +143,8 @@ def _cells(row: ParityRow) -> tuple[str, ...]:
         top1 += " (info)"
     tol = f"{row.tolerance.atol:g}/{row.tolerance.rtol:g}"
     verdict = "PASS" if row.passed else "FAIL"
-    return (row.runtime, row.output, f"{row.max_abs:.3g}", f"{row.mean_abs:.3g}", top1, tol, verdict)
+    errors = (f"{row.max_abs:.3g}", f"{row.mean_abs:.3g}")
+    return (row.runtime, row.output, *errors, top1, tol, verdict)
 
 
 def _top1(outputs: np.ndarray, reference: np.ndarray) -> float | None:
@@ -175,7 +176,8 @@ def compare(runtime: str, output: str, outputs, reference, tolerance: Tolerance)
     within = np.all(diff <= tolerance.atol + tolerance.rtol * scale)
     agrees = tolerance.min_top1 is None or top1 is None or top1 >= tolerance.min_top1
     passed = bool(np.all(np.isfinite(outputs)) and within and agrees)
-    return ParityRow(runtime, output, float(diff.max()), float(diff.mean()), top1, tolerance, passed)
+    max_abs, mean_abs = float(diff.max()), float(diff.mean())
+    return ParityRow(runtime, output, max_abs, mean_abs, top1, tolerance, passed)
 
 
 def _run_chunked(fn, inputs: np.ndarray) -> np.ndarray:

@@ -40,7 +40,8 @@ def run_dir(tmp_path):
         ({"output_name": ""}, r"`output_name` must be an identifier"),
         ({"input_name": "x", "output_name": "x"}, r"must differ.*'x'"),
         ({"batch_size": 0}, r"`batch_size` must be a positive integer.*batch_size=0"),
-        ({"batch": np.zeros((2, 8, 8, 3))}, r"shape \(2, 8, 8, 3\), the model takes \(n,\) \+ \(8, 8, 4\)"),
+        ({"batch": np.zeros((2, 8, 8, 3))},
+         r"shape \(2, 8, 8, 3\), the model takes \(n,\) \+ \(8, 8, 4\)"),
         ({"batch": np.zeros((0, 8, 8, 4))}, r"at least one numeric example"),
         ({"batch": np.full((1, 8, 8, 4), "a")}, r"at least one numeric example.*dtype=<U1"),
     ],
@@ -49,6 +50,11 @@ def test_bad_arguments_raise_before_anything_is_written(tmp_path, kwargs, match)
     with pytest.raises(ValueError, match=match):
         export_model(tiny(), tmp_path / "out", **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tolerance_must_be_a_tolerance(tmp_path):
+    with pytest.raises(TypeError, match=r"`tolerance` must be a keras_wrs.export.Tolerance.*1e-05"):
+        export_model(tiny(), tmp_path / "out", tolerance=1e-5)
 
 
 def test_in_memory_model_needs_an_output():
@@ -74,7 +80,8 @@ def test_bad_sources(tmp_path):
         ("{not json", r"config.json' is not readable JSON"),
         ("[1, 2]", r"holds a list, not a JSON object"),
         (json.dumps({"class_names": ["a", "b"]}), r"lists 2 classes but the model has 3 outputs"),
-        (json.dumps({"data": {"class_names": "abc"}}), r"`class_names` .* must be a list of strings"),
+        (json.dumps({"data": {"class_names": "abc"}}),
+         r"`class_names` .* must be a list of strings"),
     ],
 )
 def test_bad_run_config_is_a_clear_error(run_dir, config, match):
