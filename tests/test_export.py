@@ -191,11 +191,27 @@ def test_saved_model_signature_reloads_and_holds_no_training_state(run_dir, expo
 def test_given_npz_batch_is_reported_real_and_check_only_writes_nothing(run_dir, tmp_path):
     np.savez(tmp_path / "batch.npz", x=data(6, seed=3)[0], y=np.zeros(6))
     before = sorted(os.listdir(tmp_path))
+    keras.config.set_dtype_policy("mixed_float16")  # as in the process that trained the model
     result = export_model(run_dir, tmp_path / "out", batch=tmp_path / "batch.npz",
-                          formats="onnx", check_only=True)
+                          formats="saved_model,onnx", check_only=True)
+    assert keras.config.dtype_policy().name == "mixed_float16"
     assert result.output is None and sorted(os.listdir(tmp_path)) == before
-    assert result.report.real_batch and result.report.n == 6
+    assert result.report.passed and result.report.real_batch and result.report.n == 6
+    assert {row.runtime for row in result.report.rows} >= {"saved_model: keras TFSMLayer"}
     assert result.report.batch == "given batch batch.npz['x']"
+
+
+def test_augmentation_and_dropout_in_the_model_stay_out_of_serving(tmp_path):
+    inp = keras.Input((8, 8, 4))
+    h = L.RandomFlip(seed=1)(L.Rescaling(0.5, name="scale")(inp))
+    h = L.GlobalAveragePooling2D()(L.BatchNormalization()(L.Conv2D(8, 3)(h)))
+    model = keras.Model(inp, L.Dense(3)(L.Dropout(0.5)(h)), name="augmented")
+    result = export_model(model, tmp_path / "out")  # leaked randomness would fail parity
+    assert result.report.passed and len(result.report.rows) == 3
+    assert result.metadata["preprocessing"]["inside_model"] == [
+        {"layer": "scale", "class": "Rescaling"}]
+    ops = {node.op_type for node in onnx.load(str(result.files["onnx"])).graph.node}
+    assert not {op for op in ops if "Random" in op}
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
