@@ -38,18 +38,22 @@ class SpanNoise(Monitor):
     Cost per measurement, `d = prod(kernel_size) * c_in` (4608 for a 3x3
     conv on 512 channels), `N` probe vectors (examples times output
     positions): `method="eigh"` accumulates the Gram matrix, `O(N d^2)`
-    (and `O(N d^2)` for the im2col convolution), plus a `O(d^3)`
-    eigendecomposition, `d^2` floats of memory per layer.
+    (in float64 by default: on CPU several times a float32 step of the
+    same size), plus a `O(d^3)` eigendecomposition, `d^2` floats of memory
+    per layer.
     `method="randomized"` never forms it: `2 + power_iterations` passes
     over the probe at `O(N d k)` each, `k = sketch_size`, then `O(d k^2)`;
     exact when the span's rank is at most `k - 10`, otherwise directions
     beyond the k-th count as noise (an over-estimate; see
-    `span.randomized_spans`). A layer fed directly by a model input has a
+    `span.randomized_spans`). It only pays when `d` is well above
+    `(2 + power_iterations) * k`; layers with `d <= 2 k` get the exact span.
+    Im2col itself is `O(N d)` for Conv1D/2D (`O(N d^2)` for Conv3D). Keep
+    `N` a few times `d` at most: 64-256 examples are usually enough. A layer fed directly by a model input has a
     fixed span, computed once. Layers' inputs are read in inference mode by
     default (`training=False`), without side effects either way.
 
     Args:
-        probe: inputs `x`, `(x, y)` or a `tf.data.Dataset`; a few hundred
+        probe: inputs `x`, `(x, y)` or a `tf.data.Dataset`; 64-256
             training examples.
         kernels: extra kernels, by layer name or variable path.
         default: watch the rescaled (or scale-invariant) kernels too;
@@ -146,16 +150,22 @@ class SpanNoise(Monitor):
         feats = self._features(x)
         return {i: wspan.layer_patches(self.selections[i].layer, feats[i]) for i in todo}
 
+    def _dim(self, i):
+        return int(np.prod(self.selections[i].variable.shape[:-1]))
+
     def _compute_spans(self, todo):
-        if not todo:
-            return {}
-        if self.method == "eigh":
-            grams = dict.fromkeys(todo)
-            for x in self._batches:
-                for i, p in self._patches(x, todo).items():
-                    grams[i] = wspan.accumulate_gram(grams[i], p, self.dtype)
-            return {i: wspan.exact_span(g, self.rel_threshold) for i, g in grams.items()}
-        return self._randomized(todo)
+        # The randomized path only pays where d is well above the sketch:
+        # smaller layers get the exact span (cheaper there, and exact).
+        small = [i for i in todo if self.method == "eigh" or self._dim(i) <= 2 * self.sketch_size]
+        out = self._randomized([i for i in todo if i not in small]) if len(small) < len(todo) else {}
+        if not small:
+            return out
+        grams = dict.fromkeys(small)
+        for x in self._batches:
+            for i, p in self._patches(x, small).items():
+                grams[i] = wspan.accumulate_gram(grams[i], p, self.dtype)
+        out.update({i: wspan.exact_span(g, self.rel_threshold) for i, g in grams.items()})
+        return out
 
     def _randomized(self, todo):
         def apply_grams(ms):
@@ -168,7 +178,7 @@ class SpanNoise(Monitor):
                     out[j] = term if out[j] is None else out[j] + term
             return out
 
-        dims = [int(np.prod(self.selections[i].variable.shape[:-1])) for i in todo]
+        dims = [self._dim(i) for i in todo]
         spans = wspan.randomized_spans(apply_grams, dims, self.rel_threshold, self.sketch_size,
                                        self.power_iterations, dtype=self.dtype)
         return dict(zip(todo, spans))

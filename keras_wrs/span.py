@@ -57,15 +57,26 @@ def _identity_kernel(layer, dtype):
     return ops.reshape(ops.eye(d, dtype=dtype), (*ksize, c_in, d))
 
 
+def _extract_2d(x, ksize, strides, dilation, padding):
+    """im2col of NHWC `x` by `tf.image.extract_patches`: rows in (kh, kw, c) order."""
+    import tensorflow as tf
+
+    return tf.image.extract_patches(
+        x, sizes=[1, *ksize, 1], strides=[1, *strides, 1], rates=[1, *dilation, 1],
+        padding=padding.upper(),
+    )
+
+
 def layer_patches(layer, x):
     """The input vectors of a Dense or ConvND layer, as rows of a matrix.
 
     For Dense, the last axis of `x`; for a convolution, the im2col patches
     with the layer's own kernel size, strides, padding (causal included) and
-    dilation: a convolution of `x` with the identity kernel of shape
-    `(*kernel_size, c_in, d)`, so that row `i` times
-    `math.kernel_matrix(kernel)` is the layer's pre-activation at position
-    `i`.
+    dilation, in the row order of `math.kernel_matrix(kernel)`, so that
+    patch `i` times that matrix is the layer's pre-activation at position
+    `i`. Conv1D/2D use `tf.image.extract_patches` (`O(n d)` memory moves);
+    Conv3D a convolution with the identity kernel of shape
+    `(*kernel_size, c_in, d)` (`O(n d^2)`).
 
     Args:
         layer: a Dense or Conv1D/2D/3D layer (groups=1).
@@ -73,22 +84,26 @@ def layer_patches(layer, x):
 
     Returns:
         `(n, d)` float32 tensor, `d = prod(kernel_size) * c_in` (Dense:
-        input size). Cost: `O(n d^2)` for convolutions.
+        input size).
     """
     x = ops.cast(x, "float32")
     if isinstance(layer, keras.layers.Dense):
         return ops.reshape(x, (-1, x.shape[-1]))
+    if layer.data_format == "channels_first":
+        x = ops.moveaxis(x, 1, -1)
     padding = layer.padding
     if padding == "causal":
         left = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
         x = ops.pad(x, [[0, 0], [left, 0], [0, 0]])
         padding = "valid"
-    p = ops.conv(
-        x, _identity_kernel(layer, "float32"), strides=layer.strides, padding=padding,
-        data_format=layer.data_format, dilation_rate=layer.dilation_rate,
-    )
-    if layer.data_format == "channels_first":
-        p = ops.moveaxis(p, 1, -1)
+    if isinstance(layer, keras.layers.Conv1D):
+        p = _extract_2d(x[:, None], (1, *layer.kernel_size), (1, *layer.strides),
+                        (1, *layer.dilation_rate), padding)
+    elif isinstance(layer, keras.layers.Conv2D):
+        p = _extract_2d(x, layer.kernel_size, layer.strides, layer.dilation_rate, padding)
+    else:
+        p = ops.conv(x, _identity_kernel(layer, "float32"), strides=layer.strides,
+                     padding=padding, dilation_rate=layer.dilation_rate)
     return ops.reshape(p, (-1, p.shape[-1]))
 
 

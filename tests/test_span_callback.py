@@ -68,11 +68,16 @@ def test_dense_span_rank_is_data_rank():
 
 
 def test_randomized_matches_exact_when_rank_fits():
-    x, _ = digits4()
-    exact, rand = SpanNoise(x[:8], kernels=["c1"], default=False), SpanNoise(
-        x[:8], kernels=["c1"], default=False, method="randomized", sketch_size=20)
-    _, hist = fit([exact, rand], x=x, y=digits4()[1])
-    for key in ("noise_ratio_mean", "noise_norm", "span_rank"):
+    x, y = digits4()
+    x = np.tile(x, (1, 1, 1, 4))  # 16 channels: d = 144 > 2 k, so the sketch is used; rank 9 <= k - 10
+    inp = keras.Input((8, 8, 16))
+    h = L.ReLU()(L.BatchNormalization(momentum=0.9)(L.Conv2D(8, 3, padding="same", name="c1")(inp)))
+    model = keras.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(h)))
+    exact, rand = SpanNoise(x[:8]), SpanNoise(x[:8], method="randomized", sketch_size=20)
+    fit([exact, rand], model=model, x=x, y=y)
+    assert rand._dim(0) > 2 * rand.sketch_size
+    for key in ("noise_ratio_mean", "noise_ratio_max", "noise_norm", "span_rank"):
+        assert exact.series[f"{key}/c1"][-1][1] > 0
         np.testing.assert_allclose(rand.series[f"{key}/c1"][-1][1], exact.series[f"{key}/c1"][-1][1], rtol=1e-6)
 
 
