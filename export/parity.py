@@ -8,25 +8,28 @@ judged alike), and, unless `min_top1` is `None`, when the arg-max (top-1
 class) agrees on at least that fraction of the examples. A row also reports
 the mean absolute error.
 
-Default tolerances, measured on this project's models (`benchmarks/export_results.md`):
+Default tolerances, measured on this project's models (second table of
+`benchmarks/export_results.md`: ResNet-20 and VGG16-BN, BatchNorm statistics
+set from data, 64 inputs):
     float32 runtimes (SavedModel, ONNX float32): atol = 1e-5, rtol = 1e-4,
         top-1 agreement 1.0. A folded graph sums the same products in
-        another order; float32 resolves 1.2e-7 relative, and the measured
-        differences are 0 (SavedModel), up to 1.2e-5 (ONNX, ResNet-20, logits
-        of size 3-4) and 2.9e-5 (ONNX, VGG16-BN, size 5): at most 6e-6 of the
-        output's size, 17 times inside the bound. What parity must catch sits
-        far above it: float16 leaking into the graph (measured 7.5e-3 of the
-        size on VGG16-BN), a wrong weight, training-mode BatchNorm or an
-        augmentation layer left in serving (1e-2 and more). An arg-max flip
-        within that bound needs two classes closer than 1e-4, which float32
-        noise alone makes very rare; pass `min_top1` below 1 for very large
-        real batches.
+        another order; float32 resolves 1.2e-7 relative. Measured: SavedModel
+        0 to 1.4e-6, ONNX Runtime 2.4e-6 (ResNet-20) and 2.4e-5 (VGG16-BN),
+        at most 5.7e-6 of the output's size: the bound (about 4e-4 for logits
+        of size 4) leaves a margin of 18 or more. What parity must catch sits
+        far above it: float16 leaking into the graph (measured 5.7e-3 to
+        8.5e-3 of the size on VGG16-BN), a wrong weight, training-mode
+        BatchNorm or an augmentation layer left in serving (1e-2 and more).
+        An arg-max flip within the bound needs two classes closer than 1e-4,
+        which float32 noise alone makes very rare; pass `min_top1` below 1
+        for very large real batches.
     float16 runtimes (the mixed-precision source model, ONNX float16):
         atol = 1e-2, rtol = 5e-2, top-1 agreement reported, not required.
-        float16 resolves 9.8e-4 relative and rounds at every layer: measured
-        4e-3 (ResNet-20) and 3.7e-2 (VGG16-BN, 7.5e-3 of the size). These rows
-        still catch wrong weights (differences of the output's own size);
-        arg-max may flip where two classes are within float16 noise.
+        float16 resolves 9.8e-4 relative and rounds at every layer. Measured:
+        2.7e-3 to 3.7e-3 (ResNet-20), 2.4e-2 to 3.5e-2 (VGG16-BN, up to
+        8.5e-3 of the size): the bound leaves a margin of 6 or more and still
+        catches wrong weights (differences of the output's own size); arg-max
+        may flip where two classes are within float16 noise.
 """
 
 from __future__ import annotations
@@ -75,12 +78,17 @@ FLOAT16 = Tolerance(atol=1e-2, rtol=5e-2, min_top1=None)
 
 @dataclasses.dataclass(frozen=True)
 class ParityRow:
-    """One runtime's agreement with the Keras reference on one output."""
+    """One runtime's agreement with the Keras reference on one output.
+
+    `scale` is the output's size, `max |ref|` over the batch, which `rtol`
+    multiplies.
+    """
 
     runtime: str
     output: str
     max_abs: float
     mean_abs: float
+    scale: float
     top1_agreement: float | None
     tolerance: Tolerance
     passed: bool
@@ -122,7 +130,8 @@ class ParityReport:
     def table(self) -> str:
         """The report as a plain-text table."""
         head = f"Parity vs {self.reference} on {self.batch} (n={self.n})"
-        cols = ("runtime", "output", "max |diff|", "mean |diff|", "top-1 agree", "atol/rtol", "ok")
+        cols = ("runtime", "output", "max |diff|", "mean |diff|", "max |ref|", "top-1 agree",
+                "atol/rtol", "ok")
         body = [_cells(row) for row in self.rows]
         widths = [max(len(c) for c in col) for col in zip(cols, *body)]
         lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths))]
@@ -143,7 +152,7 @@ def _cells(row: ParityRow) -> tuple[str, ...]:
         top1 += " (info)"
     tol = f"{row.tolerance.atol:g}/{row.tolerance.rtol:g}"
     verdict = "PASS" if row.passed else "FAIL"
-    errors = (f"{row.max_abs:.3g}", f"{row.mean_abs:.3g}")
+    errors = (f"{row.max_abs:.3g}", f"{row.mean_abs:.3g}", f"{row.scale:.3g}")
     return (row.runtime, row.output, *errors, top1, tol, verdict)
 
 
@@ -168,16 +177,16 @@ def compare(runtime: str, output: str, outputs, reference, tolerance: Tolerance)
     """
     outputs = np.asarray(outputs, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
+    scale = float(np.abs(reference).max()) if reference.size else 0.0
     if outputs.shape != reference.shape:
-        return ParityRow(runtime, output, float("inf"), float("inf"), None, tolerance, False)
+        return ParityRow(runtime, output, float("inf"), float("inf"), scale, None, tolerance, False)
     diff = np.abs(outputs - reference)
     top1 = _top1(outputs, reference)
-    scale = float(np.abs(reference).max()) if reference.size else 0.0
     within = np.all(diff <= tolerance.atol + tolerance.rtol * scale)
     agrees = tolerance.min_top1 is None or top1 is None or top1 >= tolerance.min_top1
     passed = bool(np.all(np.isfinite(outputs)) and within and agrees)
     max_abs, mean_abs = float(diff.max()), float(diff.mean())
-    return ParityRow(runtime, output, max_abs, mean_abs, top1, tolerance, passed)
+    return ParityRow(runtime, output, max_abs, mean_abs, scale, top1, tolerance, passed)
 
 
 def _run_chunked(fn, inputs: np.ndarray) -> np.ndarray:
