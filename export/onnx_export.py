@@ -1,11 +1,13 @@
 """ONNX through tf2onnx: pinned opset, stable names, a named batch axis, metadata.
 
 The default opset is 15: it is tf2onnx's own default and inside the range
-tf2onnx 1.17 tests (14 to 18); every op a BatchNorm CNN classifier lowers to
-(Conv, Gemm/MatMul, pooling, Relu, Softmax, Reshape) has had its current
-definition since opset 13 or earlier, so a newer opset buys nothing for these
-models while 15 loads in more runtimes (ONNX Runtime >= 1.10, TensorRT 8.x,
-OpenVINO 2022+).
+tf2onnx 1.17 tests (14 to 18). The ops a folded BatchNorm CNN classifier
+lowers to (Conv, MatMul/Gemm, pooling, Relu, Softmax, Reshape, Squeeze) do all
+they need for float32 at opset 15; their later versions add data types and
+attributes (bfloat16, AveragePool dilations) these models do not use. An
+older opset is loaded by more runtimes (ONNX Runtime since 1.10, 2021, and
+accelerators whose ONNX parsers lag the standard). The opset is written into
+the model's `opset_import`, its metadata and the export manifest.
 """
 
 from __future__ import annotations

@@ -113,8 +113,7 @@ def _model_path(path: Path) -> Path:
 
 
 def _load_model(path: Path, custom_objects: dict | None) -> keras.Model:
-    import keras_wrs  # noqa: F401  (registers the keras-wrs optimizers for deserialization)
-
+    # compile=False: the optimizer (keras-wrs or not) is training state, never exported.
     try:
         model = keras.saving.load_model(path, custom_objects=custom_objects, compile=False)
     except Exception as err:  # Keras raises many types for a damaged archive.
