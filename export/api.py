@@ -124,6 +124,18 @@ def _default_output(source: ExportSource) -> Path:
     )
 
 
+def _check_not_source(output: Path, source: ExportSource) -> None:
+    """Refuses an output that would replace the model being exported."""
+    if source.model_path is None:
+        return
+    if output.resolve() in source.model_path.resolve().parents:
+        raise ValueError(
+            f"`output`={str(output)!r} contains the model being exported "
+            f"({str(source.model_path)!r}); replacing it would delete the model. Choose "
+            "another output directory, e.g. RUN_DIR/export."
+        )
+
+
 def _parity_batch(batch, batch_key, batch_size: int, seed: int, shape) -> ParityBatch:
     if batch is None:
         return random_batch(shape, batch_size=batch_size, seed=seed)
@@ -316,7 +328,9 @@ def export_model(
     if not isinstance(source, ExportSource):
         source = load_source(source, custom_objects=custom_objects)
     if not check_only:
-        output = atomic.check_target(output or _default_output(source), overwrite)
+        output = Path(output) if output is not None else _default_output(source)
+        _check_not_source(output, source)
+        output = atomic.check_target(output, overwrite)
     copy = inference_copy(source.model)
     pbatch = _parity_batch(batch, batch_key, batch_size, seed, input_shape(copy))
     names = (input_name, output_name)

@@ -74,6 +74,13 @@ def test_bad_sources(tmp_path):
         export_model(3, tmp_path / "out")
 
 
+def test_output_that_would_replace_the_source_is_refused(run_dir):
+    for output in (run_dir, run_dir.parent):
+        with pytest.raises(ValueError, match="contains the model being exported.*Choose another"):
+            export_model(run_dir, output, overwrite=True)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["model.keras"]
+
+
 @pytest.mark.parametrize(
     "config, match",
     [
