@@ -102,12 +102,14 @@ def test_cli_unconvertible_layer_exits_1_after_writing_the_saved_model(tmp_path)
         (["--opset", "12"], "`opset` must be an integer from 14 to 18"),
         (["--format", "tflite"], "`formats` must name one or more"),
         (["--atol", "-1"], "`atol` must be a number >= 0"),
-        (["--output", "{run}"], "already exists"),
+        (["--output", "{tmp}/taken"], "already exists"),
+        (["--output", "{run}", "--overwrite"], "contains the model being exported"),
     ],
 )
 def test_cli_bad_input_exits_2_with_the_fix(tmp_path, argv, match):
     run = save_run(tmp_path / "run")
-    code, out, err = cli(run, *[a.format(run=run) for a in argv])
+    (tmp_path / "taken").mkdir()
+    code, out, err = cli(run, *[a.format(run=run, tmp=tmp_path) for a in argv])
     assert code == 2 and out == ""
     assert err.startswith("keras-wrs export: error: ") and match in err
     assert sorted(p.name for p in run.iterdir()) == ["model.keras"]
