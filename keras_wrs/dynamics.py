@@ -84,7 +84,9 @@ class WeightDynamics(Monitor):
 
     * `norm_mean/K`, `norm_min/K`, `norm_max/K`: filter norms `||w_k||`;
     * `eff_lr/K`: mean of `lr / ||w_k||^p`, `p` = 2 for SGD, 1 for Adam-like
-      optimizers, 0 for LAMB (`lr_power`);
+      optimizers, 0 for LAMB (`lr_power`); `lr` is the optimizer's current
+      learning rate (schedules applied; momentum's `1 / (1 - beta)` not
+      included);
     * `rotation/K`: mean angle (radians) between `w_k` and its value when
       training first began;
     * `angular_update/K`: mean angle between `w_k` before and after a step;

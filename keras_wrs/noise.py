@@ -101,7 +101,6 @@ class SpanNoise(Monitor):
             probe, "probe", False, positive_int(batch_size, "batch_size"),
             positive_int(max_batches, "max_batches", none_ok=True))]
         self.spans: dict = {}
-        self._measured_epoch = None
 
     def setup(self):
         check_probe_inputs(self.model, self._batches[0], "probe")
@@ -205,7 +204,6 @@ class SpanNoise(Monitor):
         values = self.guard("span_noise", self._measure, self.step)
         if values is None:
             return dict.fromkeys(names, float("nan"))
-        self._measured_epoch = epoch
         return dict(zip(names, ops.convert_to_numpy(values).reshape(-1)))
 
     def on_train_end(self, logs=None):
