@@ -97,6 +97,8 @@ class Config:
     strategy: str = "default"
     dynamics: bool = True
     noise_every: int = 5
+    probe_examples: int = 256
+    plots: bool = True
     tensorboard: bool = True
 
 
@@ -124,14 +126,16 @@ RECIPES: dict[str, Config] = {
         _WRN16_8, dataset="cifar100", model="wrn28_10"),
 }
 
-# Tiny widths for smoke runs: same depth and structure, a few channels.
+# Smoke runs: the same builder at its smallest depth and a few channels
+# (tracing a 56-layer graph costs a minute on a small CPU; the full depths are
+# built by the parameter-count tests).
 _SMOKE_MODEL_KWARGS = {
     "small_cnn": {"width": 4},
-    "resnet20": {"width": 4},
-    "resnet56": {"width": 4},
+    "resnet20": {"width": 4, "depth": 8},
+    "resnet56": {"width": 4, "depth": 8},
     "vgg16_bn": {"width": 8},
-    "wrn16_8": {"widen_factor": 1, "base_width": 4},
-    "wrn28_10": {"widen_factor": 1, "base_width": 4},
+    "wrn16_8": {"widen_factor": 1, "base_width": 4, "depth": 10},
+    "wrn28_10": {"widen_factor": 1, "base_width": 4, "depth": 10},
 }
 
 
@@ -145,7 +149,8 @@ def get_recipe(name):
 def _unknown(kind, value, valid):
     close = difflib.get_close_matches(str(value), list(valid), 3)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return (f"Unknown {kind} {value!r}. Valid {kind}s: "
+    plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+    return (f"Unknown {kind} {value!r}. Valid {plural}: "
             f"{', '.join(sorted(valid))}.{hint}")
 
 
@@ -240,7 +245,8 @@ def validate(config):
                          f"{', '.join(BUILTIN_DATASETS)} or a TFDS name. "
                          f"Received: dataset={config.dataset!r}")
     for name in ("epochs", "batch_size", "base_batch_size", "synthetic_train",
-                 "synthetic_test", "rescale_every", "noise_every"):
+                 "synthetic_test", "rescale_every", "noise_every",
+                 "probe_examples"):
         _check_number(config, name, int, 0)
     for name in ("steps_per_epoch", "image_size"):
         _check_number(config, name, int, 0, allow_none=True)
@@ -286,21 +292,28 @@ def _validate_relations(config):
                              f"Received: {getattr(config, name)!r}")
 
 
-def smoke(config, offline=False):
-    """A smoke variant: tiny widths, two epochs of two steps, batch 16.
+def smoke(config, offline=False, full_depth=False):
+    """A smoke variant: tiny widths and depths, two epochs of two steps, batch 16.
+
+    Dynamics are measured on a 16-image probe; per-run plots are off (they
+    cost more than the training; reports still draw theirs).
 
     Args:
         config: a `Config`.
         offline: replace a TFDS data set by `synthetic_shapes` (for machines
             without the data); tests keep the TFDS path and mock it instead.
+        full_depth: keep the recipe's depth, shrink widths only.
 
     Returns:
         A new `Config` that runs the same code in seconds on a CPU.
     """
+    tiny = dict(_SMOKE_MODEL_KWARGS[config.model])
+    if full_depth:
+        tiny.pop("depth", None)
     changes = dict(
-        model_kwargs={**config.model_kwargs, **_SMOKE_MODEL_KWARGS[config.model]},
+        model_kwargs={**config.model_kwargs, **tiny},
         epochs=2, steps_per_epoch=2, batch_size=16, warmup_epochs=0.0,
-        synthetic_train=64, synthetic_test=32)
+        synthetic_train=64, synthetic_test=32, probe_examples=16, plots=False)
     if config.schedule == "step":
         changes["step_epochs"] = (1,)
     if offline and config.dataset not in BUILTIN_DATASETS:

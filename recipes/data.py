@@ -41,6 +41,7 @@ __all__ = [
     "load_splits",
     "train_dataset",
     "eval_dataset",
+    "probe_batch",
 ]
 
 BUILTIN_DATASETS = ("digits", "synthetic_shapes")
@@ -324,3 +325,14 @@ def eval_dataset(splits, batch_size):
     return (dataset.map(lambda x, y: normalize(to_float(x), y),
                         num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def probe_batch(splits, num_examples):
+    """The first `num_examples` training images, normalized, unaugmented.
+
+    A fixed batch for measurements on the training distribution (the span of
+    a layer's inputs, for the weight noise ratio).
+    """
+    to_float, normalize = _preprocess(splits.info)
+    images = splits.x_train[:num_examples]
+    return normalize(to_float(tf.constant(images)), splits.y_train[:num_examples])[0]

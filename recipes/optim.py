@@ -116,7 +116,10 @@ def learning_rate_schedule(config, hp):
     """
     warmup = int(round(config.warmup_epochs * hp.steps_per_epoch))
     if config.schedule == "step":
-        boundaries = [int(e * hp.steps_per_epoch) for e in config.step_epochs]
+        # PiecewiseConstantDecay switches *after* a boundary step: the first
+        # step of epoch e (0-based step e * steps) gets the new rate.
+        boundaries = [max(0, int(e * hp.steps_per_epoch) - 1)
+                      for e in config.step_epochs]
         values = [hp.learning_rate * config.step_factor**i
                   for i in range(len(boundaries) + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)

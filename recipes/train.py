@@ -27,7 +27,6 @@ from keras_wrs.recipes.models import build_model
 
 __all__ = ["train", "ConfigMismatchError"]
 
-_PROBE_EXAMPLES = 256
 logger = logging.getLogger("keras_wrs")
 
 
@@ -124,8 +123,8 @@ def _callbacks(config, files, meter, dynamics, extra, verbose):
 
 
 def _probe(splits, config):
-    batch = data.eval_dataset(splits, _PROBE_EXAMPLES).take(1)
-    return next(iter(batch))[0]
+    """The first `probe_examples` training images, normalized: the span probe."""
+    return data.probe_batch(splits, config.probe_examples)
 
 
 def _summary(config, model, history, evaluation, meter, t0, resolved, recipe):
@@ -217,10 +216,11 @@ def train(config, run_dir, *, resume=False, overwrite=False, callbacks=(),
                                  verbose))
         evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
         model.save(files["model"])
-    files["plots"].mkdir(exist_ok=True)
-    plotting.plot_history(files["history"], files["plots"] / "history.png")
-    if dynamics:
-        instruments.write_dynamics_plots(str(files["history"]), files["plots"])
+    if config.plots:
+        files["plots"].mkdir(exist_ok=True)
+        plotting.plot_history(files["history"], files["plots"] / "history.png")
+        if dynamics:
+            instruments.write_dynamics_plots(str(files["history"]), files["plots"])
     summary = _summary(config, model, history, evaluation, meter, t0,
                        resolved, recipe)
     rundir.write_json(files["summary"], summary)

@@ -1,0 +1,126 @@
+"""Recipe data: digits, synthetic shapes, the TFDS path on mock data, the stream."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from keras_wrs.recipes import data, shapes
+
+
+@pytest.fixture(scope="module")
+def cifar():
+    with tfds.testing.mock_data(num_examples=48):
+        return data.load_splits("cifar10")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_splits("digits")
+
+
+def _batches(dataset):
+    return [(x.copy(), y.copy()) for x, y in dataset.as_numpy_iterator()]
+
+
+def test_digits_is_real_fixed_split(digits):
+    info = digits.info
+    assert (info.num_train, info.num_test, info.input_shape) == (1437, 360, (8, 8, 1))
+    assert not info.synthetic and "load_digits" in info.source
+    assert digits.x_train.dtype == np.uint8 and digits.x_train.max() == 16
+    assert info.rescale == 1 / 16
+    assert np.bincount(digits.y_test).min() >= 35  # stratified
+    np.testing.assert_array_equal(digits.x_test, data.load_splits("digits").x_test)
+
+
+def test_shapes_are_seeded_balanced_and_named_synthetic():
+    x1, y1 = shapes.make_shapes(40, seed=3)
+    x2, y2 = shapes.make_shapes(40, seed=3)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(x1, shapes.make_shapes(40, seed=4)[0])
+    assert x1.shape == (40, 32, 32, 3) and x1.dtype == np.uint8
+    assert np.bincount(y1).tolist() == [4] * 10
+    splits = data.load_splits("synthetic_shapes", synthetic_size=(30, 20))
+    assert splits.info.synthetic and "synthetic" in splits.info.source
+    assert splits.info.class_names == shapes.SHAPE_CLASSES
+
+
+def test_tfds_path_on_mock_data(cifar):
+    info = cifar.info
+    assert info.name == "cifar10" and info.num_classes == 10
+    assert info.input_shape == (32, 32, 3) and info.num_train == 48
+    assert cifar.x_train.dtype == np.uint8 and cifar.x_train.shape == (48, 32, 32, 3)
+    assert len(info.mean) == len(info.std) == 3
+    stream, steps = data.train_dataset(cifar, 16, seed=0, epochs=2)
+    batches = _batches(stream)
+    assert steps == 3 and len(batches) == 6
+    x, y = batches[0]
+    assert x.shape == (16, 32, 32, 3) and x.dtype == np.float32
+    assert y.shape == (16, 10) and np.all(y.sum(axis=1) == 1)
+
+
+def test_augmentation_stays_within_normalized_pixel_range(cifar):
+    info = cifar.info
+    low = (0 - np.array(info.mean)) / np.array(info.std)
+    high = (1 - np.array(info.mean)) / np.array(info.std)
+    stream, _ = data.train_dataset(cifar, 16, seed=1, augment="crop_flip", pad=4)
+    for x, _ in _batches(stream):
+        assert np.all(x >= low - 1e-5) and np.all(x <= high + 1e-5)
+
+
+def test_no_augmentation_is_plain_normalization(cifar):
+    info = cifar.info
+    stream, _ = data.train_dataset(cifar, 48, seed=0, augment="none")
+    x, y = _batches(stream)[0]
+    raw = cifar.x_train.astype(np.float32) / 255
+    expected = (raw - np.array(info.mean, "float32")) / np.array(info.std, "float32")
+    # Same examples, shuffled: match them up by label and content.
+    order = [int(np.argmin(((expected - xi) ** 2).sum(axis=(1, 2, 3)))) for xi in x]
+    assert sorted(order) == list(range(48))
+    np.testing.assert_allclose(x, expected[order], atol=1e-5)
+    np.testing.assert_array_equal(y.argmax(axis=1), cifar.y_train[order])
+
+
+def test_stream_is_deterministic_per_seed(digits):
+    a = _batches(data.train_dataset(digits, 64, seed=5, epochs=2, augment="crop")[0])
+    b = _batches(data.train_dataset(digits, 64, seed=5, epochs=2, augment="crop")[0])
+    c = _batches(data.train_dataset(digits, 64, seed=6, epochs=2, augment="crop")[0])
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_epochs_differ_and_resumed_stream_matches(digits):
+    full, steps = data.train_dataset(digits, 128, seed=0, epochs=3, steps_per_epoch=4)
+    resumed, _ = data.train_dataset(digits, 128, seed=0, start_epoch=2, epochs=3,
+                                    steps_per_epoch=4)
+    full, resumed = _batches(full), _batches(resumed)
+    assert steps == 4 and len(full) == 12 and len(resumed) == 4
+    assert not np.array_equal(full[0][0], full[4][0])
+    for (xa, ya), (xb, yb) in zip(full[8:], resumed):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
+def test_missing_tfds_data_fails_fast_with_instructions(tmp_path):
+    with pytest.raises(data.DatasetUnavailableError, match="--download") as info:
+        data.load_splits("cifar10", data_dir=str(tmp_path))
+    message = str(info.value)
+    assert str(tmp_path) in message and "tfds build cifar10" in message
+    assert "downloads/manual" in message
+
+
+def test_unknown_dataset_lists_valid_names():
+    with pytest.raises(ValueError, match="digits, synthetic_shapes.*Did you mean: cifar10"):
+        data.check_dataset_name("cifar")
+
+
+def test_batch_larger_than_data_is_rejected(digits):
+    with pytest.raises(ValueError, match="larger than the 1437 training examples"):
+        data.train_dataset(digits, 2048)
+
+
+def test_unknown_augmentation_is_rejected(digits):
+    with pytest.raises(ValueError, match="crop_flip"):
+        data.train_dataset(digits, 64, augment="mixup")
