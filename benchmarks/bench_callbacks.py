@@ -119,6 +119,41 @@ CASES = {
 }
 
 
+def large_layer(d=2304, n=4096, k=256, seed=0):
+    """Exact vs randomized span on one wide layer (3x3x256 patches), synthetic inputs.
+
+    Rows `n x d` with singular values `1/sqrt(j+1)` up to a rank `r`, then 0;
+    a random 64-filter kernel. Times the span and noise computation alone
+    (float64), and compares the noise ratio.
+    """
+    from keras import ops
+
+    from keras_wrs import span as wspan
+
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    w = rng.normal(size=(d, 64))
+    out = []
+    for rank in (k // 2, 1500):
+        sv = np.where(np.arange(d) < rank, 1.0 / np.sqrt(1 + np.arange(d)), 0.0)
+        rows = ops.convert_to_tensor(((rng.normal(size=(n, d)) * sv) @ basis.T).astype("float32"))
+        t = time.perf_counter()
+        span, comp, got = wspan.exact_span(wspan.accumulate_gram(None, rows), 1e-6)
+        exact = ops.convert_to_numpy(wspan.noise_stats(w, span, comp))
+        out.append((rank, "eigh", time.perf_counter() - t, int(got), exact[0]))
+        p64 = ops.cast(rows, "float64")
+        for q in (0, 1):
+            t = time.perf_counter()
+            (span, _, got), = wspan.randomized_spans(
+                lambda ms: [ops.matmul(ops.transpose(p64), ops.matmul(p64, ms[0]))], [d], 1e-6, k, q)
+            approx = ops.convert_to_numpy(wspan.noise_stats(w, span))
+            out.append((rank, f"randomized k={k}, q={q}", time.perf_counter() - t, int(got), approx[0]))
+    lines = [f"| input rank | method | time (s) | span rank found | noise ratio (mean over filters) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r} | {m} | {t:.2f} | {g} | {v:.4f} |" for r, m, t, g, v in out]
+    return "\n".join(lines)
+
+
 def table(rows, steps):
     out = ["| callback | step time (ms) | cost per step, fraction of a step | epoch-end cost (ms) | "
            f"epoch-end cost, in steps | per CIFAR-10 epoch ({CIFAR_EPOCH} steps), fraction |",
@@ -130,12 +165,34 @@ def table(rows, steps):
     return "\n".join(out)
 
 
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _tf_wheel():
+    from importlib import metadata
+
+    for dist in ("tensorflow-cpu", "tensorflow"):
+        try:
+            return f"{dist} {metadata.version(dist)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return f"tensorflow {tf.__version__}"
+
+
 def describe():
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical cores, "
+    return (f"Machine: {_cpu_name()}, {os.cpu_count()} logical cores, no GPU, "
             f"{platform.system()} {platform.machine()}; load average at start: {load}.\n"
-            f"Versions: Python {platform.python_version()}, keras-wrs {keras_wrs.__version__}, keras {keras.__version__}, "
-            f"tensorflow {tf.__version__}, numpy {np.__version__}.")
+            f"Versions: Python {platform.python_version()}, keras-wrs {keras_wrs.__version__}, "
+            f"keras {keras.__version__}, {_tf_wheel()}, numpy {np.__version__}.")
 
 
 def main(argv=None):
@@ -153,6 +210,9 @@ def main(argv=None):
         print(rows[-1], flush=True)
     text = table(rows, args.steps)
     print(text)
+    large = large_layer()
+    print(large)
+    text += "\n" + LARGE + large + "\n"
     if args.write:
         cmd = f"python benchmarks/bench_callbacks.py --batch {args.batch} --steps {args.steps} --write {args.write}"
         with open(args.write, "w") as f:
@@ -176,14 +236,31 @@ Timings on this kind of machine vary by 30-50% from run to run; compare ratios w
 
 """
 
+LARGE = """
+## The cheaper path for wide layers
+
+One layer with d = 3x3x256 = 2304 (a VGG-16 block), N = 4096 input vectors (64 examples, 8x8
+positions), synthetic inputs of a given rank, float64, the span and noise computation alone
+(`span.exact_span` vs `span.randomized_spans`; `q` = power iterations):
+
+"""
+
 NOTES = """
-Reading the table: the last column is what a default schedule costs over a CIFAR-10 epoch
-(per-step cost + epoch-end cost / 391). `WeightDynamics(schedule=1)` is the most expensive schedule;
-`schedule=10` or `"log"` divides its per-step cost accordingly. SpanNoise's eigh path is dominated
-by the im2col convolution and Gram accumulation, O(N d^2) with d up to 576 here; the randomized
-path replaces it by 3 passes at O(N d k). Sharpness costs about 2-4 forward-backward passes of the
-probe per iteration; later estimates warm-start from the previous eigenvector and usually stop
-early (`tolerance`), which this one-shot measurement (`tolerance=1e-12`, all 10 iterations) does not show.
+Reading the tables: the last column of the first is what each schedule costs over a CIFAR-10
+epoch (per-step cost + epoch-end cost / 391). Step times differ between rows because other
+processes shared the 2 cores; each ratio is taken within its own run.
+
+- `WeightDynamics(schedule=1)` is its most expensive schedule (a copy of the watched kernels before
+  the step, a few reductions after it); `schedule=10` or `"log"` divides that cost accordingly.
+  `grad_norm` costs one forward-backward pass of the probe per measured step.
+- SpanNoise's exact path is dominated by the float64 Gram accumulation, O(N d^2) with d up to 576
+  here, then the eigendecompositions. Its randomized path does not pay on ResNet-20: each of its
+  `2 + q` passes repeats the probe forward pass and the im2col, and 2k/d is not small for d <= 576
+  (layers with d <= 2k get the exact span anyway). It pays on wide layers (second table): 10-20x
+  faster, exact when the input rank is at most k - 10, an over-estimate of the noise otherwise.
+- Sharpness costs about 2-4 forward-backward passes of the probe per power iteration; later
+  estimates warm-start from the previous eigenvector and usually stop early (`tolerance`), which
+  this one-shot measurement (`tolerance=1e-12`, all 10 iterations) does not show.
 """
 
 if __name__ == "__main__":
