@@ -1,4 +1,7 @@
-"""WeightDynamics in model.fit: every metric against a NumPy twin from recorded weights."""
+"""WeightDynamics in model.fit: every metric against a NumPy twin from recorded weights.
+
+Also the three callbacks together under mixed precision and MirroredStrategy.
+"""
 
 import csv
 import logging
@@ -12,6 +15,8 @@ from _nets import conv_bn, data, loss
 import keras_wrs
 from keras_wrs import dynamics
 from keras_wrs.dynamics import WeightDynamics
+from keras_wrs.noise import SpanNoise
+from keras_wrs.sharpness import Sharpness
 
 L = keras.layers
 AXES = (0, 1, 2)
@@ -135,8 +140,10 @@ def test_mixed_precision_loss_scale_optimizer():
     model = make("wrs")
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     dyn = WeightDynamics(probe=(x[:8], y[:8]))
-    hist = model.fit(x, y, batch_size=16, epochs=1, callbacks=[dyn], verbose=0).history
+    others = [SpanNoise(x[:8]), Sharpness((x[:8], y[:8]), max_iterations=3)]
+    hist = model.fit(x, y, batch_size=16, epochs=1, callbacks=[dyn, *others], verbose=0).history
     assert [s.path for s in dyn.selections] == ["c1/kernel", "c2/kernel"]
+    assert hist["span_rank/c1"] == [36.0] and np.isfinite(hist["sharpness"][0])
     np.testing.assert_allclose(hist["norm_mean/c1"], 1.0, rtol=1e-6)
     np.testing.assert_allclose(hist["eff_lr/c2"], 0.1, rtol=1e-6)  # inner optimizer's lr, p = 2
     assert all(np.isfinite(hist[k][0]) and hist[k][0] > 0 for k in ("angular_update/c1", "grad_norm/c2"))
@@ -149,7 +156,10 @@ def test_mirrored_strategy_matches_twin():
         model = conv_bn(synchronized=True)
         model.compile(keras_wrs.optimizers.SGD(0.1, momentum=0.9, rescale=model), loss())
     rec, dyn = Recorder(), WeightDynamics(probe=(x[:8], y[:8]))
-    hist = model.fit(x, y, batch_size=16, epochs=1, callbacks=[rec, dyn], verbose=0, shuffle=False).history
+    sharp = Sharpness((x[:8], y[:8]), max_iterations=3)
+    callbacks = [rec, dyn, SpanNoise(x[:8]), sharp]
+    hist = model.fit(x, y, batch_size=16, epochs=1, callbacks=callbacks, verbose=0, shuffle=False).history
+    assert hist["span_rank/c2"] == [72.0] and np.isfinite(hist["sharpness"][0])
     for step, got in dyn.series["angular_update/c2"]:
         want = np_angle(rec.before[step]["c2/kernel"], rec.after[step]["c2/kernel"]).mean()
         np.testing.assert_allclose(got, want, atol=1e-4)
