@@ -11,6 +11,7 @@ evaluates on the test split, saves `model.keras`, plots, and writes
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -155,6 +156,56 @@ def _summary(config, model, history, evaluation, meter, t0, resolved, recipe):
     }
 
 
+@dataclasses.dataclass
+class _Run:
+    """What `_build` prepares for `model.fit`."""
+
+    model: keras.Model
+    train_ds: object
+    eval_ds: object
+    steps: int
+    resolved: dict
+    probe: object
+
+
+def _build(config, policy, start):
+    """Data, model and resolved config of a run starting at epoch `start`."""
+    strategy = system.make_strategy(config.strategy, config.jit_compile)
+    keras.utils.set_random_seed(config.seed)
+    splits = data.load_splits(
+        config.dataset, config.data_dir, config.download, config.image_size,
+        (config.synthetic_train, config.synthetic_test))
+    train_ds, steps = data.train_dataset(
+        splits, config.batch_size, config.seed, config.augment, config.pad,
+        start, config.epochs, steps_per_epoch=config.steps_per_epoch)
+    hp = optim.resolve_hyperparameters(config, steps)
+    with strategy.scope():
+        model = _compile(config, hp, splits, optim.learning_rate_schedule(config, hp))
+    return _Run(model, train_ds, data.eval_dataset(splits, config.batch_size), steps,
+                _resolved(config, hp, splits, policy, strategy), _probe(splits, config))
+
+
+def _fit(config, run, files, extra, verbose):
+    """`model.fit` with the run's callbacks; returns history, meter, dynamics."""
+    meter = Throughput(config.batch_size)
+    dynamics = instruments.dynamics_callbacks(config, run.probe,
+                                              every=max(1, run.steps // 2))
+    history = run.model.fit(
+        run.train_ds, epochs=config.epochs, steps_per_epoch=run.steps,
+        validation_data=run.eval_ds, verbose=0, shuffle=False,
+        callbacks=_callbacks(config, files, meter, dynamics, extra, verbose))
+    return history, meter, dynamics
+
+
+def _write_plots(config, files, dynamics):
+    if not config.plots:
+        return
+    files["plots"].mkdir(exist_ok=True)
+    plotting.plot_history(files["history"], files["plots"] / "history.png")
+    if dynamics:
+        instruments.write_dynamics_plots(str(files["history"]), files["plots"])
+
+
 def train(config, run_dir, *, resume=False, overwrite=False, callbacks=(),
           verbose="auto", recipe=None):
     """Train one configuration into `run_dir` and return its summary.
@@ -166,7 +217,8 @@ def train(config, run_dir, *, resume=False, overwrite=False, callbacks=(),
             returned as it is); the config must equal the stored one.
         overwrite: delete `run_dir` first.
         callbacks: extra Keras callbacks, appended last.
-        verbose: `model.fit` verbosity (`"auto"`, 0, 1 or 2).
+        verbose: progress output (`"auto"`/1 progress bar, 2 one line per
+            epoch, 0 silent).
         recipe: recipe name recorded in the summary.
 
     Returns:
@@ -180,48 +232,23 @@ def train(config, run_dir, *, resume=False, overwrite=False, callbacks=(),
     cfg.validate(config)
     data.check_dataset_name(config.dataset)
     t0 = time.perf_counter()
-    run_dir = rundir.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
-    files = _files(run_dir)
+    files = _files(rundir.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite))
     if resume:
-        done = rundir.read_json(files["summary"])
         _check_resumable(files, config)
+        done = rundir.read_json(files["summary"])
         if done is not None:
             return done
+    start = rundir.backup_epoch(files["backup"].parent) if resume else 0
     with system.precision_policy(config.precision) as policy:
-        strategy = system.make_strategy(config.strategy, config.jit_compile)
-        keras.utils.set_random_seed(config.seed)
-        splits = data.load_splits(
-            config.dataset, config.data_dir, config.download, config.image_size,
-            (config.synthetic_train, config.synthetic_test))
-        start = rundir.backup_epoch(run_dir) if resume else 0
-        train_ds, steps = data.train_dataset(
-            splits, config.batch_size, config.seed, config.augment, config.pad,
-            start, config.epochs, steps_per_epoch=config.steps_per_epoch)
-        eval_ds = data.eval_dataset(splits, config.batch_size)
-        hp = optim.resolve_hyperparameters(config, steps)
-        with strategy.scope():
-            model = _compile(config, hp, splits,
-                             optim.learning_rate_schedule(config, hp))
-        resolved = _resolved(config, hp, splits, policy, strategy)
-        rundir.write_json(files["config"], resolved)
+        run = _build(config, policy, start)
+        rundir.write_json(files["config"], run.resolved)
         rundir.write_json(files["environment"], rundir.environment())
         _truncate_history(files["history"], start)
-        meter = Throughput(config.batch_size)
-        dynamics = instruments.dynamics_callbacks(
-            config, _probe(splits, config), every=max(1, steps // 2))
-        history = model.fit(
-            train_ds, epochs=config.epochs, steps_per_epoch=steps,
-            validation_data=eval_ds, verbose=0, shuffle=False,
-            callbacks=_callbacks(config, files, meter, dynamics, callbacks,
-                                 verbose))
-        evaluation = model.evaluate(eval_ds, return_dict=True, verbose=0)
-        model.save(files["model"])
-    if config.plots:
-        files["plots"].mkdir(exist_ok=True)
-        plotting.plot_history(files["history"], files["plots"] / "history.png")
-        if dynamics:
-            instruments.write_dynamics_plots(str(files["history"]), files["plots"])
-    summary = _summary(config, model, history, evaluation, meter, t0,
-                       resolved, recipe)
+        history, meter, dynamics = _fit(config, run, files, callbacks, verbose)
+        evaluation = run.model.evaluate(run.eval_ds, return_dict=True, verbose=0)
+        run.model.save(files["model"])
+    _write_plots(config, files, dynamics)
+    summary = _summary(config, run.model, history, evaluation, meter, t0,
+                       run.resolved, recipe)
     rundir.write_json(files["summary"], summary)
     return summary
