@@ -6,12 +6,24 @@ configurations; the `keras-wrs` command line (`keras_wrs.recipes.cli`) wraps
 them. Needs the `recipes` extra: `pip install 'keras-wrs[recipes]'`.
 """
 
-from keras_wrs.recipes.compare import Grid, run_grid
-from keras_wrs.recipes.config import RECIPES, Config, get_recipe, override, smoke, validate
-from keras_wrs.recipes.data import load_splits
-from keras_wrs.recipes.models import MODELS, build_model
-from keras_wrs.recipes.report import write_report
-from keras_wrs.recipes.train import train
+import importlib
+
+# Imported on first use, so that `keras_wrs.recipes.models` (pure Keras) loads
+# without TensorFlow, e.g. under KERAS_BACKEND=jax.
+_WHERE = {
+    "Grid": "compare", "run_grid": "compare",
+    "RECIPES": "config", "Config": "config", "get_recipe": "config",
+    "override": "config", "smoke": "config", "validate": "config",
+    "load_splits": "data", "MODELS": "models", "build_model": "models",
+    "write_report": "report", "train": "train",
+}
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'keras_wrs.recipes' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"keras_wrs.recipes.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "Config",
