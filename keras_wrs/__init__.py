@@ -1,5 +1,7 @@
 """keras-wrs: weight rescaling instead of weight decay for Keras 3 BatchNorm networks."""
 
+import importlib
+
 from keras_wrs._backend import require_tensorflow as _require_tensorflow
 
 _require_tensorflow()
@@ -13,13 +15,33 @@ from keras_wrs.verify import InvarianceReport, verify_scale_invariance  # noqa: 
 
 __version__ = "0.1.0"
 
+# The callbacks use TensorFlow directly (gradient tapes, tf.distribute); they
+# load on first use, so the optimizers import under any Keras backend.
+_LAZY = {
+    "WeightDynamics": "dynamics",
+    "SpanNoise": "noise",
+    "Sharpness": "sharpness",
+    "plot_dynamics": "plots",
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'keras_wrs' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"keras_wrs.{_LAZY[name]}"), name)
+
+
 __all__ = [
     "InvarianceReport",
     "Selection",
+    "Sharpness",
+    "SpanNoise",
     "WRSMixin",
+    "WeightDynamics",
     "describe_rescaling",
     "math",
     "optimizers",
+    "plot_dynamics",
     "select_scale_invariant",
     "verify_scale_invariance",
     "wrs",

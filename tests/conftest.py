@@ -21,7 +21,6 @@ def _clean_keras_state():
     keras.backend.clear_session()
     yield
     keras.config.set_dtype_policy("float32")
-    keras.backend.clear_session()
 
 
 @pytest.fixture(scope="session")
