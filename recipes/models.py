@@ -263,9 +263,9 @@ def small_cnn(input_shape=(8, 8, 1), num_classes=10, width=32, bn_momentum=0.9,
         if stage:
             x = layers.MaxPooling2D(2)(x)
         for i in (1, 2):
-            name = f"s{stage + 1}_conv{i}"
-            x = _conv(x, filters, regularizer=kernel_regularizer, name=name)
-            x = layers.ReLU()(_bn(x, bn_momentum, name=f"{name}_bn"))
+            conv = f"s{stage + 1}_conv{i}"
+            x = _conv(x, filters, regularizer=kernel_regularizer, name=conv)
+            x = layers.ReLU()(_bn(x, bn_momentum, name=f"{conv}_bn"))
     x = layers.GlobalAveragePooling2D()(x)
     outputs = _head(x, num_classes, kernel_regularizer)
     return keras.Model(inputs, outputs, name=name)

@@ -35,6 +35,17 @@ def test_small_cnn_count_and_output():
     assert model.output_shape == (None, 10)
 
 
+def test_model_names():
+    expected = {"resnet20": "resnet20", "resnet56": "resnet56", "vgg16_bn": "vgg16_bn",
+                "wrn16_8": "wrn16_1", "wrn28_10": "wrn28_1",  # widen_factor=1 below
+                "small_cnn": "small_cnn"}
+    tiny = {"vgg16_bn": {"width": 8}, "wrn16_8": {"base_width": 2, "widen_factor": 1},
+            "wrn28_10": {"base_width": 2, "widen_factor": 1}}
+    for key, name in expected.items():
+        kwargs = tiny.get(key, {"width": 2})
+        assert models.build_model(key, (32, 32, 3), 10, **kwargs).name == name
+
+
 def test_option_a_shortcut_subsamples_and_zero_pads():
     x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype("float32")
     inputs = keras.Input((8, 8, 4))
