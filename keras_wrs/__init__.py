@@ -1,6 +1,6 @@
 """keras-wrs: weight rescaling instead of weight decay for Keras 3 BatchNorm networks."""
 
-import importlib
+from keras_wrs._lazy import lazy_getattr
 
 from keras_wrs._backend import require_tensorflow as _require_tensorflow
 
@@ -24,11 +24,7 @@ _LAZY = {
     "plot_dynamics": "plots",
 }
 
-
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'keras_wrs' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"keras_wrs.{_LAZY[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

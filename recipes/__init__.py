@@ -6,7 +6,7 @@ configurations; the `keras-wrs` command line (`keras_wrs.recipes.cli`) wraps
 them. Needs the `recipes` extra: `pip install 'keras-wrs[recipes]'`.
 """
 
-import importlib
+from keras_wrs._lazy import lazy_getattr
 
 # Imported on first use, so that `keras_wrs.recipes.models` (pure Keras) loads
 # without TensorFlow, e.g. under KERAS_BACKEND=jax.
@@ -18,11 +18,7 @@ _WHERE = {
     "write_report": "report", "train": "train",
 }
 
-
-def __getattr__(name):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'keras_wrs.recipes' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"keras_wrs.recipes.{_WHERE[name]}"), name)
+__getattr__ = lazy_getattr(__name__, _WHERE)
 
 
 __all__ = [
