@@ -24,10 +24,11 @@ def _unwrap(obj):
     return obj
 
 
-def _target(opt, var):
-    if opt.target_norm != "initial":
-        return f"{opt.target_norm:g}"
-    return "initial" if var is None else f"initial (mean {float(keras.ops.mean(var)):.4g})"
+def _target(target):
+    """A float target, "initial" before build, or the stored initial norms."""
+    if isinstance(target, float):
+        return f"{target:g}"
+    return "initial" if target is None else f"initial (mean {float(keras.ops.mean(target)):.4g})"
 
 
 def describe_rescaling(optimizer) -> str:
@@ -49,7 +50,8 @@ def describe_rescaling(optimizer) -> str:
         rows = [(r.selection, r.target) for r in opt._wrs.rescaled.values()]
     elif isinstance(opt._wrs.spec, keras.Model):
         model = opt._wrs.spec
-        rows = [(s, None) for s in resolve_rescale(model, model.trainable_variables)]
+        target = None if opt.target_norm == "initial" else opt.target_norm
+        rows = [(s, target) for s in resolve_rescale(model, model.trainable_variables)]
     else:
         return (
             f"{type(opt).__name__}: rescale={opt._wrs.spec!r}, resolved when the "
@@ -61,7 +63,7 @@ def describe_rescaling(optimizer) -> str:
             s.path,
             "x".join(str(d) for d in s.variable.shape),
             opt.granularity if opt.granularity == "layer" else f"filter (axes {list(s.channel_axes)})",
-            _target(opt, t if not isinstance(t, float) else None),
+            _target(t),
             s.reason,
         )
         for s, t in rows
