@@ -13,6 +13,7 @@ import keras
 from keras import ops
 
 from keras_wrs import math as wmath
+from keras_wrs._backend import gradient, jit
 from keras_wrs.monitor import (
     Monitor,
     base_optimizer,
@@ -21,7 +22,7 @@ from keras_wrs.monitor import (
     step_schedule,
     tracked_kernels,
 )
-from keras_wrs.probe import as_tensor_batch, check_probe_inputs, probe_batches, probe_loss
+from keras_wrs.probe import as_tensor_batch, check_probe_inputs, loss_function, probe_batches
 
 __all__ = [
     "WeightDynamics",
@@ -145,8 +146,6 @@ class WeightDynamics(Monitor):
         self.selections = []
 
     def setup(self):
-        import tensorflow as tf
-
         if self._probe is not None:
             check_probe_inputs(self.model, self._probe[0], "probe")
         self._power = learning_rate_power(self.model.optimizer, self.lr_power)
@@ -160,40 +159,45 @@ class WeightDynamics(Monitor):
         if self._init is None:
             self._init = self._snapshot()
         self._prev, self._grads, self._epoch_steps = None, None, []
-        self._update_fn = tf.function(self._update_metrics)
-        self._state_fn = tf.function(self._state_metrics)
+        self._update_fn = jit(self._update_metrics)
+        self._state_fn = jit(self._state_metrics)
         if self._probe is not None:
             x, y = as_tensor_batch(self._probe[0]), as_tensor_batch(self._probe[1])
-            self._grad_fn = tf.function(lambda: self._gradient_norms(x, y))
+            loss_fn, self._loss_vars = loss_function(self.model, x, y, variables=self._vars)
+            self._grad_fn = jit(lambda values, rest: self._gradient_norms(loss_fn, values, rest))
 
-    # Device computations -------------------------------------------------
+    # Device computations: pure functions of the values they are given -----
     def _snapshot(self):
-        return [ops.copy(ops.convert_to_tensor(v)) for v in self._vars]
+        return [ops.copy(w) for w in self.current(self._vars)]
 
-    def _update_metrics(self, before):
+    def _update_metrics(self, before, current):
         rows = []
-        for b, v, axes in zip(before, self._vars, self._axes):
-            w = ops.convert_to_tensor(v)
+        for b, w, axes in zip(before, current, self._axes):
             rows.append(ops.concatenate([ops.reshape(mean_angle(b, w, axes), (1,)), update_parts(b, w, axes)]))
         return ops.stack(rows)
 
-    def _state_metrics(self, learning_rate):
+    def _state_metrics(self, init, current, learning_rate):
         rows = []
-        for w0, v, axes in zip(self._init, self._vars, self._axes):
-            w = ops.convert_to_tensor(v)
+        for w0, w, axes in zip(init, current, self._axes):
             eff = mean_effective_learning_rate(learning_rate, w, axes, self._power)
             rot = mean_angle(w0, w, axes)
             rows.append(ops.concatenate([norm_stats(w, axes), ops.stack([eff, rot])]))
         return ops.stack(rows)
 
-    def _gradient_norms(self, x, y):
-        import tensorflow as tf
+    @staticmethod
+    def _gradient_norms(loss_fn, values, rest):
+        return ops.stack([gradient_norm(g) for g in gradient(loss_fn, values, rest)])
 
-        with tf.GradientTape() as tape:
-            loss = probe_loss(self.model, x, y)
-        grads = tape.gradient(loss, [v.value for v in self._vars],
-                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return ops.stack([gradient_norm(g) for g in grads])
+    def _probe_gradient_norms(self):
+        values = self.current(self._loss_vars)
+        n = len(self._vars)
+        return self._grad_fn(values[:n], values[n:])
+
+    def _update(self, before):
+        return self._update_fn(before, self.current(self._vars))
+
+    def _state(self):
+        return self._state_fn(self._init, self.current(self._vars), self._learning_rate())
 
     def _learning_rate(self):
         return ops.cast(base_optimizer(self.model.optimizer).learning_rate, "float32")
@@ -207,12 +211,12 @@ class WeightDynamics(Monitor):
             return
         self._prev = self.guard("angular_update", self._snapshot)
         if self._probe is not None:
-            self._grads = self.guard("grad_norm", self._grad_fn)
+            self._grads = self.guard("grad_norm", self._probe_gradient_norms)
 
     def after_step(self, step):
         row = {}
         if self._prev is not None:
-            upd = self.guard("angular_update", self._update_fn, self._prev)
+            upd = self.guard("angular_update", self._update, self._prev)
             if upd is not None:
                 row["update"] = upd
                 self.record(step, self._names(STEP_METRICS), upd)
@@ -220,7 +224,7 @@ class WeightDynamics(Monitor):
             row["grad"] = self._grads
             self.record(step, [f"grad_norm/{k}" for k in self.keys], self._grads)
         if self._prev is not None or self._grads is not None:
-            state = self.guard("norms", self._state_fn, self._learning_rate())
+            state = self.guard("norms", self._state)
             if state is not None:
                 self.record(step + 1, self._names(STATE_METRICS), state)
             self._epoch_steps.append(row)
@@ -230,7 +234,7 @@ class WeightDynamics(Monitor):
         # Every key, every epoch (NaN when not measured or failed): History
         # keeps one list per key, aligned with epochs.
         out = dict.fromkeys(self._names(STATE_METRICS), float("nan"))
-        state = self.guard("norms", self._state_fn, self._learning_rate())
+        state = self.guard("norms", self._state)
         if state is not None:
             out.update(zip(self._names(STATE_METRICS), ops.convert_to_numpy(state).reshape(-1)))
         steps, self._epoch_steps = self._epoch_steps, []

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import keras
 
+from keras_wrs._backend import require_tensorflow
 from keras_wrs.selection import Selection, kernel_channel_axes, select_scale_invariant
 
 __all__ = [
@@ -242,6 +243,8 @@ class Monitor(keras.callbacks.Callback):
 
     def __init__(self, log_dir: str | None = None):
         super().__init__()
+        if log_dir:
+            require_tensorflow("`log_dir` (TensorBoard step series, written by tf.summary)")
         self.log_dir = log_dir
         self.series: dict[str, list[tuple[int, float]]] = {}
         self.step = 0
@@ -274,6 +277,16 @@ class Monitor(keras.callbacks.Callback):
         self.flush()
 
     # For subclasses ------------------------------------------------------
+    def current(self, variables) -> list:
+        """The values of `variables` now, as tensors.
+
+        Under JAX, `fit` keeps the training state outside the model between
+        epochs; `self.model` attaches it first (Keras's own sync), so that a
+        variable never reads a stale value.
+        """
+        _ = self.model
+        return [keras.ops.convert_to_tensor(v) for v in variables]
+
     def setup(self):
         """Resolve kernels and check arguments against the model."""
 

@@ -11,15 +11,18 @@ from keras import ops
 
 from keras_wrs import math as wmath
 from keras_wrs import span as wspan
+from keras_wrs._backend import float64_scope, jit
 from keras_wrs.monitor import Monitor, kernel_keys, positive_int, tracked_kernels
-from keras_wrs.probe import as_tensor_batch, check_probe_inputs, probe_batches
+from keras_wrs.probe import as_tensor_batch, check_probe_inputs, probe_batches, take_examples
 
-__all__ = ["SpanNoise", "NOISE_METRICS"]
+__all__ = ["SpanNoise", "NOISE_METRICS", "INITIAL_SUFFIX"]
 
 logger = logging.getLogger("keras_wrs")
 
 NOISE_METRICS = ("noise_ratio_mean", "noise_ratio_max", "noise_norm", "span_norm", "span_rank")
 _METHODS = ("eigh", "randomized")
+# `noise_ratio_mean_initial/K`: the value before the first step of `fit`.
+INITIAL_SUFFIX = "_initial"
 
 
 class SpanNoise(Monitor):
@@ -31,9 +34,11 @@ class SpanNoise(Monitor):
     size, strides, padding and dilation) and adds to the epoch's `logs`:
     `noise_ratio_mean/K` and `noise_ratio_max/K` (over filters, of
     `||w_perp_k|| / ||w_k||`), `noise_norm/K` (`||w_perp||`), `span_norm/K`
-    (`||w_par||`) and `span_rank/K` (dimension of `S`). Measured at train
-    begin (in `series` only), at the end of every `every_n_epochs`-th epoch
-    (other epochs log NaN) and at train end.
+    (`||w_par||`) and `span_rank/K` (dimension of `S`). Measured before
+    the first step (logged as `noise_ratio_mean_initial/K`, ... in the
+    first epoch's logs, NaN in later ones), at the end of every
+    `every_n_epochs`-th epoch (other epochs log NaN) and at train end (in
+    `series`).
 
     Cost per measurement, `d = prod(kernel_size) * c_in` (4608 for a 3x3
     conv on 512 channels), `N` probe vectors (examples times output
@@ -47,15 +52,18 @@ class SpanNoise(Monitor):
     beyond the k-th count as noise (an over-estimate; see
     `span.randomized_spans`). It only pays when `d` is well above
     `(2 + power_iterations) * k`; layers with `d <= 2 k` get the exact span.
-    Im2col itself is `O(N d)` for Conv1D/2D (`O(N d^2)` for Conv3D). Keep
-    `N` a few times `d` at most: 64-256 examples are usually enough. A layer fed directly by a model input has a
-    fixed span, computed once. Layers' inputs are read in inference mode by
+    Im2col itself is `O(N d)` (strided slices of the padded input). Keep
+    `N` a few times `d` at most: 64-256 examples are usually enough. A
+    layer fed directly by a model input has a fixed span, computed once.
+    Under JAX, float64 runs in a `jax.enable_x64` scope. Layers' inputs are read in inference mode by
     default (`training=False`), without side effects either way.
 
     Args:
-        probe: inputs `x`, `(x, y)` or a `tf.data.Dataset`; 64-256
-            training examples.
-        kernels: extra kernels, by layer name or variable path.
+        probe: inputs `x`, `(x, y)` or an iterable of batches (a
+            `tf.data.Dataset`, a PyTorch `DataLoader`); 64-256 training
+            examples.
+        kernels: layers to measure, by layer name or kernel variable path
+            (with `default=False`: only these).
         default: watch the rescaled (or scale-invariant) kernels too;
             unsupported ones (depthwise, transposed) are skipped.
         every_n_epochs: measurement period in epochs.
@@ -69,6 +77,7 @@ class SpanNoise(Monitor):
         training: BatchNorm mode when reading layer inputs.
         batch_size: probe rows per forward pass for arrays.
         max_batches: use at most this many probe batches.
+        probe_size: use at most this many probe examples (the first ones).
         log_dir: optional directory for TensorBoard step series.
 
     Example:
@@ -80,7 +89,8 @@ class SpanNoise(Monitor):
         self, probe, kernels: Sequence[str] = (), default: bool = True, every_n_epochs: int = 1,
         rel_threshold: float = 1e-6, method: str = "eigh", sketch_size: int = 256,
         power_iterations: int = 1, dtype: str = "float64", training: bool = False,
-        batch_size: int = 256, max_batches: int | None = None, log_dir: str | None = None,
+        batch_size: int = 256, max_batches: int | None = None, probe_size: int | None = None,
+        log_dir: str | None = None,
     ):
         super().__init__(log_dir)
         self.every_n_epochs = positive_int(every_n_epochs, "every_n_epochs")
@@ -97,9 +107,10 @@ class SpanNoise(Monitor):
         self.default = default
         self.rel_threshold, self.method, self.dtype = float(rel_threshold), method, dtype
         self.sketch_size, self.power_iterations, self.training = sketch_size, power_iterations, training
-        self._batches = [as_tensor_batch(x) for x, _ in probe_batches(
-            probe, "probe", False, positive_int(batch_size, "batch_size"),
-            positive_int(max_batches, "max_batches", none_ok=True))]
+        self.probe_size = positive_int(probe_size, "probe_size", none_ok=True)
+        batches = probe_batches(probe, "probe", False, positive_int(batch_size, "batch_size"),
+                                positive_int(max_batches, "max_batches", none_ok=True))
+        self._batches = [as_tensor_batch(x) for x, _ in take_examples(batches, self.probe_size)]
         self.spans: dict = {}
 
     def setup(self):
@@ -123,11 +134,9 @@ class SpanNoise(Monitor):
         inputs = [id(t) for t in keras.tree.flatten(self.model.inputs)]
         self._fixed = [id(s.layer.input) in inputs for s in chosen]
         self._cache = {}
-        self.guard("span_noise", self._measure, self.step)
+        self._initial = self.guard("span_noise", self._measure, self.step)
 
     def _feature_model(self, chosen):
-        import tensorflow as tf
-
         try:
             fm = keras.Model(self.model.inputs, [s.layer.input for s in chosen])
         except Exception as e:
@@ -136,17 +145,18 @@ class SpanNoise(Monitor):
                 "functional or Sequential model whose measured layers are called once and "
                 f"not inside a nested model ({type(e).__name__}: {e})."
             ) from None
+        self._feature_vars = fm.variables
 
-        def features(x):
-            with keras.StatelessScope():
+        def features(values, x):
+            with keras.StatelessScope(state_mapping=list(zip(fm.variables, values))):
                 out = fm(x, training=self.training)
             return out if isinstance(out, (list, tuple)) else [out]
 
-        return tf.function(features)
+        return jit(features)
 
     # Measurement ---------------------------------------------------------
     def _patches(self, x, todo):
-        feats = self._features(x)
+        feats = self._features(self.current(self._feature_vars), x)
         return {i: wspan.layer_patches(self.selections[i].layer, feats[i]) for i in todo}
 
     def _dim(self, i):
@@ -182,29 +192,43 @@ class SpanNoise(Monitor):
                                        self.power_iterations, dtype=self.dtype)
         return dict(zip(todo, spans))
 
-    def _measure(self, step):
+    def _measure(self, step, keys=None):
+        with float64_scope(self.dtype):  # JAX computes float64 only in x64 mode
+            values = self._noise_values()
+        keys = keys or [f"{m}/{k}" for k in self.keys for m in NOISE_METRICS]
+        self.record(step, keys, values)
+        return values
+
+    def _noise_values(self):
         todo = [i for i in range(len(self.selections)) if not (self._fixed[i] and i in self._cache)]
         self._cache.update(self._compute_spans(todo))
+        kernels = self.current([s.variable for s in self.selections])
         rows = []
-        for i, s in enumerate(self.selections):
+        for i, (s, w) in enumerate(zip(self.selections, kernels)):
             span, comp, rank = self._cache[i]
-            w2d = wmath.kernel_matrix(ops.convert_to_tensor(s.variable), s.channel_axes)
-            stats = ops.cast(wspan.noise_stats(w2d, span, comp), "float64")
-            rows.append(ops.concatenate([stats, ops.cast(ops.reshape(rank, (1,)), "float64")]))
+            stats = wspan.noise_stats(wmath.kernel_matrix(w, s.channel_axes), span, comp)
+            rows.append(ops.concatenate([stats, ops.cast(ops.reshape(rank, (1,)), stats.dtype)]))
             self.spans[self.keys[i]] = (span, comp, rank)
-        values = ops.stack(rows)
-        self.record(step, [f"{m}/{k}" for k in self.keys for m in NOISE_METRICS], values)
-        return values
+        return ops.stack(rows)
 
     # Schedule ------------------------------------------------------------
     def epoch_values(self, epoch):
         names = [f"{m}/{k}" for k in self.keys for m in NOISE_METRICS]
-        if epoch % self.every_n_epochs:
-            return dict.fromkeys(names, float("nan"))
-        values = self.guard("span_noise", self._measure, self.step)
+        out = self._initial_values(names)
+        values = None
+        if epoch % self.every_n_epochs == 0:
+            values = self.guard("span_noise", self._measure, self.step)
+        out.update(dict.fromkeys(names, float("nan")) if values is None
+                   else zip(names, ops.convert_to_numpy(values).reshape(-1)))
+        return out
+
+    def _initial_values(self, names):
+        """The measurement before the first step, in the first epoch's logs (NaN after)."""
+        initial = [n.replace("/", INITIAL_SUFFIX + "/", 1) for n in names]
+        values, self._initial = self._initial, None
         if values is None:
-            return dict.fromkeys(names, float("nan"))
-        return dict(zip(names, ops.convert_to_numpy(values).reshape(-1)))
+            return dict.fromkeys(initial, float("nan"))
+        return dict(zip(initial, ops.convert_to_numpy(values).reshape(-1)))
 
     def on_train_end(self, logs=None):
         last = self.series.get(f"noise_norm/{self.keys[0]}") if getattr(self, "keys", None) else None

@@ -9,15 +9,19 @@ states and random seeds touched by the probe forward pass are discarded
 
 from __future__ import annotations
 
+import itertools
+
 import keras
 import numpy as np
 from keras import ops
 
-__all__ = ["probe_batches", "check_probe_inputs", "probe_loss", "as_tensor_batch"]
+from keras_wrs._backend import is_tf_dataset, num_replicas
+
+__all__ = ["probe_batches", "take_examples", "check_probe_inputs", "probe_loss", "loss_function", "as_tensor_batch"]
 
 _FORMS = (
-    "an array of inputs, a tuple `(x, y)` of arrays, or a `tf.data.Dataset` "
-    "yielding `x` or `(x, y)` batches"
+    "an array of inputs, a tuple `(x, y)` of arrays, or an iterable of "
+    "`x` or `(x, y)` batches (a `tf.data.Dataset`, a `torch.utils.data.DataLoader`, ...)"
 )
 
 
@@ -38,6 +42,15 @@ def _slice(tree, start, stop):
     return keras.tree.map_structure(lambda a: a[start:stop], tree)
 
 
+def _is_batch_iterable(probe) -> bool:
+    """A dataset or loader of batches, as opposed to an array or an `(x, y)` tuple."""
+    if is_tf_dataset(probe):
+        return True
+    if isinstance(probe, (str, bytes, tuple, list, dict)) or hasattr(probe, "shape"):
+        return False
+    return hasattr(probe, "__iter__")
+
+
 def probe_batches(
     probe, name: str = "probe", need_targets: bool = False, batch_size: int | None = 256,
     max_batches: int | None = None,
@@ -46,7 +59,8 @@ def probe_batches(
 
     Args:
         probe: array `x`, tuple `(x, y)` or `(x, y, sample_weight)` of arrays,
-            or a `tf.data.Dataset` of batches.
+            or an iterable of batches (`tf.data.Dataset`, PyTorch
+            `DataLoader`, a list, a generator).
         name: argument name for error messages.
         need_targets: whether `y` is required (losses need it).
         batch_size: rows per batch for arrays; `None` keeps one batch.
@@ -58,10 +72,8 @@ def probe_batches(
     Raises:
         ValueError: unsupported type, no example, or missing targets.
     """
-    import tensorflow as tf
-
-    if isinstance(probe, tf.data.Dataset):
-        batches = [_split(e) for e in (probe.take(max_batches) if max_batches else probe)]
+    if _is_batch_iterable(probe):
+        batches = [_split(e) for e in itertools.islice(probe, max_batches)]
     elif isinstance(probe, (tuple, list)) or hasattr(probe, "shape"):
         x, y = _split(tuple(probe)) if isinstance(probe, (tuple, list)) else (probe, None)
         if not hasattr(keras.tree.flatten(x)[0], "shape"):
@@ -84,6 +96,22 @@ def probe_batches(
             f"Received inputs only (x of shape {tuple(keras.tree.flatten(batches[0][0])[0].shape)})."
         )
     return batches
+
+
+def take_examples(batches: list[tuple], limit: int | None) -> list[tuple]:
+    """The first `limit` examples of a list of `(x, y)` batches (all when None)."""
+    if limit is None:
+        return batches
+    out, left = [], limit
+    for x, y in batches:
+        if left <= 0:
+            break
+        n = _num_rows(x)
+        if n > left:
+            x, y = _slice(x, 0, left), None if y is None else _slice(y, 0, left)
+        out.append((x, y))
+        left -= min(n, left)
+    return out
 
 
 def check_probe_inputs(model, x, name: str = "probe"):
@@ -133,17 +161,51 @@ def probe_loss(model, x, y, training: bool = True):
     Returns:
         Scalar float32 loss (regularization losses included).
     """
-    import tensorflow as tf
+    fn, variables = loss_function(model, x, y, training)
+    return fn([ops.convert_to_tensor(v) for v in variables])
 
-    with keras.StatelessScope():
-        y_pred = model(x, training=training)
-        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    return ops.cast(loss, "float32") * float(replicas)
+
+def loss_function(model, x, y, training: bool = True, variables=None):
+    """`probe_loss` as a pure function of variable values, for autodiff and `jit`.
+
+    Args:
+        model: a compiled model.
+        x, y: one probe batch.
+        training: the mode of the forward pass.
+        variables: the variables to differentiate in (default: all of
+            `model.variables`).
+
+    Returns:
+        `(fn, variables + rest)`: `fn(values, rest_values=None)` is the loss
+        with `variables` set to `values` and the model's other variables set
+        to `rest_values` (or read as they are when None); the second item
+        lists the variables in that order, so
+        `fn(*split(current values))` is the loss now.
+
+    Example:
+        >>> fn, vs = loss_function(model, x, y, variables=model.trainable_variables)
+        >>> n = len(model.trainable_variables)
+        >>> values = [ops.convert_to_tensor(v) for v in vs]
+        >>> fn(values[:n], values[n:])
+    """
+    chosen = list(model.variables if variables is None else variables)
+    ids = {id(v) for v in chosen}
+    rest = [v for v in model.variables if id(v) not in ids]
+
+    def fn(values, rest_values=None):
+        mapping = list(zip(chosen, values))
+        if rest_values is not None:
+            mapping += list(zip(rest, rest_values))
+        with keras.StatelessScope(state_mapping=mapping):
+            y_pred = model(x, training=training)
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
+        return ops.cast(loss, "float32") * float(num_replicas())
+
+    return fn, chosen + rest
 
 
 def as_tensor_batch(x):
-    """NumPy arrays in a batch as tensors (tensors are kept as they are)."""
+    """A batch as tensors of the Keras backend (NumPy, or another framework's tensors)."""
     return keras.tree.map_structure(
-        lambda a: ops.convert_to_tensor(a) if isinstance(a, np.ndarray) else a, x
+        lambda a: a if ops.is_tensor(a) else ops.convert_to_tensor(np.asarray(a)), x
     )

@@ -4,8 +4,8 @@ Gradient descent with learning rate `lr` is stable on a quadratic only while
 the largest Hessian eigenvalue stays below `2/lr`; with full-batch GD,
 networks train at the *edge of stability*, where the sharpness rises to about
 `2/lr` and hovers there. The eigenvalue is found by power iteration on
-Hessian-vector products computed by double backpropagation, on a fixed probe
-batch.
+Hessian-vector products (double backpropagation on TensorFlow and PyTorch,
+forward-over-reverse `jax.jvp` of `jax.grad` on JAX), on a fixed probe batch.
 
 References:
     Cohen, Kaur, Li, Kolter, Talwalkar, "Gradient Descent on Neural Networks
@@ -20,8 +20,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_wrs import _backend
 from keras_wrs.monitor import Monitor, base_optimizer, positive_int, step_schedule
-from keras_wrs.probe import as_tensor_batch, check_probe_inputs, probe_batches, probe_loss
+from keras_wrs.probe import as_tensor_batch, check_probe_inputs, loss_function, probe_batches
 
 __all__ = [
     "hessian_vector_product",
@@ -32,26 +33,30 @@ __all__ = [
 
 
 def hessian_vector_product(loss_fn, variables, vectors):
-    """`H v` for the Hessian `H` of `loss_fn()` in `variables`, by double backprop.
+    """`H v` for the Hessian `H` of `loss_fn()` in `variables`, at their current values.
+
+    A convenience over `keras_wrs._backend.hessian_vector_product`, which
+    takes a pure function of the values (what the `Sharpness` callback
+    compiles): here `loss_fn` reads the variables, and their values are
+    substituted in a `keras.StatelessScope`.
 
     Args:
         loss_fn: zero-argument callable returning a scalar loss.
-        variables: list of `tf.Variable`s.
+        variables: list of Keras variables.
         vectors: list of tensors shaped like `variables`.
 
     Returns:
         List of tensors `H v`, shaped like `variables` (zeros where the loss
         does not depend on a variable).
     """
-    import tensorflow as tf
 
-    zero = tf.UnconnectedGradients.ZERO
-    with tf.GradientTape() as outer:
-        with tf.GradientTape() as inner:
-            loss = loss_fn()
-        grads = inner.gradient(loss, variables, unconnected_gradients=zero)
-        dot = tf.add_n([tf.reduce_sum(g * tf.stop_gradient(v)) for g, v in zip(grads, vectors)])
-    return outer.gradient(dot, variables, unconnected_gradients=zero)
+    def pure(values):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return loss_fn()
+
+    values = [ops.convert_to_tensor(v) for v in variables]
+    vectors = [ops.convert_to_tensor(u, v.dtype) for u, v in zip(vectors, variables)]
+    return _backend.hessian_vector_product(pure, values, vectors)
 
 
 def _dot(a, b):
@@ -165,18 +170,23 @@ class Sharpness(Monitor):
         self._variables, self.seed, self._vector = variables, seed, None
 
     def setup(self):
-        import tensorflow as tf
-
         check_probe_inputs(self.model, self._x, "probe")
         vs = self._variables if self._variables is not None else self.model.trainable_variables
         if not vs:
             raise ValueError("`variables` is empty: the Hessian needs at least one trainable variable.")
-        self._tf_vars = [getattr(v, "value", v) for v in vs]
-        loss_fn = lambda: probe_loss(self.model, self._x, self._y)  # noqa: E731
-        self._hvp = tf.function(lambda vec: hessian_vector_product(loss_fn, self._tf_vars, vec))
+        self._vars = list(vs)
+        loss_fn, self._loss_vars = loss_function(self.model, self._x, self._y, variables=self._vars)
+        # Module-level lookup at trace time, so that a test can replace it.
+        self._hvp_fn = _backend.jit(
+            lambda vec, values, rest: _backend.hessian_vector_product(loss_fn, values, vec, rest))
         if self._vector is None:
             rng = np.random.default_rng(self.seed)
-            self._vector = [ops.convert_to_tensor(rng.standard_normal(v.shape), "float32") for v in self._tf_vars]
+            self._vector = [ops.convert_to_tensor(rng.standard_normal(v.shape), "float32") for v in self._vars]
+
+    def _hvp(self, vectors):
+        values = self.current(self._loss_vars)
+        n = len(self._vars)
+        return self._hvp_fn(vectors, values[:n], values[n:])
 
     def estimate(self) -> tuple[float, int, bool]:
         """Top eigenvalue now: `(eigenvalue, iterations, converged)`."""

@@ -24,6 +24,7 @@ from keras_wrs import math as wmath
 
 __all__ = [
     "span_unsupported_reason",
+    "im2col",
     "layer_patches",
     "accumulate_gram",
     "randomized_spans",
@@ -50,21 +51,43 @@ def span_unsupported_reason(layer) -> str | None:
     return None
 
 
-def _identity_kernel(layer, dtype):
-    ksize = tuple(layer.kernel_size)
-    c_in = layer.kernel.shape[-2]
-    d = int(np.prod(ksize)) * c_in
-    return ops.reshape(ops.eye(d, dtype=dtype), (*ksize, c_in, d))
+def _same_padding(n: int, k: int, s: int, d: int) -> tuple[int, int, int]:
+    """TensorFlow's "same" rule: `(before, after, outputs)` along one axis."""
+    out = -(-n // s)
+    total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+    return total // 2, total - total // 2, out
 
 
-def _extract_2d(x, ksize, strides, dilation, padding):
-    """im2col of NHWC `x` by `tf.image.extract_patches`: rows in (kh, kw, c) order."""
-    import tensorflow as tf
+def im2col(x, kernel_size, strides, dilation_rate, padding):
+    """Patches of a channels-last `x`, one row per output position.
 
-    return tf.image.extract_patches(
-        x, sizes=[1, *ksize, 1], strides=[1, *strides, 1], rates=[1, *dilation, 1],
-        padding=padding.upper(),
-    )
+    Each kernel tap is one strided slice of the padded input, so the cost is
+    `O(n d)` memory moves on every backend.
+
+    Args:
+        x: `(batch, *spatial, c)` tensor.
+        kernel_size, strides, dilation_rate: one int per spatial axis.
+        padding: `"valid"` or `"same"`.
+
+    Returns:
+        `(batch, *out_spatial, prod(kernel_size) * c)`, the last axis in
+        `(taps..., channel)` order (the kernel's own row order).
+    """
+    pads, outs = [], []
+    for n, k, s, d in zip(x.shape[1:-1], kernel_size, strides, dilation_rate):
+        if padding == "same":
+            before, after, out = _same_padding(n, k, s, d)
+        else:
+            before, after, out = 0, 0, (n - (k - 1) * d - 1) // s + 1
+        pads.append((before, after))
+        outs.append(out)
+    xp = ops.pad(x, [(0, 0), *pads, (0, 0)])
+    taps = []
+    for tap in np.ndindex(*kernel_size):
+        index = tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
+                      for t, d, o, s in zip(tap, dilation_rate, outs, strides))
+        taps.append(xp[(slice(None), *index, slice(None))])
+    return ops.concatenate(taps, axis=-1)
 
 
 def layer_patches(layer, x):
@@ -74,9 +97,7 @@ def layer_patches(layer, x):
     with the layer's own kernel size, strides, padding (causal included) and
     dilation, in the row order of `math.kernel_matrix(kernel)`, so that
     patch `i` times that matrix is the layer's pre-activation at position
-    `i`. Conv1D/2D use `tf.image.extract_patches` (`O(n d)` memory moves);
-    Conv3D a convolution with the identity kernel of shape
-    `(*kernel_size, c_in, d)` (`O(n d^2)`).
+    `i` (see `im2col`).
 
     Args:
         layer: a Dense or Conv1D/2D/3D layer (groups=1).
@@ -96,14 +117,7 @@ def layer_patches(layer, x):
         left = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
         x = ops.pad(x, [[0, 0], [left, 0], [0, 0]])
         padding = "valid"
-    if isinstance(layer, keras.layers.Conv1D):
-        p = _extract_2d(x[:, None], (1, *layer.kernel_size), (1, *layer.strides),
-                        (1, *layer.dilation_rate), padding)
-    elif isinstance(layer, keras.layers.Conv2D):
-        p = _extract_2d(x, layer.kernel_size, layer.strides, layer.dilation_rate, padding)
-    else:
-        p = ops.conv(x, _identity_kernel(layer, "float32"), strides=layer.strides,
-                     padding=padding, dilation_rate=layer.dilation_rate)
+    p = im2col(x, tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate), padding)
     return ops.reshape(p, (-1, p.shape[-1]))
 
 
