@@ -2,9 +2,19 @@
 
 One mixin, `WRSMixin`, adds weight rescaling to any Keras optimizer through
 its public hooks (`build`, `update_step`, `finalize_variable_values`,
-`get_config`, `exclude_from_weight_decay`); `wrs(cls)` applies it to a class,
-yours included. `SGD`, `Adam`, `AdamW`, `RMSprop`, `Nadam`, `Lion` and `Lamb`
-are the Keras optimizers of the same name with the mixin applied.
+`get_config`, `exclude_from_weight_decay`, `apply`); `wrs(cls)` applies it
+to a class, yours included. `SGD`, `Adam`, `AdamW`, `RMSprop`, `Nadam`,
+`Lion`, `Lamb`, `Adagrad`, `Adadelta`, `Adamax`, `Adafactor` and `Muon` are
+the Keras optimizers of the same name with the mixin applied.
+
+Where the rescale runs: after each variable's `update_step` (TensorFlow, JAX,
+and PyTorch for classes Keras has no fused version of). On PyTorch, Keras's
+own SGD, Adam, AdamW, RMSprop, Nadam, Lion, Adagrad, Adadelta and Adamax
+update all variables at once through fused `torch._foreach_*` kernels and
+never call `update_step`; their keras-wrs twins derive from those fused
+classes and rescale in `apply`, after the fused step. When EMA weights are
+written over the model (`ema_overwrite_frequency`), `apply` projects them
+back onto the targets too.
 """
 
 from __future__ import annotations
@@ -21,7 +31,10 @@ from keras_wrs import math as wmath
 from keras_wrs.selection import Selection
 from keras_wrs.resolve import resolve_rescale, serialize_rescale, validate_rescale
 
-__all__ = ["WRSMixin", "wrs", "SGD", "Adam", "AdamW", "RMSprop", "Nadam", "Lion", "Lamb"]
+__all__ = [
+    "WRSMixin", "wrs", "SGD", "Adam", "AdamW", "RMSprop", "Nadam", "Lion", "Lamb",
+    "Adagrad", "Adadelta", "Adamax", "Adafactor", "Muon",
+]
 
 WRS_ARGS_DOC = """
     Weight rescaling (keras-wrs) arguments:
@@ -122,7 +135,7 @@ class WRSMixin:
 
     def _make_rescaled(self, selection):
         v = selection.variable
-        axes = wmath.reduction_axes(len(v.shape), selection.channel_axes, self.granularity)
+        axes = _checked_axes(selection, self.granularity)
         if self.target_norm != "initial":
             return _Rescaled(selection, axes, self.target_norm)
         shape = tuple(1 if a in axes else d for a, d in enumerate(v.shape))
@@ -132,7 +145,7 @@ class WRSMixin:
             initial = keras.ops.convert_to_numpy(wmath.filter_norms(v, axes))
         target = self.add_variable(
             shape, initializer=lambda shape, dtype: ops.cast(initial, dtype),
-            dtype="float32", name=_var_name(v.path) + "_target_norm",
+            dtype="float32", name=_var_name(selection.path) + "_target_norm",
         )
         return _Rescaled(selection, axes, target)
 
@@ -140,14 +153,65 @@ class WRSMixin:
         super().update_step(gradient, variable, learning_rate)
         r = self._wrs.rescaled.get(self._get_variable_index(variable))
         if r is not None:
-            self._rescale(variable, r)
+            self._rescale(variable, r, self._due_in_update_step())
 
-    def _rescale(self, variable, r):
+    def _due_in_update_step(self):
+        if self.rescale_every == 1:
+            return None
+        return ops.equal((self.iterations + 1) % self.rescale_every, 0)
+
+    def _rescale(self, variable, r, due=None):
         new = wmath.rescale(variable, r.target, r.axes)
-        if self.rescale_every > 1:
-            due = ops.equal((self.iterations + 1) % self.rescale_every, 0)
+        if due is not None:
             new = ops.where(due, new, ops.cast(variable, "float32"))
         self.assign(variable, ops.cast(new, variable.dtype))
+
+    def apply(self, grads, trainable_variables=None):
+        """Keras's `apply`, then the projections `update_step` cannot do.
+
+        Two writes happen after every `update_step` has run: PyTorch's fused
+        update (which replaces `update_step`) and the EMA weights Keras writes
+        over the model every `ema_overwrite_frequency` steps. Both are
+        projected onto the targets here, once `iterations` has counted the step.
+        """
+        super().apply(grads, trainable_variables)
+        if not len(grads) or not self._wrs.rescaled:
+            return
+        due = self._due_after_apply()
+        if due is False:
+            return
+        for i, r in self._wrs.rescaled.items():
+            self._rescale(self._trainable_variables[i], r, due)
+
+    def _due_after_apply(self):
+        """Rescale now? A boolean tensor, None (always) or False (never)."""
+        step, due = self.iterations, []
+        if self._wrs_fused:  # the fused update ran on update steps only
+            every = [n for n in (self.rescale_every, self.gradient_accumulation_steps) if n and n > 1]
+            due.append(_every(step, every))
+        if self.use_ema and self.ema_overwrite_frequency:
+            due.append(_every(step, [self.ema_overwrite_frequency]))
+        if not due:
+            return False
+        if any(d is None for d in due):
+            return None
+        return due[0] if len(due) == 1 else ops.logical_or(*due)
+
+    def _apply_weight_decay(self, variables):
+        # Keras's PyTorch optimizer calls `torch._foreach_mul_` on the list of
+        # decayed variables, which fails when that list is empty (every
+        # variable rescaled, hence excluded from decay).
+        if self.weight_decay is None or not any(self._use_weight_decay(v) for v in variables):
+            return
+        super()._apply_weight_decay(variables)
+
+    def __reduce__(self):
+        # Keras pickles an optimizer as a `.keras` archive loaded back by
+        # `cls._unpickle_model`; a class made by `wrs()` is no module
+        # attribute, so the loader is taken from Keras's base class, and the
+        # archive finds the class through its registered name.
+        _, args = super().__reduce__()
+        return keras.optimizers.Optimizer._unpickle_model, args
 
     def finalize_variable_values(self, var_list):
         """Writes EMA weights back (Keras), then projects them onto the targets."""
@@ -173,6 +237,43 @@ class WRSMixin:
         return config
 
 
+def _every(step, periods):
+    """`step % n == 0` for every n (a boolean tensor), or None when no period."""
+    out = None
+    for n in periods:
+        c = ops.equal(step % n, 0)
+        out = c if out is None else ops.logical_and(out, c)
+    return out
+
+
+def _checked_axes(selection, granularity):
+    """Reduction axes of a selected variable, refusing shapes that have no filters."""
+    shape, path = tuple(selection.variable.shape), selection.path
+    if len(shape) == 0:
+        raise ValueError(
+            f"`rescale` selects the scalar variable {path!r}: a scalar has no filter "
+            "to rescale. Select kernels only (e.g. a regex ending in 'kernel$')."
+        )
+    bad = [a for a in selection.channel_axes if not -len(shape) <= a < len(shape)]
+    if bad:
+        raise ValueError(
+            f"`rescale` gives variable {path!r} of shape {shape} channel axes "
+            f"{tuple(selection.channel_axes)}; axes {bad} are out of range for rank "
+            f"{len(shape)}. Use axes in [-{len(shape)}, {len(shape) - 1}] (-1 for Conv "
+            "and Dense kernels, -2 for Conv*Transpose)."
+        )
+    axes = wmath.reduction_axes(len(shape), selection.channel_axes, granularity)
+    if not axes:
+        raise ValueError(
+            f"`rescale` selects variable {path!r} of shape {shape}, whose channel axes "
+            f"{tuple(selection.channel_axes)} leave nothing to sum a filter norm over: "
+            "each element would be set to +-target. A 1-D variable is a bias or a "
+            "BatchNorm scale, not a kernel: narrow the selection (e.g. a regex ending "
+            "in 'kernel$'), or pass granularity='layer' for one norm over the whole variable."
+        )
+    return axes
+
+
 def _var_name(path):
     return re.sub(r"[^A-Za-z0-9_]", "_", path)
 
@@ -186,39 +287,149 @@ def _init_scope():
     return tf.init_scope()
 
 
-def wrs(optimizer_class, name=None):
-    """Returns `optimizer_class` with weight rescaling added.
+# Optimizers that rebuild the weights from their own state every step: a
+# rescaled weight is overwritten from that state at the next step, so the
+# result would be neither the published algorithm nor WRS.
+_REFUSED = {
+    "Ftrl": (
+        "FTRL recomputes every weight from its accumulators (`linear`, "
+        "`accumulator`) at each step, and folds the current weight into "
+        "`linear`. Rescaling the weight does not rescale that state, so the "
+        "next step starts from the unrescaled iterate again"
+    ),
+    "ScheduleFreeAdamW": (
+        "Schedule-Free AdamW stores an interpolation of two sequences in the "
+        "weights and recovers the averaged sequence from them at each step. "
+        "Rescaling the stored interpolation corrupts that recovery"
+    ),
+}
+# Wrappers whose `apply` hands the step to inner optimizers: a mixin on the
+# wrapper would never run.
+_WRAPPERS = {
+    "LossScaleOptimizer": "keras.optimizers.LossScaleOptimizer(keras_wrs.optimizers.SGD(..., rescale=model))",
+    "MultiOptimizer": (
+        "keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap("
+        "default_optimizer=keras_wrs.optimizers.SGD(..., rescale=model), ...))"
+    ),
+}
+_OWN_NAMES = {}  # registered name of each class this module defines -> its Keras parent
+_TWINS = {}  # (parent class, name) -> class made by wrs()
 
-    Args:
-        optimizer_class: a `keras.optimizers.Optimizer` subclass, Keras's own
-            or yours.
-        name: class name; defaults to the parent's name.
 
-    Returns:
-        A subclass accepting every argument of `optimizer_class` plus the WRS
-        arguments, registered for `.keras` saving under package "keras_wrs".
-
-    Example:
-        >>> MySGD = keras_wrs.wrs(keras.optimizers.SGD, name="MySGD")
-        >>> opt = MySGD(0.1, momentum=0.9, rescale=model)
-    """
+def _check_wrappable(optimizer_class):
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, keras.optimizers.Optimizer)):
         raise TypeError(
             "`optimizer_class` must be a subclass of keras.optimizers.Optimizer. "
             f"Received: optimizer_class={optimizer_class!r}"
         )
+    for base in optimizer_class.__mro__:
+        keras_cls = getattr(keras.optimizers, base.__name__, None)
+        if base is not keras_cls:
+            continue
+        if base.__name__ in _WRAPPERS:
+            raise ValueError(
+                f"`wrs()` cannot add rescaling to {base.__name__}: it hands each step "
+                "to the optimizers it wraps, so rescaling on the wrapper would never "
+                f"run. Wrap a keras-wrs optimizer instead: {_WRAPPERS[base.__name__]}. "
+                f"Received: optimizer_class={optimizer_class.__name__}"
+            )
+        if base.__name__ in _REFUSED:
+            raise ValueError(
+                f"`wrs()` refuses {base.__name__}: {_REFUSED[base.__name__]}. Use "
+                "it without keras-wrs, or pick an optimizer that updates the weights "
+                "in place (SGD, Adam, AdamW, RMSprop, Nadam, Lion, Lamb, Adagrad, "
+                f"Adadelta, Adamax, Adafactor, Muon). Received: optimizer_class={optimizer_class.__name__}"
+            )
+
+
+def _check_name(optimizer_class, name):
+    """A user's class may never take the registered name of one of ours."""
+    if name in _OWN_NAMES:
+        raise ValueError(
+            f"The class name {name!r} is the registered name of keras-wrs's own "
+            f"`keras_wrs.optimizers.{name}` (keras.optimizers.{_OWN_NAMES[name]} "
+            "with rescaling); a second class under it would replace it when models "
+            f"are saved and loaded. Pass another name: wrs({optimizer_class.__name__}, "
+            f"name='My{name}'). Received: name={name!r}"
+        )
+
+
+def _fast_base(optimizer_class):
+    """The class Keras instantiates for `optimizer_class` on this backend.
+
+    On PyTorch, Keras swaps its exact optimizer classes for subclasses that
+    update all variables at once with fused `torch._foreach_*` kernels
+    (`keras/src/backend/torch/optimizers`); subclasses of Keras's classes do
+    not get the swap. Deriving from the swapped class keeps the fused path.
+    """
+    if keras.backend.backend() != "torch":
+        return optimizer_class
+    return type(optimizer_class.__new__(optimizer_class))
+
+
+def wrs(optimizer_class, name=None):
+    """Returns `optimizer_class` with weight rescaling added.
+
+    Args:
+        optimizer_class: a `keras.optimizers.Optimizer` subclass, Keras's own
+            or yours. `LossScaleOptimizer` and `MultiOptimizer` are refused
+            (wrap keras-wrs optimizers in them instead), and so are `Ftrl` and
+            `ScheduleFreeAdamW`, which rebuild the weights from their state
+            every step.
+        name: class name and registered name; defaults to the parent's name.
+            The names of keras-wrs's own classes (`SGD`, `Adam`, ...) are
+            taken: `wrs(keras.optimizers.SGD)` returns `keras_wrs.optimizers.SGD`
+            itself, and another class of that name needs `name=`.
+
+    Returns:
+        A subclass accepting every argument of `optimizer_class` plus the WRS
+        arguments, registered for `.keras` saving under package "keras_wrs".
+        Calling `wrs` again with the same class and name returns the same
+        class.
+
+    Raises:
+        TypeError: `optimizer_class` is not an optimizer class.
+        ValueError: a refused optimizer, or a name keras-wrs owns.
+
+    Example:
+        >>> MySGD = keras_wrs.wrs(keras.optimizers.SGD, name="MySGD")
+        >>> opt = MySGD(0.1, momentum=0.9, rescale=model)
+    """
+    _check_wrappable(optimizer_class)
     if issubclass(optimizer_class, WRSMixin):
         return optimizer_class
-    name = name or optimizer_class.__name__
+    key = (optimizer_class, name or optimizer_class.__name__)
+    if key in _TWINS:
+        return _TWINS[key]
+    _check_name(optimizer_class, key[1])
+    cls = _make_class(optimizer_class, key[1])
+    _TWINS[key] = cls
+    return cls
+
+
+def _make_class(optimizer_class, name):
+    base = _fast_base(optimizer_class)
     doc = f"{optimizer_class.__name__} with weight rescaling (keras-wrs).\n{WRS_ARGS_DOC}"
-    cls = type(name, (WRSMixin, optimizer_class), {"__doc__": doc, "__module__": __name__})
+    attrs = {"__doc__": doc, "__module__": __name__, "_wrs_fused": base is not optimizer_class}
+    cls = type(name, (WRSMixin, base), attrs)
     return keras.saving.register_keras_serializable(package="keras_wrs", name=name)(cls)
 
 
-SGD = wrs(keras.optimizers.SGD)
-Adam = wrs(keras.optimizers.Adam)
-AdamW = wrs(keras.optimizers.AdamW)
-RMSprop = wrs(keras.optimizers.RMSprop)
-Nadam = wrs(keras.optimizers.Nadam)
-Lion = wrs(keras.optimizers.Lion)
-Lamb = wrs(keras.optimizers.Lamb)
+def _own(optimizer_class):
+    cls = wrs(optimizer_class)
+    _OWN_NAMES[cls.__name__] = optimizer_class.__name__
+    return cls
+
+
+SGD = _own(keras.optimizers.SGD)
+Adam = _own(keras.optimizers.Adam)
+AdamW = _own(keras.optimizers.AdamW)
+RMSprop = _own(keras.optimizers.RMSprop)
+Nadam = _own(keras.optimizers.Nadam)
+Lion = _own(keras.optimizers.Lion)
+Lamb = _own(keras.optimizers.Lamb)
+Adagrad = _own(keras.optimizers.Adagrad)
+Adadelta = _own(keras.optimizers.Adadelta)
+Adamax = _own(keras.optimizers.Adamax)
+Adafactor = _own(keras.optimizers.Adafactor)
+Muon = _own(keras.optimizers.Muon)

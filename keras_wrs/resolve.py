@@ -14,7 +14,7 @@ import keras
 
 from keras_wrs.selection import Selection, select_scale_invariant
 
-__all__ = ["validate_rescale", "resolve_rescale", "serialize_rescale"]
+__all__ = ["validate_rescale", "resolve_rescale", "serialize_rescale", "variable_path"]
 
 _ACCEPTED = (
     "a Keras model (automatic selection), a list of variables or variable "
@@ -42,16 +42,37 @@ def validate_rescale(rescale):
             ) from None
         return rescale
     if isinstance(rescale, dict):
-        return {str(k): tuple(v) if isinstance(v, (list, tuple)) else (v,) for k, v in rescale.items()}
+        return {str(k): _validate_axes(k, v) for k, v in rescale.items()}
     if isinstance(rescale, (list, tuple)):
         for item in rescale:
-            if not isinstance(item, (str, Selection, keras.Variable)):
+            if not isinstance(item, (str, Selection, keras.Variable)) and not _is_raw_variable(item):
                 raise ValueError(
                     "`rescale` as a list must hold variables or variable paths; "
                     f"it holds {type(item).__name__} {item!r}. Accepted: {_ACCEPTED}."
                 )
         return list(rescale)
     raise ValueError(f"`rescale` must be {_ACCEPTED}. Received: rescale={rescale!r}")
+
+
+def _validate_axes(path, axes):
+    axes = tuple(axes) if isinstance(axes, (list, tuple)) else (axes,)
+    if not axes or any(isinstance(a, bool) or not isinstance(a, int) for a in axes):
+        raise ValueError(
+            f"`rescale` dict values must be integer channel axes (e.g. -1, or [-2, -1] "
+            f"for DepthwiseConv kernels). Received: rescale={{{path!r}: {axes!r}}}"
+        )
+    return axes
+
+
+def variable_path(v) -> str:
+    """`v.path` for Keras variables; the name of a raw backend variable (tf.Variable)."""
+    path = getattr(v, "path", None)
+    return path if isinstance(path, str) else str(getattr(v, "name", repr(v)))
+
+
+def _is_raw_variable(item):
+    """A backend variable Keras optimizers accept beside keras.Variable (tf.Variable)."""
+    return all(hasattr(item, a) for a in ("assign", "shape", "dtype", "name"))
 
 
 def serialize_rescale(rescale):
@@ -72,7 +93,7 @@ def serialize_rescale(rescale):
 
 
 def _path(item):
-    return item if isinstance(item, str) else item.path
+    return item if isinstance(item, str) else item.path if isinstance(item, Selection) else variable_path(item)
 
 
 def _axes(item):
@@ -100,13 +121,13 @@ def resolve_rescale(rescale, var_list) -> list[Selection]:
     if isinstance(rescale, keras.Model):
         return _from_model(rescale, var_list)
     if isinstance(rescale, str):
-        chosen = [v for v in var_list if re.search(rescale, v.path)]
+        chosen = [v for v in var_list if re.search(rescale, variable_path(v))]
         if not chosen:
             raise ValueError(
                 f"`rescale` regex {rescale!r} matches no trainable variable path. "
                 f"Paths are like {_examples(var_list)}."
             )
-        return [Selection(v, v.path, _DEFAULT_AXES, reason=f"path matches {rescale!r}") for v in chosen]
+        return [_selection(v, f"path matches {rescale!r}") for v in chosen]
     if callable(rescale):
         chosen = [v for v in var_list if rescale(v)]
         if not chosen:
@@ -114,9 +135,13 @@ def resolve_rescale(rescale, var_list) -> list[Selection]:
                 f"`rescale` callable {rescale!r} selects no trainable variable; "
                 "pass `rescale=[]` to turn rescaling off."
             )
-        return [Selection(v, v.path, _DEFAULT_AXES, reason="selected by callable") for v in chosen]
+        return [_selection(v, "selected by callable") for v in chosen]
     items = rescale.items() if isinstance(rescale, dict) else [(x, _axes(x)) for x in rescale]
     return [_find(item, axes, var_list) for item, axes in items]
+
+
+def _selection(v, reason, axes=_DEFAULT_AXES):
+    return Selection(v, variable_path(v), tuple(axes), reason=reason)
 
 
 def _from_model(model, var_list):
@@ -134,15 +159,15 @@ def _from_model(model, var_list):
 
 
 def _find(item, axes, var_list):
-    if isinstance(item, (keras.Variable, Selection)):
+    if not isinstance(item, str):
         v = item.variable if isinstance(item, Selection) else item
         if not any(v is w for w in var_list):
             raise ValueError(
-                f"`rescale` lists variable {v.path!r}, which is not among the "
+                f"`rescale` lists variable {variable_path(v)!r}, which is not among the "
                 "variables this optimizer is built with (the compiled model's "
                 "trainable variables). Pass kernels of the model you compile."
             )
-        return item if isinstance(item, Selection) else Selection(v, v.path, tuple(axes), reason="listed")
+        return item if isinstance(item, Selection) else _selection(v, "listed", axes)
     return Selection(_by_path(item, var_list), item, tuple(axes), reason="listed by path")
 
 
@@ -153,10 +178,11 @@ def _by_path(path, var_list):
     `c1/kernel`), so a saved path may be a suffix of the new one or the other
     way round.
     """
-    exact = [v for v in var_list if v.path == path]
+    paths = [(variable_path(v), v) for v in var_list]
+    exact = [v for p, v in paths if p == path]
     if exact:
         return exact[0]
-    near = [v for v in var_list if v.path.endswith("/" + path) or path.endswith("/" + v.path)]
+    near = [v for p, v in paths if p.endswith("/" + path) or path.endswith("/" + p)]
     if len(near) == 1:
         return near[0]
     what = "matches several" if near else "matches no"
@@ -168,4 +194,4 @@ def _by_path(path, var_list):
 
 
 def _examples(var_list):
-    return ", ".join(repr(v.path) for v in list(var_list)[:3])
+    return ", ".join(repr(variable_path(v)) for v in list(var_list)[:3])

@@ -2,7 +2,10 @@
 
 A kernel is scale-invariant per output filter when every use of its layer
 reaches a `BatchNormalization` over the same channel axis through nothing but
-the layer's own bias and reshapes that keep channels. Scaling filter `k` by
+the layer's own bias and ops that keep each channel apart: reshapes that keep
+the channel axis, concatenation along it, max pooling, valid-padded average
+pooling and global pooling; on a path without bias also zero padding and
+dropout, which scale with the filter but do not shift with the bias. Scaling filter `k` by
 `c > 0` then scales channel `k` of the pre-normalization activations by `c`
 (the bias is removed by the batch mean), which training-mode BatchNorm divides
 out again.
@@ -113,9 +116,11 @@ def _functional(op):
     return None
 
 
-def _reaches_bn(graph, tensor, axis, seen=()):
+def _reaches_bn(graph, tensor, axis, shifted, seen=()):
     """Whether every consumer path of `tensor` ends in a BN over `axis`.
 
+    `shifted`: the tensor may carry a per-channel constant (a bias), which
+    rules out ops that commute with scaling but not with a shift.
     Returns the BN layer names reached, or None if some path does not.
     """
     if id(tensor) in graph.top_outputs:
@@ -123,7 +128,7 @@ def _reaches_bn(graph, tensor, axis, seen=()):
     found = []
     uses = list(graph.consumers.get(id(tensor), []))
     for outer in graph.exits.get(id(tensor), []):
-        r = _reaches_bn(graph, outer, axis, seen)
+        r = _reaches_bn(graph, outer, axis, shifted, seen)
         if r is None:
             return None
         found += r
@@ -140,30 +145,68 @@ def _reaches_bn(graph, tensor, axis, seen=()):
         inner = _functional(op)
         if inner is not None:
             nxt, nxt_axis = inner.inputs[pos], axis
-        elif _keeps_channels(op, node, axis):
-            nxt, nxt_axis = node.outputs[0], -1
         else:
-            return None
+            nxt, nxt_axis = node.outputs[0], _next_channel_axis(op, node, axis % rank, shifted)
+            if nxt_axis is None:
+                return None
         if id(nxt) in seen:
             return None
-        r = _reaches_bn(graph, nxt, nxt_axis, seen + (id(nxt),))
+        r = _reaches_bn(graph, nxt, nxt_axis, shifted, seen + (id(nxt),))
         if r is None:
             return None
         found += r
     return found
 
 
-def _keeps_channels(op, node, axis) -> bool:
-    """Identity, or a reshape keeping the last (channel) axis's length."""
-    if isinstance(op, keras.layers.Identity):
-        return True
-    if not isinstance(op, (keras.layers.Reshape, keras.layers.Flatten)):
-        return False
+L = keras.layers
+# Per channel, these map `c * x + b` to `c * f(x) + b` for every c > 0 and
+# constant b: each filter's channel stays its own, scaled and shifted.
+_POOLS = (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D)
+_VALID_POOLS = (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
+_GLOBAL_POOLS = (
+    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
+    L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+)
+# These map `c * x` to `c * f(x)` but a shift not to a shift: they keep
+# invariance only on a path that carries no bias.
+_PADDINGS = (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)
+_DROPOUTS = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianDropout)
+
+
+def _next_channel_axis(op, node, axis, shifted):
+    """The channel axis in `op`'s output, or None if `op` mixes or breaks channels.
+
+    Args:
+        op: the consuming layer.
+        node: its node (input and output tensors).
+        axis: non-negative channel axis of the consumed tensor.
+        shifted: whether the tensor may carry a per-channel bias.
+    """
     x, y = node.input_tensors[0], node.outputs[0]
     rank = len(x.shape)
-    # Row-major reshapes keep element (..., k) in channel k iff the last
-    # dimension is unchanged.
-    return axis % rank == rank - 1 and x.shape[-1] is not None and x.shape[-1] == y.shape[-1]
+    if isinstance(op, L.Identity):
+        return axis
+    if isinstance(op, (L.Reshape, L.Flatten)):
+        # Row-major reshapes keep element (..., k) in channel k iff the last
+        # dimension is unchanged.
+        keeps = axis == rank - 1 and x.shape[-1] is not None and x.shape[-1] == y.shape[-1]
+        return len(y.shape) - 1 if keeps else None
+    if isinstance(op, L.Concatenate):
+        # Along the channel axis each input's channels get their own slots.
+        return axis if op.axis % rank == axis else None
+    if isinstance(op, _PADDINGS + _DROPOUTS) and shifted:
+        return None
+    if isinstance(op, _DROPOUTS):
+        return axis  # elementwise or whole-channel masks: the layout is kept
+    if isinstance(op, _VALID_POOLS) and op.padding != "valid":
+        return None  # "same" padding's border averages are backend-defined
+    if not isinstance(op, _POOLS + _VALID_POOLS + _GLOBAL_POOLS + _PADDINGS):
+        return None
+    if axis != _output_channel_axis(op, rank):
+        return None
+    if isinstance(op, _GLOBAL_POOLS) and not getattr(op, "keepdims", False):
+        return len(y.shape) - 1 if axis == rank - 1 else 1
+    return axis
 
 
 def select_scale_invariant(model) -> list[Selection]:
@@ -202,7 +245,8 @@ def select_scale_invariant(model) -> list[Selection]:
         bns = []
         for node in nodes:
             t = node.outputs[0]
-            r = _reaches_bn(graph, t, _output_channel_axis(layer, len(t.shape)))
+            axis = _output_channel_axis(layer, len(t.shape))
+            r = _reaches_bn(graph, t, axis, shifted=bool(getattr(layer, "use_bias", False)))
             if r is None:
                 bns = None
                 break

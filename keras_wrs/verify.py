@@ -27,6 +27,7 @@ class InvarianceReport:
 
     results: tuple
     rtol: float
+    switched_off: tuple = ()  # stochastic layers turned off during the check
 
     @property
     def failures(self) -> list[InvarianceResult]:
@@ -43,6 +44,8 @@ class InvarianceReport:
             f"{r.path.ljust(w)}  {r.relative_change:15.3e}  {'yes' if r.invariant else 'NO'}"
             for r in self.results
         ]
+        if self.switched_off:
+            lines.append(f"stochastic layers switched off for the check: {', '.join(self.switched_off)}")
         return "\n".join(lines)
 
 
@@ -62,6 +65,27 @@ def _as_selections(model, variables):
     if variables == "all":
         return _all_kernels(model)
     return [v if isinstance(v, Selection) else Selection(v, v.path, (-1,)) for v in variables]
+
+
+# The attribute that makes each stochastic layer random in training mode;
+# 0 makes it the identity (Keras skips the noise when it is 0).
+_NOISE_ATTRS = (
+    (keras.layers.Dropout, "rate"),  # SpatialDropout*D derive from it
+    (keras.layers.GaussianDropout, "rate"),
+    (keras.layers.AlphaDropout, "rate"),
+    (keras.layers.GaussianNoise, "stddev"),
+)
+
+
+def _stochastic_layers(model):
+    """`(layer, attribute, value)` for each stochastic layer that is switched on."""
+    out = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        for cls, attr in _NOISE_ATTRS:
+            if isinstance(layer, cls) and getattr(layer, attr, 0):
+                out.append((layer, attr, getattr(layer, attr)))
+                break
+    return out
 
 
 def _scales(shape, channel_axes, rng):
@@ -99,8 +123,10 @@ def verify_scale_invariance(
         invariant, and `print(report)` shows the table.
 
     Note:
-        Stochastic layers (Dropout, noise) make training-mode outputs differ
-        between calls; check such models with those layers removed.
+        Stochastic layers (Dropout, SpatialDropout, GaussianDropout,
+        AlphaDropout, GaussianNoise) would make training-mode outputs differ
+        between calls: they are switched off for the check, restored after,
+        and named in the report.
     """
     if not model.built:
         raise ValueError(
@@ -111,7 +137,10 @@ def verify_scale_invariance(
     state = [v.numpy() for v in model.non_trainable_variables]
     bns = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
     eps = [bn.epsilon for bn in bns]
+    noisy = _stochastic_layers(model)
     try:
+        for layer, attr, _ in noisy:
+            setattr(layer, attr, 0)
         if ignore_bn_epsilon:
             for bn in bns:
                 bn.epsilon = 1e-10
@@ -126,8 +155,10 @@ def verify_scale_invariance(
             rel = float(np.max(np.abs(out - base))) / ref
             results.append(InvarianceResult(s.path, rel, rel <= rtol))
     finally:
+        for layer, attr, value in noisy:
+            setattr(layer, attr, value)
         for bn, e in zip(bns, eps):
             bn.epsilon = e
         for v, val in zip(model.non_trainable_variables, state):
             v.assign(val)
-    return InvarianceReport(tuple(results), rtol)
+    return InvarianceReport(tuple(results), rtol, tuple(layer.name for layer, _, _ in noisy))
