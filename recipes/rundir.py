@@ -6,10 +6,13 @@ Layout of a run directory::
     environment.json   versions, devices, command line
     history.csv        one row per epoch (CSVLogger)
     tb/                TensorBoard logs
-    backup/            BackupAndRestore state while the run is unfinished
-    model.keras        the final model
+    backup/            per-epoch state while the run is unfinished
+                       (see `keras_wrs.recipes.backup`)
+    model.keras        the final model (not written for a diverged run)
     plots/             history and dynamics plots
-    summary.json       final metrics, images/second, wall time
+    summary.json       final metrics, images/second, wall time over all
+                       segments of a resumed run; `status` is "finished"
+                       or "diverged"
 
 Rules: an existing, non-empty directory is never written into unless the
 caller asks to `resume` it (continue an unfinished run with the same
@@ -19,7 +22,9 @@ that cannot be written fails before any work.
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import platform
 import shutil
@@ -35,6 +40,8 @@ __all__ = [
     "write_json",
     "read_json",
     "backup_epoch",
+    "read_history",
+    "history_rows",
     "environment",
 ]
 
@@ -116,27 +123,53 @@ def read_json(path):
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def backup_epoch(run_dir):
-    """The epoch a resumed run starts at: Keras's BackupAndRestore metadata.
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
 
-    `BackupAndRestore` writes `training_metadata.json` with the number of
-    finished epochs next to its weights; 0 when there is none.
+
+def read_history(path):
+    """A run's `history.csv` as `{column: [float per epoch]}`.
+
+    Cells that are not numbers (CSVLogger writes "NA" for a missing key)
+    become NaN; an absent or empty file gives `{}`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    return {key: [_number(row.get(key)) for row in rows] for key in rows[0]}
+
+
+def history_rows(path):
+    """Number of epochs logged in `history.csv` (0 if absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def backup_epoch(run_dir):
+    """Finished epochs of the run's latest backup (0 when there is none).
+
+    Reads `backup/training_metadata.json`, the manifest of
+    `keras_wrs.recipes.backup` (same file name and `epoch` key as Keras's
+    `BackupAndRestore`).
     """
     meta = read_json(Path(run_dir) / FILES["backup"] / "training_metadata.json")
     return int(meta["epoch"]) if meta else 0
 
 
 def _devices():
-    import tensorflow as tf
+    from keras_wrs.recipes import system
 
-    devices = []
-    for device in tf.config.list_physical_devices():
-        details = {}
-        if device.device_type == "GPU":
-            details = tf.config.experimental.get_device_details(device)
-        devices.append({"name": device.name, "type": device.device_type,
-                        **{k: str(v) for k, v in details.items()}})
-    return devices
+    return system.devices()
 
 
 def _cpu_model():
@@ -153,11 +186,11 @@ def environment():
     """Versions, devices and the command line of this process."""
     import keras
     import numpy
-    import tensorflow as tf
 
     import keras_wrs
+    from keras_wrs.recipes import system
 
-    versions = {"python": platform.python_version(), "tensorflow": tf.__version__,
+    versions = {"python": platform.python_version(), **system.backend_versions(),
                 "keras": keras.__version__, "keras_wrs": keras_wrs.__version__,
                 "numpy": numpy.__version__}
     try:

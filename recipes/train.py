@@ -16,23 +16,66 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
+import statistics
 import time
 from pathlib import Path
 
 import keras
 
 from keras_wrs.recipes import config as cfg
-from keras_wrs.recipes import data, instruments, optim, plotting, rundir, system
+from keras_wrs.recipes import (backup, cluster, data, instruments, optim, plotting,
+                               rundir, system)
+from keras_wrs.recipes.extras import check_extras
 from keras_wrs.recipes.meters import ShortProgbar, Throughput
 from keras_wrs.recipes.models import build_model
 
-__all__ = ["train", "ConfigMismatchError"]
+__all__ = ["train", "ConfigMismatchError", "DivergedError", "RunSetupError"]
 
 logger = logging.getLogger("keras_wrs")
 
 
 class ConfigMismatchError(ValueError):
     """A resumed run's configuration differs from the one it started with."""
+
+
+class RunSetupError(ValueError):
+    """A setting the data cannot honour (found before training starts)."""
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the run stopped.
+
+    Attributes:
+        summary: the run's `summary.json` (status `"diverged"`).
+    """
+
+    def __init__(self, message, summary):
+        super().__init__(message)
+        self.summary = summary
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Keras's `TerminateOnNaN`, remembering where the loss stopped being finite.
+
+    Attributes:
+        diverged: `{"epoch", "batch", "loss"}` once it stopped training, else None.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.diverged = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        super().on_batch_end(batch, logs)
+        if self.diverged is None and self.model.stop_training and loss is not None:
+            self.diverged = {"epoch": self._epoch + 1, "batch": int(batch),
+                             "loss": float(loss)}
 
 
 def _config_hash(config):
@@ -53,6 +96,33 @@ def _check_resumable(files, config):
             f"or pass --overwrite to start again.")
 
 
+def _restore_point(files, config):
+    """A resumed run's `RestorePoint` (None: fresh), or its finished summary."""
+    _check_resumable(files, config)
+    done = rundir.read_json(files["summary"])
+    if done is not None:
+        backup.remove_backup(files["backup"])  # killed just before removing it
+        return _finished(done)
+    return backup.find_restore_point(files["backup"],
+                                     rundir.history_rows(files["history"]))
+
+
+def _finished(summary):
+    """`summary`, or DivergedError if it records a diverged run."""
+    where = summary.get("diverged")
+    if summary.get("status") == "diverged" and where:
+        raise DivergedError(
+            f"Training diverged: the loss became {where['loss']} in epoch "
+            f"{where['epoch']} (batch {where['batch']}), so the run stopped; "
+            f"summary.json records status \"diverged\". Lower the learning "
+            f"rate (--lr) and start again with --overwrite.", summary)
+    return summary
+
+
+def _float(value):
+    return None if value is None else float(value)
+
+
 def _files(run_dir):
     return {key: Path(run_dir) / name for key, name in rundir.FILES.items()}
 
@@ -61,14 +131,14 @@ def _compile(config, hp, splits, schedule):
     reg = optim.kernel_regularizer(config, hp)
     model = build_model(config.model, splits.info.input_shape,
                         splits.info.num_classes, kernel_regularizer=reg,
-                        **config.model_kwargs)
+                        sync_bn=config.sync_bn, **config.model_kwargs)
     optimizer = optim.make_optimizer(config, hp, schedule, model)
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=config.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-        jit_compile=config.jit_compile)
+        jit_compile=system.resolve_jit_compile(config.jit_compile))
     return model
 
 
@@ -91,6 +161,7 @@ def _resolved(config, hp, splits, policy, strategy):
                      "total_steps": hp.total_steps, "dtype_policy": policy,
                      "strategy": type(strategy).__name__,
                      "replicas": strategy.num_replicas_in_sync},
+        "cluster": cluster.describe(strategy, config),
     }
 
 
@@ -103,6 +174,11 @@ def _truncate_history(path, epochs):
 
 
 def _tensorboard_available():
+    if importlib.util.find_spec("tensorflow") is None:
+        # Keras's TensorBoard callback writes through tf.summary.
+        logger.warning("keras-wrs: TensorBoard logs skipped: Keras's TensorBoard "
+                       "callback needs TensorFlow, which is not installed.")
+        return False
     if importlib.util.find_spec("tensorboard") is not None:
         return True
     logger.warning("keras-wrs: TensorBoard logs skipped: the `tensorboard` "
@@ -110,14 +186,14 @@ def _tensorboard_available():
     return False
 
 
-def _callbacks(config, files, meter, dynamics, extra, verbose):
-    callbacks = [meter, *dynamics,
+def _callbacks(config, files, meter, dynamics, extra, verbose, saver):
+    callbacks = [StopOnNaN(), meter, *dynamics,
                  keras.callbacks.CSVLogger(str(files["history"]), append=True)]
     if config.tensorboard and _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(
             str(files["tensorboard"]), write_graph=False, profile_batch=0))
     # Last, so that a crash after it never leaves a backup ahead of the logs.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(files["backup"])))
+    callbacks.append(saver)
     if verbose != 0:
         callbacks.append(ShortProgbar(verbose))
     return callbacks + list(extra)
@@ -128,10 +204,27 @@ def _probe(splits, config):
     return data.probe_batch(splits, config.probe_examples)
 
 
-def _summary(config, model, history, evaluation, meter, t0, resolved, recipe):
-    final = {k: float(v[-1]) for k, v in history.history.items() if v}
-    dyn = instruments.final_dynamics(history.history)
+def _median_rate(history):
+    rates = [r for r in history.get("images_per_second", ()) if math.isfinite(r)]
+    return statistics.median(rates) if rates else None
+
+
+def _summary(config, model, evaluation, history, elapsed, resolved, recipe,
+             diverged=None):
+    """`summary.json` of a run, from its whole `history.csv` (all segments).
+
+    Args:
+        evaluation: `model.evaluate` dict, or None for a diverged run.
+        history: `rundir.read_history` of the run.
+        elapsed: wall seconds of the run over all its segments.
+        diverged: `StopOnNaN.diverged` of a run that diverged.
+    """
+    final = {k: v[-1] for k, v in history.items() if v}
+    dyn = instruments.final_dynamics(history)
+    evaluation = evaluation or {}
     return {
+        "status": "diverged" if diverged else "finished",
+        "diverged": diverged,
         "recipe": recipe,
         "dataset": config.dataset,
         "synthetic": resolved["dataset"]["synthetic"],
@@ -140,16 +233,16 @@ def _summary(config, model, history, evaluation, meter, t0, resolved, recipe):
         "regularization": config.regularization,
         "seed": config.seed,
         "epochs": config.epochs,
-        "test_accuracy": float(evaluation["accuracy"]),
-        "test_loss": float(evaluation["loss"]),
+        "test_accuracy": _float(evaluation.get("accuracy")),
+        "test_loss": _float(evaluation.get("loss")),
         "train_accuracy": final.get("accuracy"),
         "train_loss": final.get("loss"),
         "noise_ratio": dyn["noise_ratio"],
-        "images_per_second": meter.images_per_second,
-        "wall_seconds": time.perf_counter() - t0,
+        "images_per_second": _median_rate(history),
+        "wall_seconds": elapsed,
         "trainable_params": sum(int(v.numpy().size) for v in model.trainable_variables),
         "dtype_policy": resolved["resolved"]["dtype_policy"],
-        "jit_compile": config.jit_compile,
+        "jit_compile": bool(model.jit_compile),
         "strategy": resolved["resolved"]["strategy"],
         "replicas": resolved["resolved"]["replicas"],
         "dynamics": dyn["per_kernel"],
@@ -168,33 +261,41 @@ class _Run:
     probe: object
 
 
-def _build(config, policy, start):
-    """Data, model and resolved config of a run starting at epoch `start`."""
+def _build(config, policy, point):
+    """Data, model and resolved config of a run, restored from `point` if given."""
+    start = point.epoch if point else 0
     strategy = system.make_strategy(config.strategy, config.jit_compile)
     keras.utils.set_random_seed(config.seed)
-    splits = data.load_splits(
-        config.dataset, config.data_dir, config.download, config.image_size,
-        (config.synthetic_train, config.synthetic_test))
-    train_ds, steps = data.train_dataset(
-        splits, config.batch_size, config.seed, config.augment, config.pad,
-        start, config.epochs, steps_per_epoch=config.steps_per_epoch)
+    splits = data.splits_for(config)
+    try:
+        train_ds, steps = data.train_dataset(
+            splits, config.batch_size, config.seed, config.augment, config.pad,
+            start, config.epochs, steps_per_epoch=config.steps_per_epoch)
+    except ValueError as err:  # e.g. a batch larger than the training set
+        raise RunSetupError(str(err)) from err
     hp = optim.resolve_hyperparameters(config, steps)
     with strategy.scope():
         model = _compile(config, hp, splits, optim.learning_rate_schedule(config, hp))
+        if point is not None:  # before fit: callbacks begin on the restored state
+            backup.restore(model, point)
     return _Run(model, train_ds, data.eval_dataset(splits, config.batch_size), steps,
                 _resolved(config, hp, splits, policy, strategy), _probe(splits, config))
 
 
-def _fit(config, run, files, extra, verbose):
-    """`model.fit` with the run's callbacks; returns history, meter, dynamics."""
+def _fit(config, run, files, extra, verbose, saver):
+    """`model.fit` from the restored epoch; returns (StopOnNaN, dynamics)."""
     meter = Throughput(config.batch_size)
     dynamics = instruments.dynamics_callbacks(config, run.probe,
                                               every=max(1, run.steps // 2))
-    history = run.model.fit(
-        run.train_ds, epochs=config.epochs, steps_per_epoch=run.steps,
-        validation_data=run.eval_ds, verbose=0, shuffle=False,
-        callbacks=_callbacks(config, files, meter, dynamics, extra, verbose))
-    return history, meter, dynamics
+    callbacks = _callbacks(config, files, meter, dynamics, extra, verbose, saver)
+    start = saver.restored.epoch if saver.restored else 0
+    if start >= config.epochs:  # killed after the last epoch's backup
+        return callbacks[0], dynamics
+    run.model.fit(
+        run.train_ds, epochs=config.epochs, initial_epoch=start,
+        steps_per_epoch=run.steps, validation_data=run.eval_ds, verbose=0,
+        shuffle=False, callbacks=callbacks)
+    return callbacks[0], dynamics
 
 
 def _write_plots(config, files, dynamics):
@@ -231,24 +332,33 @@ def train(config, run_dir, *, resume=False, overwrite=False, callbacks=(),
     """
     cfg.validate(config)
     data.check_dataset_name(config.dataset)
+    check_extras(config)
     t0 = time.perf_counter()
-    files = _files(rundir.prepare_run_dir(run_dir, resume=resume, overwrite=overwrite))
-    if resume:
-        _check_resumable(files, config)
-        done = rundir.read_json(files["summary"])
-        if done is not None:
-            return done
-    start = rundir.backup_epoch(files["backup"].parent) if resume else 0
+    # Only the chief writes run_dir; another worker writes its own place.
+    files = _files(rundir.prepare_run_dir(cluster.worker_run_dir(run_dir, config),
+                                          resume=resume, overwrite=overwrite))
+    point = _restore_point(files, config) if resume else None
+    if isinstance(point, dict):
+        return point
+    before = point.elapsed_seconds if point else 0.0
+    saver = backup.AtomicBackup(files["backup"], point,
+                                elapsed=lambda: before + time.perf_counter() - t0)
     with system.precision_policy(config.precision) as policy:
-        run = _build(config, policy, start)
+        run = _build(config, policy, point)
         rundir.write_json(files["config"], run.resolved)
         rundir.write_json(files["environment"], rundir.environment())
-        _truncate_history(files["history"], start)
-        history, meter, dynamics = _fit(config, run, files, callbacks, verbose)
-        evaluation = run.model.evaluate(run.eval_ds, return_dict=True, verbose=0)
-        run.model.save(files["model"])
-    _write_plots(config, files, dynamics)
-    summary = _summary(config, run.model, history, evaluation, meter, t0,
-                       run.resolved, recipe)
+        _truncate_history(files["history"], point.epoch if point else 0)
+        guard, dynamics = _fit(config, run, files, callbacks, verbose, saver)
+        evaluation = None
+        if guard.diverged is None:
+            evaluation = run.model.evaluate(run.eval_ds, return_dict=True, verbose=0)
+            run.model.save(files["model"])
+    if guard.diverged is None:
+        _write_plots(config, files, dynamics)
+    summary = _summary(config, run.model, evaluation,
+                       rundir.read_history(files["history"]), saver.elapsed(),
+                       run.resolved, recipe, guard.diverged)
     rundir.write_json(files["summary"], summary)
-    return summary
+    backup.remove_backup(files["backup"])
+    cluster.finish_worker_dir(files["config"].parent, config)
+    return _finished(summary)
