@@ -48,6 +48,7 @@ __all__ = [
     "cluster_from_env",
     "check_batch_size",
     "is_chief",
+    "preflight",
     "worker_run_dir",
     "finish_worker_dir",
     "multi_worker_strategy",
@@ -203,23 +204,38 @@ def is_chief(strategy_name="multi_worker", environ=None):
     return cluster_from_env(environ).is_chief
 
 
+def preflight(config, environ=None):
+    """Check `TF_CONFIG` and the batch of a multi-worker `config`, before any work.
+
+    Returns:
+        The `Cluster`, or None for the other strategies.
+
+    Raises:
+        ValueError: `TF_CONFIG` unset or malformed, or a global batch that the
+            workers cannot split evenly.
+    """
+    if config.strategy != "multi_worker":
+        return None
+    cluster = cluster_from_env(environ)
+    check_batch_size(config.batch_size, cluster)
+    return cluster
+
+
 def _marker(worker_id):
     return f".worker{worker_id}"
 
 
-def worker_run_dir(run_dir, strategy_name="multi_worker", environ=None):
-    """The directory this process writes instead of `run_dir`.
+def worker_run_dir(run_dir, config, environ=None):
+    """The directory this process writes instead of `run_dir` (after `preflight`).
 
     The chief (and any process without the multi-worker strategy) writes
     `run_dir` itself. Worker `k > 0` writes `<parent>/.<name>.worker<k>`, a
     fixed place so that a restarted worker finds its backup again; a path
-    already inside such a directory is returned as it is.
+    already inside such a directory (a grid's run) is returned as it is.
     """
     run_dir = Path(run_dir)
-    if strategy_name != "multi_worker":
-        return run_dir
-    cluster = cluster_from_env(environ)
-    if cluster.is_chief:
+    cluster = preflight(config, environ)
+    if cluster is None or cluster.is_chief:
         return run_dir
     marker = _marker(cluster.worker_id)
     if any(p.name.startswith(".") and p.name.endswith(marker)
@@ -228,10 +244,10 @@ def worker_run_dir(run_dir, strategy_name="multi_worker", environ=None):
     return run_dir.parent / f".{run_dir.name}{marker}"
 
 
-def finish_worker_dir(run_dir, strategy_name="multi_worker", environ=None):
+def finish_worker_dir(run_dir, config, environ=None):
     """After a finished run, keep only `config.json` and `summary.json` of a
     non-chief worker's directory; the chief's directory is left alone."""
-    if is_chief(strategy_name, environ):
+    if is_chief(config.strategy, environ):
         return
     for path in Path(run_dir).iterdir():
         if path.name in _KEPT:
@@ -340,17 +356,20 @@ def multi_worker_strategy(connect_timeout=None, collective_timeout=COLLECTIVE_TI
     return _STRATEGY[0]
 
 
-def describe(strategy, batch_size, strategy_name="multi_worker"):
+def describe(strategy, config):
     """Cluster size and batch sizes, as recorded in `config.json`.
 
     Args:
         strategy: the run's `tf.distribute.Strategy`.
-        batch_size: the global batch (what the learning-rate scaling uses).
-        strategy_name: the config's strategy name.
+        config: the run's `Config`; `batch_size` is the global batch, the
+            one the learning-rate scaling uses.
     """
     replicas = strategy.num_replicas_in_sync
-    workers = cluster_from_env().num_workers if strategy_name == "multi_worker" else 1
+    cluster = preflight(config)
+    workers = cluster.num_workers if cluster else 1
+    batch = config.batch_size
     return {"workers": workers, "replicas": replicas,
-            "global_batch_size": batch_size,
-            "per_worker_batch_size": batch_size // workers,
-            "per_replica_batch_size": batch_size // replicas}
+            "task": f"{cluster.task_type}:{cluster.task_index}" if cluster else None,
+            "global_batch_size": batch,
+            "per_worker_batch_size": batch // workers,
+            "per_replica_batch_size": batch // replicas}
