@@ -1,10 +1,13 @@
-"""Image classification data through TensorFlow Datasets and `tf.data`.
+"""Image classification data sets for the recipes, held in memory as arrays.
 
 Three sources, one pipeline:
 
 * `digits`: scikit-learn's bundled handwritten digits (1,797 real 8x8 images,
   10 classes), the offline default; a fixed stratified split of 1,437 train
   and 360 test images.
+* `fashion_mnist`: Fashion-MNIST (60,000 train / 10,000 test 28x28 grayscale
+  images, 10 classes) from its IDX files, checked
+  (`keras_wrs.recipes.fashion_mnist`), or from TFDS.
 * `synthetic_shapes`: seeded procedurally drawn shapes, 32x32x3, 10 classes
   (`keras_wrs.recipes.shapes`); synthetic, for smoke runs and benchmarks.
 * any other name: a TensorFlow Datasets image classification set with
@@ -14,11 +17,10 @@ Three sources, one pipeline:
 
 Data sets are held in memory as raw arrays (uint8 for images read from TFDS),
 which suits CIFAR-scale data; larger sets are refused with a clear message.
-The training stream is a pure function of `(seed, position)`: example `i` of
-epoch `e` is `index_shuffle(i, (seed, e))` of the training set, augmented
-with stateless seeds `(seed, position)`. A run resumed at epoch `k` therefore
-sees exactly the batches an uninterrupted run sees there, with no shuffle
-buffer to replay.
+The input pipeline over them (`train_dataset`, `eval_dataset`,
+`probe_batch`, re-exported here) is `keras_wrs.recipes.pipeline`: NumPy
+batches that are a pure function of `(seed, epoch, batch)`, on every Keras
+backend. TFDS sets need TensorFlow; the other sources do not.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import dataclasses
 import difflib
 
 import numpy as np
-import tensorflow as tf
 
 from keras_wrs.recipes import shapes
+from keras_wrs.recipes.pipeline import (AUGMENTATIONS, eval_dataset, probe_batch,
+                                        train_dataset)
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -39,13 +42,16 @@ __all__ = [
     "DatasetUnavailableError",
     "check_dataset_name",
     "load_splits",
+    "splits_for",
+    "register_dataset",
+    "splits_from_arrays",
+    "subset_splits",
     "train_dataset",
     "eval_dataset",
     "probe_batch",
 ]
 
-BUILTIN_DATASETS = ("digits", "synthetic_shapes")
-AUGMENTATIONS = ("none", "crop", "crop_flip")
+BUILTIN_DATASETS = ("digits", "fashion_mnist", "synthetic_shapes")
 _MAX_BYTES = 8 * 2**30
 
 
@@ -85,6 +91,13 @@ class Splits:
 
 
 def _import_tfds():
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ImportError("TensorFlow Datasets sets need TensorFlow, which is not "
+                          "installed: `pip install 'keras-wrs[cpu,recipes]'` (or "
+                          "[gpu,recipes]). Offline sets that need no TensorFlow: "
+                          f"{', '.join(BUILTIN_DATASETS)}.")
     try:
         import tensorflow_datasets as tfds
     except ImportError as err:
@@ -93,9 +106,60 @@ def _import_tfds():
     return tfds
 
 
+_USER_DATASETS = {}
+
+
+def register_dataset(name, loader):
+    """Register your own data set for the recipes, from Python.
+
+    Args:
+        name: the name configs use (`Config(dataset=name)`).
+        loader: a callable with no arguments returning a `Splits` (see
+            `splits_from_arrays`) or a tuple `(x_train, y_train, x_test,
+            y_test)` of uint8 images `(n, h, w, c)` in 0..255 and integer
+            labels `0..k-1`.
+
+    Example:
+        >>> register_dataset("mine", lambda: (x_tr, y_tr, x_te, y_te))
+        >>> train(Config(dataset="mine", model="resnet8"), "runs/mine")
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A data set name is a non-empty string. Received: {name!r}")
+    if not callable(loader):
+        raise ValueError(f"`loader` must be callable. Received: {loader!r}")
+    _USER_DATASETS[name] = loader
+
+
+def splits_from_arrays(name, x_train, y_train, x_test, y_test, rescale=1 / 255,
+                       class_names=None):
+    """A `Splits` from arrays, checked; normalization statistics from `x_train`."""
+    arrays = [np.asarray(a) for a in (x_train, y_train, x_test, y_test)]
+    x_tr, y_tr, x_te, y_te = arrays
+    if x_tr.ndim != 4 or x_te.shape[1:] != x_tr.shape[1:]:
+        raise ValueError(f"Data set {name!r}: images must be (n, h, w, c) with "
+                         f"equal train and test shapes. Received "
+                         f"{x_tr.shape} and {x_te.shape}.")
+    if len(y_tr) != len(x_tr) or len(y_te) != len(x_te):
+        raise ValueError(f"Data set {name!r}: {len(x_tr)}/{len(x_te)} images but "
+                         f"{len(y_tr)}/{len(y_te)} labels.")
+    classes = int(max(y_tr.max(), y_te.max())) + 1
+    if min(y_tr.min(), y_te.min()) < 0:
+        raise ValueError(f"Data set {name!r}: labels must be 0..k-1.")
+    names = tuple(class_names) if class_names else tuple(str(i) for i in range(classes))
+    return _from_arrays(name, x_tr, y_tr, x_te, y_te, rescale, names, False,
+                        f"registered data set {name!r}")
+
+
+def _load_user(name):
+    result = _USER_DATASETS[name]()
+    if isinstance(result, Splits):
+        return result
+    return splits_from_arrays(name, *result)
+
+
 def check_dataset_name(name):
     """Raise a ValueError listing valid names if `name` is not a data set."""
-    if name in BUILTIN_DATASETS:
+    if name in BUILTIN_DATASETS or name in _USER_DATASETS:
         return
     tfds = _import_tfds()
     known = tfds.list_builders()
@@ -169,6 +233,8 @@ def _unavailable(name, data_dir, err):
 
 def _as_arrays(tfds, dataset, image_size):
     """A whole split as uint8 images and int64 labels, resized if asked."""
+    import tensorflow as tf
+
     def resize(image, label):
         if image_size:
             image = tf.image.resize(image, (image_size, image_size))
@@ -213,6 +279,70 @@ def _load_tfds(name, data_dir, download, image_size):
                         f"TensorFlow Datasets {tfds_info.full_name}")
 
 
+def _load_fashion_mnist(data_dir, download, image_size):
+    """Fashion-MNIST from IDX files (see `keras_wrs.recipes.fashion_mnist`), else TFDS."""
+    from keras_wrs.recipes import fashion_mnist as fm
+
+    directory, origin = fm.find_idx_dir(data_dir)
+    if directory is None:
+        try:
+            return _load_tfds("fashion_mnist", data_dir, download, image_size)
+        except (DatasetUnavailableError, ImportError) as err:
+            raise DatasetUnavailableError(
+                f"Fashion-MNIST was found in none of: --data-dir "
+                f"({data_dir or 'not given'}), ${fm.ENV_VAR}, {fm.DEBIAN_DIR}, "
+                f"TensorFlow Datasets ({err}). {fm.HOW_TO_GET}") from err
+    x_tr, y_tr, x_te, y_te = fm.load_idx_splits(directory)
+    return _from_arrays("fashion_mnist", x_tr, y_tr, x_te, y_te, 1 / 255,
+                        fm.CLASS_NAMES, False,
+                        f"Fashion-MNIST IDX files in {directory} ({origin})")
+
+
+def subset_splits(splits, train_examples=None, channels=None):
+    """A class-balanced training subset and/or grayscale replicated to `channels`.
+
+    The subset is the first `train_examples / num_classes` training images of
+    each class in file order: fixed, balanced, independent of the run's
+    seed. Replicating a grayscale image to 3 channels (as when grayscale data
+    feeds an RGB network) makes a first convolution's k x k x 3 patches span
+    only k*k of their 3*k*k dimensions. Normalization statistics are
+    recomputed on the result.
+
+    Args:
+        splits: a `Splits`.
+        train_examples: training images to keep (a multiple of the class
+            count), or None for all.
+        channels: replicate single-channel images to this many channels.
+
+    Returns:
+        A `Splits` (the same object when both are None).
+    """
+    if train_examples is None and channels is None:
+        return splits
+    info = splits.info
+    x_tr, y_tr, x_te = splits.x_train, splits.y_train, splits.x_test
+    if train_examples is not None:
+        if train_examples % info.num_classes or train_examples > info.num_train:
+            raise ValueError(
+                f"`train_examples` must be a multiple of {info.num_classes} "
+                f"(the classes of {info.name!r}) and at most {info.num_train}. "
+                f"Received: train_examples={train_examples}")
+        per_class = train_examples // info.num_classes
+        keep = np.sort(np.concatenate(
+            [np.flatnonzero(y_tr == c)[:per_class] for c in range(info.num_classes)]))
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+    if channels is not None:
+        if x_tr.shape[-1] != 1:
+            raise ValueError(f"`channels` replicates single-channel images; "
+                             f"{info.name!r} has {x_tr.shape[-1]} channels. "
+                             f"Received: channels={channels}")
+        x_tr, x_te = np.repeat(x_tr, channels, -1), np.repeat(x_te, channels, -1)
+    note = f"; {len(y_tr)} balanced training images" if train_examples else ""
+    note += f"; grayscale replicated to {channels} channels" if channels else ""
+    return _from_arrays(info.name, x_tr, y_tr, x_te, splits.y_test, info.rescale,
+                        info.class_names, info.synthetic, info.source + note)
+
+
 def load_splits(name, data_dir=None, download=False, image_size=None,
                 synthetic_size=(10_000, 2_000)):
     """Load a data set's train and test splits.
@@ -232,107 +362,24 @@ def load_splits(name, data_dir=None, download=False, image_size=None,
         ValueError: unknown name (the message lists the valid ones).
         DatasetUnavailableError: a TFDS data set that is not on disk.
     """
+    if name in _USER_DATASETS:
+        return _load_user(name)
     if name == "digits":
         return _load_digits()
     if name == "synthetic_shapes":
         return _load_shapes(*synthetic_size)
+    if name == "fashion_mnist":
+        return _load_fashion_mnist(data_dir, download, image_size)
     return _load_tfds(name, data_dir, download, image_size)
 
 
-def _augment(image, seed, augment, pad):
-    if augment == "none":
-        return image
-    shape = image.shape
-    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
-    image = tf.image.stateless_random_crop(padded, shape, seed)
-    if augment == "crop_flip":
-        image = tf.image.stateless_random_flip_left_right(image, seed + 1)
-    return image
+def splits_for(config):
+    """The data of a recipe `Config`: `load_splits`, then `subset_splits`.
 
-
-def _preprocess(info):
-    """Raw image to model input: `(x * rescale - mean) / std`; one-hot label."""
-    mean = tf.constant(info.mean, tf.float32)
-    std = tf.constant(info.std, tf.float32)
-
-    def to_float(image):
-        return tf.cast(image, tf.float32) * info.rescale
-
-    def normalize(image, label):
-        return (image - mean) / std, tf.one_hot(label, info.num_classes)
-
-    return to_float, normalize
-
-
-def train_dataset(splits, batch_size, seed=0, augment="crop_flip", pad=4,
-                  start_epoch=0, epochs=1, steps_per_epoch=None):
-    """The training stream for epochs `start_epoch .. epochs - 1`.
-
-    Position `p` of the stream is example `index_shuffle(p mod m, (seed, e))`
-    of the training set, `e = p div m`, `m = steps * batch_size`; it is
-    augmented with the stateless seed `(seed, p)`, normalized, its label
-    one-hot. Batches never span two epochs.
-
-    Args:
-        splits: a `Splits`.
-        batch_size: global batch size.
-        seed: data seed.
-        augment: `"none"`, `"crop"` (zero-pad `pad` pixels, random crop back)
-            or `"crop_flip"` (plus random horizontal flip).
-        pad: pixels of padding before the random crop.
-        start_epoch: first epoch of the stream (a resumed run's epoch).
-        epochs: one past the last epoch.
-        steps_per_epoch: at most this many batches per epoch (smoke runs);
-            all full batches when None.
-
-    Returns:
-        `(dataset, steps_per_epoch)`; fit with `steps_per_epoch`.
+    This is what a run trains and tests on; the export's calibration and
+    parity data come from here too.
     """
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"Unknown augmentation {augment!r}. Valid: "
-                         f"{', '.join(AUGMENTATIONS)}")
-    n = splits.info.num_train
-    steps = n // batch_size
-    if steps_per_epoch:
-        steps = min(steps, steps_per_epoch)
-    if steps < 1:
-        raise ValueError(f"batch_size={batch_size} is larger than the "
-                         f"{n} training examples of {splits.info.name!r}")
-    per_epoch = steps * batch_size
-    images = tf.constant(splits.x_train)
-    labels = tf.constant(splits.y_train)
-    to_float, normalize = _preprocess(splits.info)
-
-    def example(position):
-        epoch_seed = tf.stack([tf.constant(seed, tf.int64), position // per_epoch])
-        index = tf.random.experimental.index_shuffle(
-            position % per_epoch, epoch_seed, n - 1)
-        image = to_float(tf.gather(images, index))
-        image = _augment(image, tf.stack([tf.constant(seed, tf.int64), position]),
-                         augment, pad)
-        return normalize(image, tf.gather(labels, index))
-
-    positions = tf.data.Dataset.range(start_epoch * per_epoch, epochs * per_epoch)
-    return (positions.map(example, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE)), steps
-
-
-def eval_dataset(splits, batch_size):
-    """The test set, normalized, one-hot labels, batched and prefetched."""
-    to_float, normalize = _preprocess(splits.info)
-    dataset = tf.data.Dataset.from_tensor_slices((splits.x_test, splits.y_test))
-    return (dataset.map(lambda x, y: normalize(to_float(x), y),
-                        num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
-
-
-def probe_batch(splits, num_examples):
-    """The first `num_examples` training images, normalized, unaugmented.
-
-    A fixed batch for measurements on the training distribution (the span of
-    a layer's inputs, for the weight noise ratio).
-    """
-    to_float, normalize = _preprocess(splits.info)
-    images = splits.x_train[:num_examples]
-    return normalize(to_float(tf.constant(images)), splits.y_train[:num_examples])[0]
+    splits = load_splits(config.dataset, config.data_dir, config.download,
+                         config.image_size,
+                         (config.synthetic_train, config.synthetic_test))
+    return subset_splits(splits, config.train_examples, config.channels)

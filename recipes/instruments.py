@@ -44,7 +44,9 @@ def dynamics_callbacks(config, probe_x, every):
     from keras_wrs.noise import SpanNoise
 
     return [WeightDynamics(schedule=every),
-            SpanNoise(probe_x, every_n_epochs=config.noise_every)]
+            SpanNoise(probe_x, kernels=list(config.noise_kernels),
+                      every_n_epochs=config.noise_every,
+                      rel_threshold=config.noise_threshold)]
 
 
 def write_dynamics_plots(runs, out_dir):

@@ -22,6 +22,8 @@ checked by the tests against the published numbers:
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 from collections.abc import Callable
 
 import keras
@@ -30,6 +32,9 @@ from keras import layers
 __all__ = [
     "MODELS",
     "build_model",
+    "check_model_kwargs",
+    "register_model",
+    "resolve_builder",
     "resnet",
     "vgg16_bn",
     "wide_resnet",
@@ -272,22 +277,102 @@ def small_cnn(input_shape=(8, 8, 1), num_classes=10, width=32, bn_momentum=0.9,
 
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
+    "resnet8": functools.partial(resnet, depth=8),
     "resnet20": functools.partial(resnet, depth=20),
     "resnet56": functools.partial(resnet, depth=56),
     "vgg16_bn": vgg16_bn,
+    "wrn16_4": functools.partial(wide_resnet, depth=16, widen_factor=4),
     "wrn16_8": functools.partial(wide_resnet, depth=16, widen_factor=8),
     "wrn28_10": functools.partial(wide_resnet, depth=28, widen_factor=10),
     "small_cnn": small_cnn,
 }
 
 
-def build_model(name, input_shape, num_classes, **kwargs):
-    """Build a registered model by name.
+def register_model(name, builder):
+    """Register your own model builder under `name` (for configs and the CLI).
 
     Args:
-        name: a key of `MODELS`.
+        name: the name configs use (`Config(model=name)`).
+        builder: a callable `(input_shape, num_classes, **model_kwargs) ->
+            keras.Model`; it should accept `kernel_regularizer` too, or the
+            `l2` regularization cannot be used with it.
+
+    Returns:
+        `builder`, so this works as a decorator factory's target.
+    """
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"A model name is a non-empty string without ':'. "
+                         f"Received: name={name!r}")
+    if not callable(builder):
+        raise ValueError(f"`builder` must be callable. Received: {builder!r}")
+    MODELS[name] = builder
+    return builder
+
+
+def resolve_builder(name):
+    """The builder of a registered name, or of `"package.module:function"`.
+
+    Raises:
+        ValueError: an unknown name, a module that does not import or a
+            function it does not have.
+    """
+    if name in MODELS:
+        return MODELS[name]
+    if isinstance(name, str) and ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ValueError(f"Model {name!r}: module {module_name!r} does not "
+                             f"import ({err}). Put it on PYTHONPATH, or use a "
+                             f"registered model.") from err
+        builder = getattr(module, attr, None)
+        if not callable(builder):
+            raise ValueError(f"Model {name!r}: {module_name!r} has no function "
+                             f"{attr!r}.")
+        return builder
+    raise ValueError(f"Unknown model {name!r}. Valid models: "
+                     f"{', '.join(sorted(MODELS))}, or your own builder as "
+                     f"'package.module:function'.")
+
+
+def check_model_kwargs(name, kwargs):
+    """Raise a ValueError naming any `model_kwargs` key the builder does not take."""
+    builder = resolve_builder(name)
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    fixed = {"input_shape", "num_classes", "kernel_regularizer"}
+    valid = sorted(set(params) - fixed)
+    for key in kwargs:
+        if key not in params or key in fixed:
+            raise ValueError(f"`model_kwargs.{key}` is not an argument of model "
+                             f"{name!r}. Valid: {', '.join(valid) or 'none'}.")
+
+
+def _bn_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            yield layer
+        elif hasattr(layer, "layers"):  # a nested model
+            yield from _bn_layers(layer)
+
+
+def build_model(name, input_shape, num_classes, sync_bn=False, **kwargs):
+    """Build a registered model by name (or `"module:function"`).
+
+    Args:
+        name: a key of `MODELS`, or `"package.module:function"`.
         input_shape: image shape `(height, width, channels)`.
         num_classes: number of classes.
+        sync_bn: make every BatchNormalization compute its batch statistics
+            across replicas (`synchronized=True`) under a TensorFlow
+            distribution strategy. Other backends compute them over the
+            global batch under `keras.distribution` already, so there it
+            changes nothing.
         **kwargs: builder arguments (`width`, `bn_momentum`, ...).
 
     Returns:
@@ -296,8 +381,12 @@ def build_model(name, input_shape, num_classes, **kwargs):
     Raises:
         ValueError: for an unknown name, listing the valid ones.
     """
-    if name not in MODELS:
-        raise ValueError(f"Unknown model {name!r}. Valid models: "
-                         f"{', '.join(sorted(MODELS))}")
-    return MODELS[name](input_shape=tuple(input_shape),
-                        num_classes=num_classes, **kwargs)
+    model = resolve_builder(name)(input_shape=tuple(input_shape),
+                                  num_classes=num_classes, **kwargs)
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"Model builder {name!r} returned "
+                         f"{type(model).__name__}, not a keras.Model.")
+    if sync_bn and keras.backend.backend() == "tensorflow":
+        for layer in _bn_layers(model):
+            layer.synchronized = True  # read at call time, saved by get_config
+    return model

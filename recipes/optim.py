@@ -8,7 +8,9 @@ Regularization is one field, and the four choices differ only in it:
   every kernel (for plain SGD the same step as `wd`);
 * `wrs`: the keras-wrs optimizer of the same name with `rescale=model`
   (kernels feeding BatchNormalization rescaled to `target_norm` after each
-  step); its `weight_decay` applies to the other variables only.
+  step); its `weight_decay` applies to the other variables only (BatchNorm
+  gamma/beta, biases, the classifier head), or to none with
+  `wrs_other_decay=False`.
 """
 
 from __future__ import annotations
@@ -155,7 +157,8 @@ def make_optimizer(config, hp, learning_rate, model):
     spec = OPTIMIZERS[config.optimizer]
     kwargs = {**spec.kwargs, **config.optimizer_kwargs,
               "learning_rate": learning_rate}
-    if config.regularization in ("wd", "wrs"):
+    if config.regularization == "wd" or (config.regularization == "wrs"
+                                         and config.wrs_other_decay):
         kwargs["weight_decay"] = hp.weight_decay
     elif spec.class_name == "AdamW":
         kwargs["weight_decay"] = 0.0  # AdamW insists on a float
