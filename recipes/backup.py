@@ -184,6 +184,13 @@ def _check_history(point, epochs_logged):
     return point
 
 
+def _step(model):
+    """The optimizer's step count, on any backend."""
+    if model.optimizer is None:
+        return 0
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
 def restore(model, point):
     """Load `point` into a compiled `model` and check the optimizer step.
 
@@ -199,7 +206,7 @@ def restore(model, point):
         raise BackupError(f"The backup {str(point.path)!r} does not load into "
                           f"this model ({type(err).__name__}: {err}). "
                           f"{_CHOICES}") from err
-    step = int(model.optimizer.iterations) if model.optimizer is not None else 0
+    step = _step(model)
     if step != point.iterations:
         raise BackupError(f"The backup {str(point.path)!r} holds optimizer step "
                           f"{step}, its manifest says {point.iterations}. {_CHOICES}")
@@ -257,7 +264,7 @@ class AtomicBackup(keras.callbacks.Callback):
         self.model.save_weights(str(tmp), overwrite=True)
         _fsync(tmp)
         os.replace(tmp, path)
-        point = RestorePoint(epoch, path, int(self.model.optimizer.iterations),
+        point = RestorePoint(epoch, path, _step(self.model),
                              float(self.elapsed()), _sha256(path),
                              path.stat().st_size)
         previous = self._latest if self._latest and self._latest.epoch < epoch else None

@@ -2,13 +2,22 @@
 
 `keras-wrs train` with no arguments is the main job: weight decay vs weight
 rescaling on scikit-learn's digits (offline), a few minutes on a laptop CPU,
-ending with the results table.
+ending with the results table. A bare `keras-wrs` prints the help.
+
+Parsing imports neither Keras nor TensorFlow: `--help` and argument errors
+answer at once, and TensorFlow loads only when a command needs it, with its
+C++ and absl log lines off unless `--verbose 3` (or TF_CPP_MIN_LOG_LEVEL set
+by the caller).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import logging
+import os
+import shlex
 import sys
 import time
 
@@ -19,6 +28,52 @@ _DEFAULT_RECIPE = "digits"
 
 class _UsageError(Exception):
     """Bad input found after parsing (names, numbers, directories)."""
+
+
+# Errors that mean "bad input or state, nothing trained": (module, class name).
+# Looked up only in modules already imported, so that catching them never
+# imports TensorFlow.
+_USAGE_ERRORS = (
+    ("keras_wrs.recipes.rundir", "RunDirError"),
+    ("keras_wrs.recipes.data", "DatasetUnavailableError"),
+    ("keras_wrs.recipes.train", "ConfigMismatchError"),
+    ("keras_wrs.recipes.train", "RunSetupError"),
+    ("keras_wrs.recipes.backup", "BackupError"),
+    ("keras_wrs.recipes.extras", "MissingExtraError"),
+)
+
+
+def _usage_error_classes():
+    found = [_UsageError, FileNotFoundError]
+    for module, name in _USAGE_ERRORS:
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
+def _diverged_error_class():
+    train = sys.modules.get("keras_wrs.recipes.train")
+    return getattr(train, "DivergedError", None)
+
+
+def quiet_tensorflow(verbose=False):
+    """Keep TensorFlow's C++ and absl log lines off the console.
+
+    Call before TensorFlow is imported. A TF_CPP_MIN_LOG_LEVEL set by the
+    caller is kept.
+
+    Args:
+        verbose: leave TensorFlow's logging as it is.
+    """
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def _positive_int(text):
@@ -65,7 +120,10 @@ def _add_run_arguments(parser):
     add("--precision", help="float32 | mixed (float16 on GPU, bfloat16 on CPU) "
         "| mixed_float16 | mixed_bfloat16")
     add("--xla", action="store_true", help="compile with XLA (jit_compile=True)")
-    add("--strategy", help="default | one_device | mirrored | multi_worker")
+    add("--strategy", help="default | one_device | mirrored | multi_worker "
+        "(multi_worker: the cluster from TF_CONFIG; run the same command on every worker)")
+    add("--sync-bn", action="store_true",
+        help="synchronized BatchNormalization: batch statistics over all replicas")
     add("--data-dir", help="TensorFlow Datasets data directory")
     add("--download", action="store_true",
         help="let TensorFlow Datasets download a missing data set (needs a network)")
@@ -77,15 +135,19 @@ def _add_run_arguments(parser):
     add("--out", help="output directory (default runs/<recipe>-<time>)")
     add("--resume", action="store_true", help="continue the unfinished run(s) in --out")
     add("--overwrite", action="store_true", help="delete --out first")
-    add("--verbose", type=int, choices=(0, 1, 2), default=None,
-        help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+    add("--verbose", type=int, choices=(0, 1, 2, 3), default=None,
+        help="Keras progress output: 0 silent, 1 progress bar, 2 one line per "
+             "epoch, 3 as 2 plus TensorFlow's own log messages")
 
 
 def build_parser():
     """The argparse parser of `keras-wrs` with its sub-commands."""
     parser = argparse.ArgumentParser(
         prog="keras-wrs",
-        description="Weight rescaling (WRS) vs weight decay for Keras BatchNorm networks.")
+        description="Weight rescaling (WRS) vs weight decay for Keras BatchNorm networks.",
+        epilog="Start with `keras-wrs train`: weight decay vs weight rescaling on "
+        "the digits data set, offline, about a minute on a CPU. "
+        "`keras-wrs COMMAND --help` describes each command.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = sub.add_parser(
         "train", help="train a recipe (default: digits, WD vs WRS)",
@@ -119,17 +181,29 @@ def build_parser():
     return parser
 
 
+_EXPORT_DESCRIPTION = ("Export a run directory's model.keras to SavedModel and ONNX "
+                       "and check that they agree with Keras.")
+
+
 def _add_export_parser(sub):
+    # The export arguments live in keras_wrs.export, which imports TensorFlow:
+    # they are parsed by `_export_parser` once `export` is the command.
+    sub.add_parser(
+        "export", add_help=False, prefix_chars="\0",
+        help="export a run's model to SavedModel and ONNX, with a parity check "
+        "(needs keras-wrs[export])", description=_EXPORT_DESCRIPTION,
+    ).add_argument("export_args", nargs=argparse.REMAINDER)
+
+
+def _export_parser():
     try:
         from keras_wrs.export.cli import add_export_arguments
-    except ImportError:
-        sub.add_parser("export", help="export a trained model (needs keras-wrs[export])")
-        return
-    export = sub.add_parser(
-        "export", help="export a run's model to SavedModel and ONNX, with a parity check",
-        description="Export a run directory's model.keras to SavedModel and ONNX "
-        "and check that they agree with Keras.")
-    add_export_arguments(export)
+    except ImportError as err:
+        raise _UsageError(f"export is unavailable ({err}); "
+                          "`pip install 'keras-wrs[export]'`") from err
+    parser = argparse.ArgumentParser(prog="keras-wrs export",
+                                     description=_EXPORT_DESCRIPTION)
+    return add_export_arguments(parser)
 
 
 def _preflight(fn, *args):
@@ -146,26 +220,30 @@ def _config_from_args(args):
 
 
 def _build_config(args):
+    from keras_wrs.recipes import cluster
     from keras_wrs.recipes import config as cfg
     from keras_wrs.recipes.data import check_dataset_name
 
     config = cfg.get_recipe(args.recipe)
+    if args.smoke:  # first, so that --epochs and --set still apply on top
+        config = cfg.smoke(config, offline=True)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
              "precision": args.precision, "strategy": args.strategy,
              "data_dir": args.data_dir}
     changes = {k: v for k, v in flags.items() if v is not None}
     if args.xla:
         changes["jit_compile"] = True
+    if args.sync_bn:
+        changes["sync_bn"] = True
     if args.download:
         changes["download"] = True
     for name in ("optimizer", "seed"):
         if getattr(args, name, None) is not None:
             changes[name] = getattr(args, name)
     config = cfg.override(dataclasses.replace(config, **changes), args.assignments)
-    if args.smoke:
-        config = cfg.smoke(config, offline=True)
     cfg.validate(config)
     check_dataset_name(config.dataset)
+    cluster.preflight(config)  # TF_CONFIG, before any work
     return config
 
 
@@ -179,8 +257,36 @@ def _out_dir(args, kind):
 
 def _verbose(args):
     if args.verbose is not None:
-        return args.verbose
+        return min(args.verbose, 2)
     return 1 if sys.stdout.isatty() else 2
+
+
+def _start(args, out, extras_config=None, report=False):
+    """Check the extras, print the run directory, remember it for Ctrl-C."""
+    if extras_config is not None:
+        from keras_wrs.recipes.extras import check_extras
+
+        check_extras(extras_config, report=report)
+    args.run_dir = out
+    print(f"keras-wrs {args.command}: run directory {out}", flush=True)
+
+
+def resume_command(argv, out):
+    """The command line that continues an interrupted run in `out`.
+
+    Args:
+        argv: the interrupted command's arguments (without the program name).
+        out: its run directory.
+
+    Returns:
+        A shell-quoted `keras-wrs ... --out OUT --resume` line.
+    """
+    words = [w for w in argv if w != "--overwrite"]
+    if not any(w == "--out" or w.startswith("--out=") for w in words):
+        words += ["--out", str(out)]
+    if "--resume" not in words:
+        words.append("--resume")
+    return shlex.join(["keras-wrs", *words])
 
 
 def _run_train(args):
@@ -195,6 +301,7 @@ def _run_train(args):
     config = dataclasses.replace(config, regularization=args.regularization[0])
     _preflight(cfg.validate, config)
     out = _out_dir(args, f"{config.regularization}-")
+    _start(args, out, config)
     summary = train(config, out, resume=args.resume, overwrite=args.overwrite,
                     verbose=_verbose(args), recipe=args.recipe)
     print(f"\n{config.regularization} / {config.optimizer}: test accuracy "
@@ -203,10 +310,12 @@ def _run_train(args):
 
 
 def _run_grid(args, config, grid, out):
-    from keras_wrs.recipes import compare
+    from keras_wrs.recipes import cluster, compare
 
     _preflight(compare.grid_configs, config, grid)
-    table = compare.run_grid(config, grid, out, resume=args.resume,
+    _start(args, out, config, report=True)
+    table = compare.run_grid(config, grid, cluster.worker_run_dir(out, config),
+                             resume=args.resume,
                              overwrite=args.overwrite, verbose=_verbose(args),
                              recipe=args.recipe)
     print(f"\nRecipe {args.recipe} ({config.dataset}, {config.model}, "
@@ -224,6 +333,11 @@ def _run_compare(args):
 
 def _run_report(args):
     from keras_wrs.recipes import report
+    from keras_wrs.recipes.extras import MissingExtraError
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise MissingExtraError("report draws plots with matplotlib, which is not "
+                                "installed: `pip install matplotlib`.")
 
     print(report.write_report(args.dirs, args.out or args.dirs[0]))
     return 0
@@ -244,11 +358,9 @@ def _run_list(args):
 
 
 def _run_export(args):
-    try:
-        from keras_wrs.export.cli import run_export
-    except ImportError as err:
-        raise _UsageError(f"export is unavailable ({err}); "
-                          "`pip install 'keras-wrs[export]'`") from err
+    import keras_wrs.optimizers  # noqa: F401  (registers them for load_model)
+    from keras_wrs.export.cli import run_export
+
     return run_export(args)
 
 
@@ -263,23 +375,51 @@ def main(argv=None):
         argv: arguments without the program name (`sys.argv[1:]` when None).
 
     Returns:
-        0 on success, 2 for bad input (the message says what is wrong),
-        the export status for `export`.
+        0 on success (a bare `keras-wrs` prints the help), 1 for a run that
+        diverged, 2 for bad input (the message says what is wrong), 130
+        after Ctrl-C, the export status for `export`.
     """
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args(["train"])
-    from keras_wrs.recipes.data import DatasetUnavailableError
-    from keras_wrs.recipes.rundir import RunDirError
-    from keras_wrs.recipes.train import ConfigMismatchError
-
+        parser.print_help()
+        return 0
+    quiet_tensorflow(verbose=getattr(args, "verbose", None) == 3)
     try:
+        if args.command == "export":
+            args = _export_parser().parse_args(args.export_args)
+            args.command = "export"
         return _COMMANDS[args.command](args)
-    except (_UsageError, RunDirError, DatasetUnavailableError,
-            ConfigMismatchError, FileNotFoundError) as err:
+    except KeyboardInterrupt:
+        return _interrupted(args, argv)
+    except Exception as err:
+        return _failed(args, err)
+
+
+def _interrupted(args, argv):
+    out = getattr(args, "run_dir", None)
+    if out is None:
+        print(f"\nkeras-wrs {args.command}: interrupted before any run started.",
+              file=sys.stderr)
+    else:
+        print(f"\nkeras-wrs {args.command}: interrupted; the run directory {out} "
+              f"keeps every finished epoch. Continue with: "
+              f"{resume_command(argv, out)}", file=sys.stderr)
+    return 130
+
+
+def _failed(args, err):
+    """Exit status of an error: a message for known ones, else re-raised."""
+    diverged = _diverged_error_class()
+    if diverged is not None and isinstance(err, diverged):
+        print(f"keras-wrs {args.command}: {err}", file=sys.stderr)
+        return 1
+    if isinstance(err, _usage_error_classes()) or (
+            isinstance(err, ImportError) and "pip install" in str(err)):
         print(f"keras-wrs {args.command}: error: {err}", file=sys.stderr)
         return 2
+    raise err
 
 
 if __name__ == "__main__":
