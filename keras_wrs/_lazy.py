@@ -10,12 +10,15 @@ def lazy_getattr(package: str, where: dict):
 
     Args:
         package: the package's `__name__`.
-        where: attribute name -> submodule that defines it.
+        where: attribute name -> submodule that defines it (None: the
+            attribute is the submodule of that name).
     """
 
     def __getattr__(name):
         if name not in where:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if where[name] is None:
+            return importlib.import_module(f"{package}.{name}")
         return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
 
     return __getattr__

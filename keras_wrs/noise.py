@@ -134,7 +134,8 @@ class SpanNoise(Monitor):
         inputs = [id(t) for t in keras.tree.flatten(self.model.inputs)]
         self._fixed = [id(s.layer.input) in inputs for s in chosen]
         self._cache = {}
-        self._initial = self.guard("span_noise", self._measure, self.step)
+        # A resumed fit starts at step > 0: its first state is not the initial one.
+        self._initial = self.guard("span_noise", self._measure, self.step) if self.step == 0 else None
 
     def _feature_model(self, chosen):
         try:
