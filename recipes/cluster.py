@@ -6,7 +6,7 @@
     {"cluster": {"worker": ["host1:12345", "host2:12345"]},
      "task": {"type": "worker", "index": 0}}
 
-This module checks that variable before any work (`cluster_from_env`), says
+This module checks that variable before any work (`preflight`), says
 which process is the chief (the `chief` task, else worker 0), gives every
 other worker a directory of its own next to the run directory
 (`worker_run_dir`), and creates the strategy with bounded waits
@@ -23,8 +23,9 @@ other worker a directory of its own next to the run directory
 Only the chief writes the run directory. Another worker writes what a resume
 needs (`BackupAndRestore`'s backup, `config.json`, `summary.json`, the CSV
 log) into `<parent>/.<run name>.worker<id>`, which `finish_worker_dir`
-trims to `config.json` and `summary.json` when the run ends: they tell a
-resumed grid which runs are finished, as the chief's files tell the chief.
+trims to `config.json`, `summary.json` and `history.csv` when the run ends:
+they tell a resumed grid which runs are finished, as the chief's files tell
+the chief.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _JOBS = ("chief", "worker")
 _EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
             '"task": {"type": "worker", "index": 0}}')
 _ADDRESS = re.compile(r"^\S+:(\d{1,5})$")
-_KEPT = ("config.json", "summary.json")
+_KEPT = ("config.json", "summary.json", "history.csv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,8 +246,8 @@ def worker_run_dir(run_dir, config, environ=None):
 
 
 def finish_worker_dir(run_dir, config, environ=None):
-    """After a finished run, keep only `config.json` and `summary.json` of a
-    non-chief worker's directory; the chief's directory is left alone."""
+    """After a finished run, keep only `config.json`, `summary.json` and
+    `history.csv` of a non-chief worker's directory; leave the chief's alone."""
     if is_chief(config.strategy, environ):
         return
     for path in Path(run_dir).iterdir():
