@@ -4,10 +4,49 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import ast  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import keras  # noqa: E402
 import pytest  # noqa: E402
 
-if keras.backend.backend() == "tensorflow":
+BACKEND = keras.backend.backend()
+# Test modules importing one of these at top level run on TensorFlow only.
+_TF_MODULES = {"tensorflow", "tensorflow_datasets", "tf2onnx"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "tensorflow_only: needs the TensorFlow backend; skipped on the others")
+
+
+def _imports_tensorflow(path):
+    """Whether a test module imports a TensorFlow package at its top level."""
+    for node in ast.parse(Path(path).read_text()).body:
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(n.split(".")[0] in _TF_MODULES for n in names):
+            return True
+    return False
+
+
+def pytest_ignore_collect(collection_path, config):
+    """On JAX and PyTorch, leave out test modules that import TensorFlow."""
+    if BACKEND != "tensorflow" and collection_path.suffix == ".py" and \
+            collection_path.name.startswith("test_") and _imports_tensorflow(collection_path):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """On JAX and PyTorch, skip the tests marked `tensorflow_only`."""
+    skip = pytest.mark.skip(reason=f"TensorFlow backend only (KERAS_BACKEND={BACKEND})")
+    for item in items:
+        if BACKEND != "tensorflow" and "tensorflow_only" in item.keywords:
+            item.add_marker(skip)
+
+
+if BACKEND == "tensorflow":
     import tensorflow as tf
 
     # Logical devices must be configured before the first TensorFlow op.
