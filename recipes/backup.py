@@ -219,17 +219,18 @@ def remove_backup(backup_dir):
 
 
 def _finite_loss(logs):
-    loss = (logs or {}).get("loss")
-    return loss is None or math.isfinite(float(loss))
+    values = [(logs or {}).get(key) for key in ("loss", "val_loss")]
+    return all(v is None or math.isfinite(float(v)) for v in values)
 
 
 class AtomicBackup(keras.callbacks.Callback):
     """Back up model and optimizer state after every epoch, atomically.
 
     Place it after `CSVLogger` in the callback list, so that a backup is never
-    ahead of `history.csv`. An epoch whose loss is not finite is not backed up
-    (the run diverged; the last good state stays). The directory is kept when
-    training ends: the trainer deletes it once the run's results are written.
+    ahead of `history.csv`. An epoch whose training or validation loss is not
+    finite is not backed up (the run diverged; the last good state stays). The
+    directory is kept when training ends: the trainer deletes it once the
+    run's results are written.
 
     Restoring is not this callback's job: call `restore` before `fit`, so
     that every callback's `on_train_begin` already sees the restored model

@@ -1,4 +1,4 @@
-"""The `keras-wrs` command: train, compare, report, export, list.
+"""The `keras-wrs` command: train, compare, sweep, report, export, list.
 
 `keras-wrs train` with no arguments is the main job: weight decay vs weight
 rescaling on scikit-learn's digits (offline), a few minutes on a laptop CPU,
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import logging
 import os
 import shlex
@@ -170,6 +169,20 @@ def build_parser():
                          help="comma-separated (default sgdm,adam)")
     compare.add_argument("--seeds", type=_seeds, default=(0, 1, 2),
                          help="comma-separated (default 0,1,2)")
+    sweep = sub.add_parser(
+        "sweep", help="grid over any config fields, per group; results and sensitivity",
+        description="Train the cartesian product of each --grid group (any config "
+        "fields) for every seed, then write results.md (rows grouped by every "
+        "field that differs), per-layer noise, sensitivity, and plots to --out. "
+        'Example: --grid "regularization=wrs lr=0.03,0.1,0.3,1" --grid '
+        '"regularization=wd lr=0.03,0.3 weight_decay=5e-5,5e-4,5e-3".')
+    _add_run_arguments(sweep)
+    sweep.add_argument("--grid", dest="groups", action="append", required=True,
+                       metavar="'FIELD=V1,V2 ...'",
+                       help="one group of axes (repeatable); groups are trained one "
+                       "after the other, each as its cartesian product")
+    sweep.add_argument("--seeds", type=_seeds, default=(0,),
+                       help="comma-separated (default 0)")
     report = sub.add_parser("report", help="tables and plots from run directories",
                             description="Rebuild results tables and plots from run "
                             "or comparison directories.")
@@ -331,13 +344,26 @@ def _run_compare(args):
     return _run_grid(args, config, grid, _out_dir(args, "compare-"))
 
 
-def _run_report(args):
-    from keras_wrs.recipes import report
-    from keras_wrs.recipes.extras import MissingExtraError
+def _run_sweep(args):
+    from keras_wrs.recipes import sweep
 
-    if importlib.util.find_spec("matplotlib") is None:
-        raise MissingExtraError("report draws plots with matplotlib, which is not "
-                                "installed: `pip install matplotlib`.")
+    config = _config_from_args(args)
+    cells = _preflight(sweep.sweep_configs, config, args.groups, args.seeds)
+    out = _out_dir(args, "sweep-")
+    _start(args, out, config, report=True)
+    text = sweep.run_sweep(config, args.groups, args.seeds, out, resume=args.resume,
+                           overwrite=args.overwrite, verbose=_verbose(args),
+                           recipe=args.recipe)
+    print(f"\nSweep of {len(cells)} runs on {args.recipe}, results in {out}:\n\n{text}")
+    return 0
+
+
+def _run_report(args):
+    from keras_wrs.recipes import extras, report
+
+    if not extras._installed("matplotlib"):
+        raise extras.MissingExtraError("report draws plots with matplotlib, which "
+                                       "is not installed: `pip install matplotlib`.")
 
     print(report.write_report(args.dirs, args.out or args.dirs[0]))
     return 0
@@ -364,7 +390,8 @@ def _run_export(args):
     return run_export(args)
 
 
-_COMMANDS = {"train": _run_train, "compare": _run_compare, "report": _run_report,
+_COMMANDS = {"train": _run_train, "compare": _run_compare, "sweep": _run_sweep,
+             "report": _run_report,
              "list": _run_list, "export": _run_export}
 
 

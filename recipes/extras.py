@@ -22,6 +22,11 @@ class MissingExtraError(ImportError):
     """A package the run needs is not installed."""
 
 
+def _installed(module):
+    """Whether `module` can be imported (found without importing it)."""
+    return importlib.util.find_spec(module) is not None
+
+
 def required_extras(config, report=False):
     """`[(module, pip name, why)]` the run of `config` imports.
 
@@ -35,7 +40,7 @@ def required_extras(config, report=False):
         needed.append(("matplotlib", "matplotlib", "plots (--set plots=false)"))
     # Keras's TensorBoard callback writes through tf.summary: without
     # TensorFlow the trainer skips it (with a warning) instead.
-    if config.tensorboard and importlib.util.find_spec("tensorflow") is not None:
+    if config.tensorboard and _installed("tensorflow"):
         needed.append(("tensorboard", "tensorboard",
                        "TensorBoard logs (--set tensorboard=false)"))
     if config.dataset in _DATASET_PACKAGES:
@@ -55,7 +60,7 @@ def check_extras(config, report=False):
         MissingExtraError: at least one package is missing.
     """
     missing = [(pip, why) for module, pip, why in required_extras(config, report)
-               if importlib.util.find_spec(module) is None]
+               if not _installed(module)]
     if missing:
         names = " ".join(pip for pip, _ in missing)
         needs = "; ".join(f"{pip} for {why}" for pip, why in missing)

@@ -58,8 +58,14 @@ class DivergedError(RuntimeError):
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
     """Keras's `TerminateOnNaN`, remembering where the loss stopped being finite.
 
+    Keras checks the training loss after each batch. That loss is a running
+    mean over the epoch, and can stay finite (1e25) while the weights are
+    already NaN; the epoch's validation loss then is not finite. Both stop
+    the run.
+
     Attributes:
-        diverged: `{"epoch", "batch", "loss"}` once it stopped training, else None.
+        diverged: `{"epoch", "batch", "loss", "metric"}` once it stopped
+            training, else None (`batch` is None when found at epoch end).
     """
 
     def __init__(self):
@@ -75,7 +81,20 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
         super().on_batch_end(batch, logs)
         if self.diverged is None and self.model.stop_training and loss is not None:
             self.diverged = {"epoch": self._epoch + 1, "batch": int(batch),
-                             "loss": float(loss)}
+                             "loss": float(loss), "metric": "loss"}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged is not None:
+            return
+        for key in ("loss", "val_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(float(value)):
+                print(f"Epoch {epoch + 1}: {key} is {value}, terminating training",
+                      flush=True)
+                self.model.stop_training = True
+                self.diverged = {"epoch": epoch + 1, "batch": None,
+                                 "loss": float(value), "metric": key}
+                return
 
 
 def _config_hash(config):
@@ -112,8 +131,8 @@ def _finished(summary):
     where = summary.get("diverged")
     if summary.get("status") == "diverged" and where:
         raise DivergedError(
-            f"Training diverged: the loss became {where['loss']} in epoch "
-            f"{where['epoch']} (batch {where['batch']}), so the run stopped; "
+            f"Training diverged: {where.get('metric', 'loss')} became "
+            f"{where['loss']} in epoch {where['epoch']}, so the run stopped; "
             f"summary.json records status \"diverged\". Lower the learning "
             f"rate (--lr) and start again with --overwrite.", summary)
     return summary
@@ -278,8 +297,10 @@ def _build(config, policy, point):
         model = _compile(config, hp, splits, optim.learning_rate_schedule(config, hp))
         if point is not None:  # before fit: callbacks begin on the restored state
             backup.restore(model, point)
+    resolved = _resolved(config, hp, splits, policy, strategy)
+    resolved["rescaling"] = instruments.coverage(model, config.regularization == "wrs")
     return _Run(model, train_ds, data.eval_dataset(splits, config.batch_size), steps,
-                _resolved(config, hp, splits, policy, strategy), _probe(splits, config))
+                resolved, _probe(splits, config))
 
 
 def _fit(config, run, files, extra, verbose, saver):
