@@ -99,3 +99,70 @@ def test_describe_rescaling():
     assert f"initial (mean {mean:.4g})" in text
     with pytest.raises(ValueError, match="needs a keras-wrs optimizer.*Received: SGD"):
         keras_wrs.describe_rescaling(keras.optimizers.SGD())
+
+
+@pytest.mark.parametrize("cls", ["LossScaleOptimizer", "MultiOptimizer"])
+def test_wrappers_are_refused_with_the_supported_form(cls):
+    with pytest.raises(ValueError, match=rf"cannot add rescaling to {cls}.*keras_wrs\.optimizers\.SGD\(\.\.\., rescale=model\)"):
+        keras_wrs.wrs(getattr(keras.optimizers, cls))
+
+
+@pytest.mark.parametrize("cls", ["Ftrl", "ScheduleFreeAdamW"])
+def test_optimizers_that_rebuild_weights_from_state_are_refused(cls):
+    with pytest.raises(ValueError, match=rf"refuses {cls}: .*Received: optimizer_class={cls}"):
+        keras_wrs.wrs(getattr(keras.optimizers, cls))
+
+    class Sub(getattr(keras.optimizers, cls)):
+        pass
+
+    with pytest.raises(ValueError, match=rf"refuses {cls}"):
+        keras_wrs.wrs(Sub, name="SubOfRefused")
+
+
+def test_a_users_class_never_takes_the_projects_registered_name():
+    class SGD(keras.optimizers.SGD):  # a user's class that happens to be called SGD
+        pass
+
+    with pytest.raises(ValueError, match=r"'SGD' is the registered name of keras-wrs's own.*name='MySGD'"):
+        keras_wrs.wrs(SGD)
+    with pytest.raises(ValueError, match="registered name of keras-wrs's own"):
+        keras_wrs.wrs(keras.optimizers.Adam, name="SGD")
+    assert keras.saving.get_registered_object("keras_wrs>SGD") is wo.SGD
+    assert issubclass(keras_wrs.wrs(SGD, name="MySGD"), SGD)
+
+
+def _build(rescale, variables, **kw):
+    wo.SGD(0.1, rescale=rescale, **kw).build(variables)
+
+
+def test_scalar_variable_selected():
+    s = keras.Variable(2.0, name="scale")
+    with pytest.raises(ValueError, match=r"selects the scalar variable 'scale'.*kernel\$"):
+        _build("scale", [s])
+
+
+def test_one_dimensional_variable_selected_by_a_loose_regex():
+    m = conv_bn()
+    with pytest.raises(ValueError, match=r"variable 'head/bias' of shape \(3,\).*1-D variable is a bias.*granularity='layer'"):
+        _build("head", m.trainable_variables)
+    _build("head", m.trainable_variables, granularity="layer")  # one norm per variable is fine
+
+
+def test_channel_axis_out_of_range():
+    m = conv_bn()
+    with pytest.raises(ValueError, match=r"'c1/kernel' of shape \(3, 3, 4, 8\) channel axes \(5,\); axes \[5\] are out of range"):
+        _build({"c1/kernel": 5}, m.trainable_variables)
+    with pytest.raises(ValueError, match=r"dict values must be integer channel axes.*'c1/kernel'"):
+        wo.SGD(0.1, rescale={"c1/kernel": "last"})
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.Variable exists on TensorFlow only")
+def test_raw_tf_variable_among_the_optimizers_variables():
+    import tensorflow as tf
+
+    m = conv_bn()
+    raw = tf.Variable(np.full((2, 3), 2.0, "float32"), name="raw")
+    opt = wo.SGD(0.1, rescale=r"kernel$|^raw")
+    opt.apply([tf.zeros(v.shape) for v in m.trainable_variables] + [tf.zeros((2, 3))], m.trainable_variables + [raw])
+    assert {s.path for s in opt.rescale_selection} == {"c1/kernel", "c2/kernel", "head/kernel", "raw:0"}
+    np.testing.assert_allclose(np.linalg.norm(raw.numpy(), axis=0), 1.0, rtol=1e-6)

@@ -176,3 +176,57 @@ def test_verifier_flags_wrong_selection():
     assert keras_wrs.verify_scale_invariance(m, x).ok
     for b, v in zip(before, m.variables):  # weights and BN statistics restored
         np.testing.assert_array_equal(b, v.numpy())
+
+
+def test_channel_concatenation_and_pooling_keep_channels_apart():
+    """Each filter's channel keeps its own slot through a channel-axis
+    Concatenate (DenseNet), max pooling and valid average pooling."""
+    inp = keras.Input((8, 8, 3))
+    a = L.Conv2D(4, 3, padding="same", name="a")(inp)
+    b = L.Conv2D(4, 3, padding="same", name="b")(inp)
+    h = L.BatchNormalization(name="bn_cat")(L.Concatenate(axis=-1)([a, b]))
+    p = L.MaxPooling2D(3, 2, padding="same", name="mp")(L.Conv2D(4, 3, padding="same", name="pooled")(inp))
+    q = L.AveragePooling2D(2, 2, name="ap")(L.Conv2D(4, 3, padding="same", name="avg")(inp))
+    s = L.AveragePooling2D(3, 2, padding="same", name="aps")(L.Conv2D(4, 3, padding="same", name="avg_same")(inp))
+    rows = [L.Conv2D(4, 3, padding="same", name=n)(inp) for n in ("rows", "rows2")]
+    spatial = L.Concatenate(axis=1)(rows)  # along height: channels shared, not kept apart
+    out = L.Concatenate()([
+        L.GlobalAveragePooling2D()(h),
+        L.GlobalAveragePooling2D()(L.BatchNormalization()(L.Concatenate()([p, q]))),
+        L.GlobalAveragePooling2D()(L.BatchNormalization()(s)),
+        L.GlobalAveragePooling2D()(L.BatchNormalization()(spatial)),
+    ])
+    m = keras.Model(inp, L.Dense(2, name="head")(out))
+    expected = {"a/kernel", "b/kernel", "pooled/kernel", "avg/kernel"}
+    assert _selected(m) == expected
+    assert expected <= _invariant(m, (8, 8, 3))
+
+
+def test_zero_padding_and_dropout_only_on_a_path_without_bias():
+    inp = keras.Input((8, 8, 3))
+    outs = []
+    for bias in (False, True):
+        h = L.Conv2D(4, 3, use_bias=bias, bias_initializer="ones", name=f"pad_{bias}")(inp)
+        outs.append(L.BatchNormalization()(L.ZeroPadding2D()(h)))
+        h = L.Conv2D(4, 3, use_bias=bias, bias_initializer="ones", name=f"drop_{bias}")(inp)
+        outs.append(L.BatchNormalization()(L.Dropout(0.5)(h)))
+    out = L.Concatenate()([L.GlobalAveragePooling2D()(o) for o in outs])
+    m = keras.Model(inp, L.Dense(2, name="head")(out))
+    assert _selected(m) == {"pad_False/kernel", "drop_False/kernel"}
+    # With dropout off (as the verifier runs), the padded path with a bias is
+    # the only one that is not invariant; the dropped path with a bias is not
+    # invariant in training, when dropout scales each element on its own.
+    assert _invariant(m, (8, 8, 3)) == {"pad_False/kernel", "drop_False/kernel", "drop_True/kernel"}
+
+
+def test_verifier_switches_stochastic_layers_off_and_restores_them():
+    inp = keras.Input((8, 8, 4))
+    h = L.Conv2D(4, 3, padding="same", name="c")(inp)
+    h = L.SpatialDropout2D(0.5, name="sd")(L.BatchNormalization()(h))
+    h = L.GaussianNoise(0.3, name="noise")(h)
+    m = keras.Model(inp, L.Dense(2, name="head")(L.Dropout(0.5, name="drop")(L.GlobalAveragePooling2D()(h))))
+    x = np.random.default_rng(0).normal(size=(8, 8, 8, 4)).astype("float32")
+    report = keras_wrs.verify_scale_invariance(m, x)
+    assert report.ok and report.switched_off == ("sd", "noise", "drop")
+    assert "switched off for the check: sd, noise, drop" in str(report)
+    assert (m.get_layer("sd").rate, m.get_layer("noise").stddev, m.get_layer("drop").rate) == (0.5, 0.3, 0.5)
