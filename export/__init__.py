@@ -1,20 +1,32 @@
-"""Export trained models to SavedModel and ONNX, verified against Keras."""
+"""Export trained models to SavedModel, ONNX and LiteRT, verified against Keras."""
 
 from keras_wrs.export.api import FORMATS, ExportResult, export_model, parse_formats
+from keras_wrs.export.atomic import ExportInterrupted
 from keras_wrs.export.batch import ParityBatch, load_batch, random_batch
+from keras_wrs.export.calibration import CalibrationSet, check_calibration, load_calibration
 from keras_wrs.export.cli import add_export_arguments, run_export
-from keras_wrs.export.errors import OnnxConversionError, ParityError
+from keras_wrs.export.errors import (
+    ConversionError,
+    OnnxConversionError,
+    ParityError,
+    TfliteConversionError,
+)
 from keras_wrs.export.inference import inference_copy
 from keras_wrs.export.onnx_export import DEFAULT_OPSET, SUPPORTED_OPSETS, read_metadata
-from keras_wrs.export.parity import FLOAT16, FLOAT32, ParityReport, ParityRow, Tolerance
+from keras_wrs.export.parity import FLOAT16, FLOAT32, INT8, ParityReport, ParityRow, Tolerance
 from keras_wrs.export.source import ExportSource, load_source
+from keras_wrs.export.tflite_export import read_tflite_metadata
 
 __all__ = [
     "DEFAULT_OPSET",
     "FLOAT16",
     "FLOAT32",
     "FORMATS",
+    "INT8",
     "SUPPORTED_OPSETS",
+    "CalibrationSet",
+    "ConversionError",
+    "ExportInterrupted",
     "ExportResult",
     "ExportSource",
     "OnnxConversionError",
@@ -22,14 +34,18 @@ __all__ = [
     "ParityError",
     "ParityReport",
     "ParityRow",
+    "TfliteConversionError",
     "Tolerance",
     "add_export_arguments",
+    "check_calibration",
     "export_model",
     "inference_copy",
     "load_batch",
+    "load_calibration",
     "load_source",
     "parse_formats",
     "random_batch",
     "read_metadata",
+    "read_tflite_metadata",
     "run_export",
 ]

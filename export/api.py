@@ -1,11 +1,21 @@
-"""`export_model`: float32 copy, SavedModel and ONNX, parity check, atomic commit.
+"""`export_model`: float32 copy, every format, parity against the trained model, atomic commit.
 
 Layout of an export directory:
 
     saved_model/         TensorFlow SavedModel, signature "serving_default" (= "serve")
-    model.onnx           float32 ONNX (when "onnx" is among the formats)
+    model.onnx           float32 ONNX
     model.float16.onnx   float16 weights, float32 inputs/outputs (with float16=True)
-    export.json          manifest: files, sizes, metadata, parity report, versions
+    model.tflite         LiteRT (TFLite) float32
+    model.int8.tflite    LiteRT full-integer int8 (int8 input and output)
+    model.int8.onnx      ONNX static QDQ int8 (float32 input and output)
+    export.json          manifest: every file with its size and parity rows, metadata,
+                         calibration, versions
+
+The parity check always includes the model as the user trained it: its
+outputs are compared with the float32 inference copy (float32 tolerance, or
+the float16 one when it computes under a mixed policy), and every exported
+file is compared with that copy. A copy that lost state (a `Normalization`
+layer without its statistics) therefore fails the export.
 """
 
 from __future__ import annotations
@@ -16,22 +26,28 @@ import re
 from pathlib import Path
 
 from keras_wrs.export import atomic
+from keras_wrs.export import formats as fm
 from keras_wrs.export import onnx_export as ox
+from keras_wrs.export import onnx_quant as oq
 from keras_wrs.export import saved_model as sm
 from keras_wrs.export.batch import ParityBatch, as_parity_batch, load_batch, random_batch
-from keras_wrs.export.errors import OnnxConversionError, ParityError
+from keras_wrs.export.calibration import (
+    DEFAULT_CALIBRATION_SIZE,
+    check_calibration,
+    load_calibration,
+)
+from keras_wrs.export.errors import ConversionError, ParityError
+from keras_wrs.export.formats import FORMATS, parse_formats
 from keras_wrs.export.inference import all_layers, inference_copy, input_shape
 from keras_wrs.export.metadata import build_metadata, library_versions
-from keras_wrs.export.parity import FLOAT16, FLOAT32, ParityReport, Tolerance, run_parity
+from keras_wrs.export.parity import FLOAT16, FLOAT32, INT8, ParityReport, Tolerance, run_parity
+from keras_wrs.export.run_data import run_calibration, run_test_batch
 from keras_wrs.export.source import ExportSource, load_source
 
 __all__ = ["FORMATS", "ExportResult", "export_model", "parse_formats"]
 
-FORMATS = ("saved_model", "onnx")
-SAVED_MODEL_DIR = "saved_model"
-ONNX_FILE = "model.onnx"
-ONNX_FLOAT16_FILE = "model.float16.onnx"
-MANIFEST_FILE = "export.json"
+MANIFEST_FILE = atomic.MANIFEST_FILE
+DEFAULT_REAL_BATCH = 256  # see keras_wrs.export.parity: the quantized top-1 rule needs >= 100
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -77,29 +93,6 @@ def _human(size: int) -> str:
     return f"{size} B"
 
 
-def parse_formats(formats) -> tuple[str, ...]:
-    """Normalizes `"saved_model,onnx"` or a sequence of format names.
-
-    Args:
-        formats: a comma-separated string or a sequence of names.
-
-    Returns:
-        The formats in canonical order, without repeats.
-
-    Raises:
-        ValueError: an unknown or empty format list.
-    """
-    names = formats.split(",") if isinstance(formats, str) else list(formats)
-    names = [n.strip() for n in names if n.strip()]
-    unknown = [n for n in names if n not in FORMATS]
-    if unknown or not names:
-        raise ValueError(
-            f"`formats` must name one or more of {', '.join(FORMATS)}. Received: "
-            f"formats={formats!r}. Example: formats='saved_model,onnx'."
-        )
-    return tuple(f for f in FORMATS if f in names)
-
-
 def _check_names(input_name: str, output_name: str) -> None:
     for arg, name in (("input_name", input_name), ("output_name", output_name)):
         if not isinstance(name, str) or not _NAME.match(name):
@@ -136,12 +129,34 @@ def _check_not_source(output: Path, source: ExportSource) -> None:
         )
 
 
-def _parity_batch(batch, batch_key, batch_size: int, seed: int, shape) -> ParityBatch:
-    if batch is None:
-        return random_batch(shape, batch_size=batch_size, seed=seed)
+def _parity_batch(batch, batch_key, batch_size, seed: int, shape, source) -> ParityBatch:
     if isinstance(batch, (str, Path)):
         batch = load_batch(batch, batch_key=batch_key)
-    return as_parity_batch(batch, shape)
+    if batch is not None:
+        return as_parity_batch(batch, shape)
+    if batch_size is not None:
+        random_batch(shape, batch_size=batch_size)  # validates batch_size
+    real, reason = (None, "no run config.json names the data set")
+    if source.config is not None:
+        size = DEFAULT_REAL_BATCH if batch_size is None else batch_size
+        real, reason = run_test_batch(source.config, size)
+    if real is not None:
+        return as_parity_batch(real, shape)
+    fallback = random_batch(shape, batch_size=8 if batch_size is None else batch_size, seed=seed)
+    return dataclasses.replace(fallback, description=f"{fallback.description}; {reason}")
+
+
+def _calibration(calibration, calibration_key, size, seed, shape, source, formats):
+    if not set(formats) & set(fm.QUANTIZED):
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"`calibration_size` must be a positive integer. Received: "
+                         f"calibration_size={size!r}. The default is {DEFAULT_CALIBRATION_SIZE}.")
+    if isinstance(calibration, (str, Path)):
+        calibration = load_calibration(calibration, key=calibration_key)
+    if calibration is None:
+        calibration = run_calibration(source.config, size, seed)
+    return check_calibration(calibration, shape)
 
 
 def _size(path: Path) -> int:
@@ -150,98 +165,77 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _write_onnx(copy, staging, opset, float16, names, metadata, errors) -> dict:
-    meta = {**metadata, "opset": opset, "precision": "float32"}
-    try:
-        proto = ox.convert_to_onnx(copy, opset, *names)
-        files = {"onnx": ox.save_onnx(proto, staging / ONNX_FILE, meta)}
-    except OnnxConversionError as err:
-        errors["onnx"] = err
-        return {}
-    if float16:
-        try:
-            half = ox.float16_copy(proto)
-            meta = {**meta, "precision": "float16"}
-            files["onnx_float16"] = ox.save_onnx(half, staging / ONNX_FLOAT16_FILE, meta)
-        except OnnxConversionError as err:
-            errors["onnx_float16"] = err
-    return files
-
-
-def _write_formats(copy, staging, formats, opset, float16, names, metadata):
-    files, errors = {}, {}
-    if "saved_model" in formats:
-        files["saved_model"] = sm.write_saved_model(copy, staging / SAVED_MODEL_DIR, *names)
-    if "onnx" in formats:
-        files.update(_write_onnx(copy, staging, opset, float16, names, metadata, errors))
-    return files, errors
-
-
 def _mixed_policies(model) -> list[str]:
     return sorted({layer.dtype_policy.name for layer in all_layers(model)
                    if layer.dtype_policy.compute_dtype != "float32"})
 
 
-def _runtimes(files, source_model, opset, names, tol32, tol16):
-    input_name, output_name = names
-    runtimes = []
-    policies = _mixed_policies(source_model)
-    if policies:
-        label = f"keras source model ({', '.join(policies)})"
-        runtimes.append((label, lambda x: source_model(x, training=False), tol16))
-    if "saved_model" in files:
-        path = files["saved_model"]
-        runtimes.append(
-            ("saved_model: tf.saved_model.load", sm.load_signature(path, *names), tol32))
-        runtimes.append(
-            ("saved_model: keras TFSMLayer", sm.load_tfsm_layer(path, output_name), tol32))
-    if "onnx" in files:
-        run = ox.load_onnx_runner(files["onnx"], input_name)
-        runtimes.append((f"onnx: onnxruntime CPU (opset {opset})", run, tol32))
-    if "onnx_float16" in files:
-        run = ox.load_onnx_runner(files["onnx_float16"], input_name)
-        runtimes.append(("onnx float16: onnxruntime CPU", run, tol16))
-    return runtimes
+def _source_runtime(model, tolerances) -> tuple:
+    """The model as trained, compared with its float32 copy."""
+    policies = _mixed_policies(model)
+    policy = ", ".join(policies) if policies else "float32"
+    tol = tolerances["float16"] if policies else tolerances["float32"]
+    return (f"keras source model as trained ({policy})", lambda x: model(x, training=False), tol,
+            True, None)
 
 
-def _manifest(source, files, staging, sizes, metadata, opset, report, errors) -> dict:
+def _artifacts(files, staging, sizes, details, report, labels) -> dict:
+    rows = {}
+    for row in report.rows:
+        rows.setdefault(labels.get(row.runtime), []).append(row.as_dict())
+    return {name: {"path": str(path.relative_to(staging)), "size": sizes[name],
+                   **details.get(name, {}), "parity": rows.get(name, [])}
+            for name, path in files.items()}
+
+
+def _manifest(source, written, staging, sizes, metadata, opset, report, labels, cal) -> dict:
+    files = written.files
     return {
+        "kind": atomic.MANIFEST_KIND,
         "source": source.label,
         "files": {name: str(path.relative_to(staging)) for name, path in files.items()},
         "sizes": sizes,
+        "artifacts": _artifacts(files, staging, sizes, written.details, report, labels),
         "serving": {"signature": "serving_default", "endpoint": sm.ENDPOINT,
                     "onnx_batch_dim": ox.BATCH_DIM},
         "opset": opset,
         "metadata": metadata,
+        "calibration": None if cal is None else cal.summary(),
         "parity": report.as_dict(),
-        "errors": {fmt: str(err) for fmt, err in errors.items()},
+        "errors": {fmt: str(err) for fmt, err in written.errors.items()},
         "versions": library_versions(),
     }
 
 
-def _build_verified(staging, source, copy, pbatch, formats, opset, float16, names, metadata,
-                    tolerances):
+def _build_verified(staging, source, copy, pbatch, formats, opts, tolerances):
     """Writes every format into `staging`, checks parity, writes the manifest."""
-    files, errors = _write_formats(copy, staging, formats, opset, float16, names, metadata)
-    if not files:
-        _raise_conversion(next(iter(errors.values())), None)
-    runtimes = _runtimes(files, source.model, opset, names, *tolerances)
+    written = fm.write_formats(copy, staging, formats, opts)
+    if not written.files:
+        _raise_conversion(next(iter(written.errors.values())), None)
+    checks = [_source_runtime(source.model, tolerances)]
+    checks += fm.runtimes(written, opts["names"], opts["opset"], tolerances)
+    if not written.files:
+        _raise_conversion(next(iter(written.errors.values())), None)
+    labels = {label: artifact for label, _, _, _, artifact in checks}
     label = f"keras float32 copy of {copy.name!r}"
-    report = run_parity(lambda x: copy(x, training=False), runtimes, pbatch, names[1], label)
+    report = run_parity(lambda x: copy(x, training=False), [c[:4] for c in checks], pbatch,
+                        opts["names"][1], label)
     if not report.passed:
         failed = ", ".join(row.runtime for row in report.failures())
         raise ParityError(f"Parity check failed for: {failed}. Nothing was written and an "
                           f"existing export is untouched.\n{report.table()}", report)
-    sizes = {name: _size(path) for name, path in files.items()}
-    manifest = _manifest(source, files, staging, sizes, metadata, opset, report, errors)
+    sizes = {name: _size(path) for name, path in written.files.items()}
+    manifest = _manifest(source, written, staging, sizes, opts["metadata"], opts["opset"],
+                         report, labels, opts["calibration"])
+    files = dict(written.files)
     files["manifest"] = staging / MANIFEST_FILE
     files["manifest"].write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     sizes["manifest"] = _size(files["manifest"])
-    return files, sizes, report, errors
+    return files, sizes, report, written.errors
 
 
-def _check_tolerances(tolerance, tolerance_float16) -> None:
-    for arg, value in (("tolerance", tolerance), ("tolerance_float16", tolerance_float16)):
+def _check_tolerances(**tolerances) -> None:
+    for arg, value in tolerances.items():
         if not isinstance(value, Tolerance):
             raise TypeError(
                 f"`{arg}` must be a keras_wrs.export.Tolerance, e.g. Tolerance(atol=1e-5, "
@@ -249,97 +243,155 @@ def _check_tolerances(tolerance, tolerance_float16) -> None:
             )
 
 
-def _raise_conversion(err: OnnxConversionError, result) -> None:
+def _raise_conversion(err: ConversionError, result) -> None:
     if result is None:
         note = " Nothing was written."
     elif result.output is None:
         note = " The other formats passed parity (check only: nothing written)."
     else:
         note = f" The other formats passed parity and were written to {result.output}."
-    raise OnnxConversionError(str(err) + note, err.unsupported, result) from err
+    raise type(err)(str(err) + note, err.unsupported, result, err.format) from err
+
+
+def _check_arguments(formats, opset, float16, names, tolerances) -> None:
+    if float16 and "onnx" not in formats:
+        raise ValueError("`float16=True` makes an ONNX file; add 'onnx' to `formats`.")
+    if "onnx_int8" in formats and opset < oq.MIN_OPSET:
+        raise ValueError(f"Format 'onnx_int8' quantizes weights per channel, which needs opset "
+                         f">= {oq.MIN_OPSET}. Received: opset={opset}. Pass opset={oq.MIN_OPSET} "
+                         "or more (the default is 15).")
+    _check_names(*names)
+    _check_tolerances(**{f"tolerance{k}": v for k, v in tolerances.items()})
+
+
+def _check_real(pbatch: ParityBatch, formats) -> None:
+    quantized = [f for f in formats if f in fm.QUANTIZED]
+    if quantized and not pbatch.real:
+        raise ValueError(
+            f"Formats {quantized} are checked by top-1 agreement on real examples, but the "
+            f"parity batch is {pbatch.description}. Pass `batch=` (CLI: --batch FILE.npz) with "
+            "held-out model inputs, or export a run directory whose data can be read.")
 
 
 def export_model(
     source,
     output=None,
     *,
-    formats=FORMATS,
+    formats=("saved_model", "onnx"),
     opset: int = ox.DEFAULT_OPSET,
     float16: bool = False,
     batch=None,
     batch_key: str | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     seed: int = 0,
+    calibration=None,
+    calibration_key: str | None = None,
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE,
     tolerance: Tolerance = FLOAT32,
     tolerance_float16: Tolerance = FLOAT16,
+    tolerance_int8: Tolerance = INT8,
     overwrite: bool = False,
     check_only: bool = False,
     input_name: str = "images",
     output_name: str = "scores",
     custom_objects: dict | None = None,
 ) -> ExportResult:
-    """Exports a trained model to SavedModel and/or ONNX, verified against Keras.
+    """Exports a trained model to SavedModel, ONNX and LiteRT, verified against Keras.
 
     The model is rebuilt in float32 (see `inference_copy`), each format is
-    written to a staging directory, every runtime is compared with the Keras
-    float32 copy on one batch, and only a passing export is moved to
-    `output`.
+    written to a staging directory, the trained model and every runtime are
+    compared with the Keras float32 copy on one batch, and only a passing
+    export is moved to `output`.
 
     Args:
         source: a `keras.Model`, a `.keras` file, a run directory holding
             `model.keras` (and `config.json`), or an `ExportSource`.
         output: the export directory to create; defaults to `RUN_DIR/export`
             or `<model>_export` beside a `.keras` file.
-        formats: `"saved_model"`, `"onnx"` or both (list or comma-separated).
-        opset: ONNX opset, 14-18 (default 15, see `onnx_export`).
+        formats: names from `FORMATS` (list or comma-separated):
+            `saved_model`, `onnx`, `tflite`, `tflite_int8`, `onnx_int8`.
+        opset: ONNX opset, 9-18 (default 15, see `onnx_export`; 13 or more
+            with `onnx_int8`).
         float16: also write `model.float16.onnx` (float16 weights, for GPUs).
         batch: parity inputs: an array, a `ParityBatch`, or a `.npy`/`.npz`
-            path. `None` uses seeded random inputs, reported as such.
+            path. `None` uses the run's own test data when the source is a
+            run directory whose data can be read, else seeded random inputs,
+            reported as such (quantized formats then refuse to run).
         batch_key: the array to read from an `.npz` batch.
-        batch_size: number of random inputs when `batch` is `None`.
-        seed: seed of the random inputs.
+        batch_size: examples of run test data (default 256) or of random
+            inputs (default 8) when `batch` is `None`.
+        seed: seed of the random inputs and of the calibration draw.
+        calibration: int8 calibration inputs: an array, a `CalibrationSet`
+            or a `.npz`/`.npy` path; `None` draws `calibration_size` examples
+            from the run's training data.
+        calibration_key: the array to read from an `.npz` calibration file.
+        calibration_size: examples drawn from the run's training data.
         tolerance: criterion for float32 runtimes (default atol=1e-5,
             rtol=1e-4, full top-1 agreement; justified in
             `keras_wrs.export.parity`).
         tolerance_float16: criterion for float16 runtimes (default atol=1e-2,
             rtol=5e-2, top-1 reported only).
-        overwrite: replace an existing export at `output`.
+        tolerance_int8: criterion for int8 runtimes (default top-1 agreement
+            >= 0.99 and error <= 0.25 of the output's size).
+        overwrite: replace an existing keras-wrs export at `output`.
         check_only: run everything in a temporary directory, write nothing.
-        input_name: name of the input in both formats.
-        output_name: name of the output in both formats.
+        input_name: name of the input in every format.
+        output_name: name of the output in every format.
         custom_objects: classes needed to load a `.keras` file.
 
     Returns:
         An `ExportResult`.
 
     Raises:
-        ParityError: a runtime disagrees with Keras; nothing is written.
-        OnnxConversionError: ONNX was impossible; the other formats are
-            written if they pass, and the error carries their result.
+        ParityError: the copy or a runtime disagrees with Keras; nothing is
+            written.
+        ConversionError: a format was impossible (`OnnxConversionError`,
+            `TfliteConversionError`); the other formats are written if they
+            pass, and the error carries their result.
         FileExistsError, FileNotFoundError, PermissionError, ValueError,
             TypeError: bad arguments, detected before any file is written.
+        ExportInterrupted: SIGTERM arrived; nothing is left behind (Ctrl-C
+            raises `KeyboardInterrupt`, with the same cleanup).
     """
     formats = parse_formats(formats)
-    opset = ox.validate_opset(opset) if "onnx" in formats else None
-    if float16 and "onnx" not in formats:
-        raise ValueError("`float16=True` makes an ONNX file; add 'onnx' to `formats`.")
-    _check_names(input_name, output_name)
-    _check_tolerances(tolerance, tolerance_float16)
+    uses_onnx = bool({"onnx", "onnx_int8"} & set(formats))
+    opset = ox.validate_opset(opset) if uses_onnx else None
+    names = (input_name, output_name)
+    tolerances = {"": tolerance, "_float16": tolerance_float16, "_int8": tolerance_int8}
+    _check_arguments(formats, opset or ox.DEFAULT_OPSET, float16, names, tolerances)
     if not isinstance(source, ExportSource):
         source = load_source(source, custom_objects=custom_objects)
-    if not check_only:
+    with atomic.interruptible():
+        if check_only:
+            return _export(source, None, formats, opset, float16, names, tolerances,
+                           (batch, batch_key, batch_size, seed),
+                           (calibration, calibration_key, calibration_size), False)
         output = Path(output) if output is not None else _default_output(source)
         _check_not_source(output, source)
         output = atomic.check_target(output, overwrite)
+        with atomic.export_lock(output):
+            return _export(source, output, formats, opset, float16, names, tolerances,
+                           (batch, batch_key, batch_size, seed),
+                           (calibration, calibration_key, calibration_size), overwrite)
+
+
+def _export(source, output, formats, opset, float16, names, tolerances, batch_args, cal_args,
+            overwrite) -> ExportResult:
     copy = inference_copy(source.model)
-    pbatch = _parity_batch(batch, batch_key, batch_size, seed, input_shape(copy))
-    names = (input_name, output_name)
+    shape = input_shape(copy)
+    batch, batch_key, batch_size, seed = batch_args
+    pbatch = _parity_batch(batch, batch_key, batch_size, seed, shape, source)
+    _check_real(pbatch, formats)
+    cal = _calibration(*cal_args[:2], cal_args[2], seed, shape, source, formats)
     metadata = build_metadata(source, copy, *names)
-    with atomic.staging_directory(None if check_only else output.parent) as staging:
-        files, sizes, report, errors = _build_verified(
-            staging, source, copy, pbatch, formats, opset, float16, names, metadata,
-            (tolerance, tolerance_float16))
-        final = None if check_only else atomic.commit(staging, output, overwrite)
+    opts = {"names": names, "opset": opset, "float16": float16, "metadata": metadata,
+            "calibration": cal}
+    tols = {"float32": tolerances[""], "float16": tolerances["_float16"],
+            "int8": tolerances["_int8"]}
+    with atomic.staging_directory(None if output is None else output.parent) as staging:
+        files, sizes, report, errors = _build_verified(staging, source, copy, pbatch, formats,
+                                                       opts, tols)
+        final = None if output is None else atomic.commit(staging, output, overwrite)
     base = final if final is not None else Path(".")
     files = {name: base / path.relative_to(staging) for name, path in files.items()}
     result = ExportResult(final, files, sizes, report, metadata, opset,

@@ -2,20 +2,77 @@
 
 An export is assembled in a hidden staging directory beside its target and
 renamed into place only when it is complete and verified. A failure removes
-the staging directory; an existing export is replaced only when asked, and is
-put back if the replacement cannot be moved in.
+the staging directory; an existing export is replaced only when asked and
+only when its manifest says it is a keras-wrs export, and is put back if the
+replacement cannot be moved in. A lock file beside the target keeps two
+exports to one target from both succeeding, and SIGTERM is turned into an
+exception while an export runs so that its staging directory is removed as
+on Ctrl-C.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
-__all__ = ["check_target", "staging_directory", "commit"]
+__all__ = [
+    "MANIFEST_FILE",
+    "MANIFEST_KIND",
+    "ExportInterrupted",
+    "check_target",
+    "is_export",
+    "export_lock",
+    "interruptible",
+    "staging_directory",
+    "commit",
+]
+
+MANIFEST_FILE = "export.json"
+MANIFEST_KIND = "keras-wrs export"
+
+
+class ExportInterrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) arrived during an export; the staging directory is removed.
+
+    Attributes:
+        signal_name: `"SIGTERM"` or `"SIGINT"`.
+    """
+
+    def __init__(self, signal_name: str):
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+def is_export(path) -> bool:
+    """Whether `path` is a directory whose manifest says keras-wrs wrote it.
+
+    Args:
+        path: a directory.
+
+    Returns:
+        True when `path/export.json` is a JSON object with
+        `"kind": "keras-wrs export"`, or (exports written before that field)
+        one listing `files`, `parity` and a `keras-wrs` version.
+    """
+    manifest = Path(path) / MANIFEST_FILE
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    if data.get("kind") == MANIFEST_KIND:
+        return True
+    versions = data.get("versions")
+    legacy = isinstance(versions, dict) and "keras-wrs" in versions
+    return legacy and {"files", "parity"} <= set(data)
 
 
 def check_target(output, overwrite: bool) -> Path:
@@ -29,7 +86,8 @@ def check_target(output, overwrite: bool) -> Path:
         `output` as a `Path`.
 
     Raises:
-        FileExistsError: `output` exists and `overwrite` is false, or it is a file.
+        FileExistsError: `output` exists and `overwrite` is false, it is a
+            file, or it is a directory that is not a keras-wrs export.
         FileNotFoundError: the parent directory does not exist.
         PermissionError: the parent directory is not writable.
     """
@@ -43,6 +101,12 @@ def check_target(output, overwrite: bool) -> Path:
         raise FileExistsError(
             f"`output`={str(output)!r} already exists. Pass `overwrite=True` (CLI: "
             "--overwrite) to replace it, or choose another output directory."
+        )
+    if output.exists() and not is_export(output):
+        raise FileExistsError(
+            f"`output`={str(output)!r} exists and is not a keras-wrs export (it has no "
+            f"{MANIFEST_FILE} written by keras-wrs), so `overwrite` will not delete it. Choose "
+            "another output directory, or remove that directory yourself if it is disposable."
         )
     parent = output.parent
     if not parent.is_dir():
@@ -89,6 +153,90 @@ def staging_directory(parent=None):
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _lock_path(output: Path) -> Path:
+    return output.parent / f".{output.name}.keras-wrs-export.lock"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _take_lock(lock: Path) -> int:
+    try:
+        return os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text().strip() or "0")
+        except (OSError, ValueError):
+            pid = 0
+        if pid and not _running(pid):  # left by a killed export (kill -9)
+            lock.unlink(missing_ok=True)
+            return os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        raise FileExistsError(
+            f"Another export to the same `output` is running (process {pid or '?'}, lock file "
+            f"{str(lock)!r}). Wait for it to finish or choose another output directory; if no "
+            "export is running, delete the lock file."
+        ) from None
+
+
+@contextlib.contextmanager
+def export_lock(output):
+    """An exclusive lock on one export target, held while the export runs.
+
+    The lock is a file created with `O_EXCL` beside the target and holding
+    the owner's process id, so a second export to the same target fails at
+    once instead of racing to the final rename. A lock whose process is
+    gone (killed with SIGKILL) is taken over.
+
+    Args:
+        output: the export directory.
+
+    Yields:
+        The lock file's `Path`.
+
+    Raises:
+        FileExistsError: another running export holds the lock.
+    """
+    lock = _lock_path(Path(output))
+    fd = _take_lock(lock)
+    try:
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def interruptible():
+    """Turns SIGTERM into `ExportInterrupted` while the block runs (main thread only).
+
+    Python runs `finally` blocks on Ctrl-C (KeyboardInterrupt) but not on a
+    default SIGTERM, which would leave the staging directory behind.
+
+    Yields:
+        None.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise ExportInterrupted(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def commit(staging: Path, output: Path, overwrite: bool) -> Path:
     """Moves a finished staging directory to `output`.
 
@@ -111,6 +259,11 @@ def commit(staging: Path, output: Path, overwrite: bool) -> Path:
         raise FileExistsError(
             f"`output`={str(output)!r} appeared while exporting. Pass `overwrite=True` "
             "(CLI: --overwrite) to replace it."
+        )
+    if not is_export(output):
+        raise FileExistsError(
+            f"`output`={str(output)!r} appeared while exporting and is not a keras-wrs "
+            "export; it was left untouched. Choose another output directory."
         )
     retired = output.parent / f".{output.name}.{uuid.uuid4().hex[:8]}.old"
     os.rename(output, retired)

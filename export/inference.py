@@ -11,6 +11,8 @@ callbacks cannot reach an export.
 from __future__ import annotations
 
 import re
+import tempfile
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -129,7 +131,45 @@ def _custom_classes(model) -> dict:
     }
 
 
-def _copy_variables(source, target) -> None:
+def _pairs(source, target) -> list[tuple]:
+    """Corresponding layers of a model and its rebuilt copy, checked by class and name."""
+    pairs = list(zip(all_layers(source), all_layers(target)))
+    if len(all_layers(source)) != len(all_layers(target)) or any(
+        type(s).__name__ != type(t).__name__ or s.name != t.name for s, t in pairs
+    ):
+        raise RuntimeError(
+            f"The float32 copy of {source.name!r} does not have the same layers as the model. "
+            "A custom layer probably builds sub-layers that its `get_config` does not "
+            "describe; fix its `get_config`."
+        )
+    return pairs
+
+
+def _as_float32(value):
+    value = np.asarray(value)
+    return value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
+
+
+def _copy_layer_state(src, dst, scratch: Path) -> None:
+    """Copies one layer's state through the hooks Keras's own loader calls.
+
+    `load_own_variables` is what `keras.saving.load_model` calls; layers that
+    derive state from their variables (`Normalization` computes its mean and
+    variance tensors there, through `finalize_state`) only work after it.
+    Assets (lookup vocabularies) travel through `save_assets`/`load_assets`.
+    """
+    store = {}
+    src.save_own_variables(store)
+    if store:
+        dst.load_own_variables({key: _as_float32(value) for key, value in store.items()})
+    if hasattr(src, "save_assets") and hasattr(dst, "load_assets"):
+        folder = scratch / f"{len(list(scratch.iterdir()))}"
+        folder.mkdir()
+        src.save_assets(str(folder))
+        dst.load_assets(str(folder))
+
+
+def _check_variables(source, target) -> None:
     if len(source.weights) != len(target.weights):
         raise RuntimeError(
             f"The float32 copy of {source.name!r} has {len(target.weights)} variables, the "
@@ -142,7 +182,23 @@ def _copy_variables(source, target) -> None:
                 f"Variable {src.path!r} has shape {tuple(src.shape)} but its float32 copy "
                 f"{dst.path!r} has {tuple(dst.shape)}; fix the layer's `get_config`."
             )
-        dst.assign(np.asarray(src.numpy()).astype(keras.backend.standardize_dtype(dst.dtype)))
+
+
+def _copy_variables(source, target) -> None:
+    """Copies every layer's state as `keras.saving.load_model` does, then checks every variable.
+
+    `finalize_state` is not called on its own: Keras's loader does not either
+    (a `Discretization` layer would recompute its bins from an empty summary);
+    layers that need it call it from `load_own_variables`.
+    """
+    _check_variables(source, target)
+    pairs = _pairs(source, target)
+    with tempfile.TemporaryDirectory(prefix="keras-wrs-assets.") as scratch:
+        for src, dst in pairs:
+            _copy_layer_state(src, dst, Path(scratch))
+    # Variables of sub-layers that no `.layers` list reaches (custom layers holding layers).
+    for src, dst in zip(source.weights, target.weights):
+        dst.assign(_as_float32(src.numpy()).astype(keras.backend.standardize_dtype(dst.dtype)))
 
 
 def inference_copy(model) -> keras.Model:

@@ -1,7 +1,17 @@
 """ONNX through tf2onnx: pinned opset, stable names, a named batch axis, metadata.
 
-The default opset is 15: it is tf2onnx's own default and inside the range
-tf2onnx 1.17 tests (14 to 18). The ops a folded BatchNorm CNN classifier
+The ONNX graph is converted from the SavedModel written from the same
+float32 copy, not from a live `tf.function`: freezing a live function turns
+tensors a layer computed eagerly (`Normalization`'s mean and variance) into
+extra graph inputs, which ONNX Runtime then demands ("Required inputs ...
+are missing"); the SavedModel stores them as constants.
+
+Accepted opsets are 9 to 18: 18 is the newest tf2onnx 1.17 maps to an IR
+version, and from 9 on tf2onnx writes the weights as initializers only
+(at 7 and 8 they also appear as graph inputs, and below 7 ONNX Runtime has
+no kernel for the ops Normalization needs); a test converts a model at each
+of them. The default opset is 15: it is tf2onnx's own default and inside the
+range tf2onnx 1.17 tests (14 to 18). The ops a folded BatchNorm CNN classifier
 lowers to (Conv, MatMul/Gemm, pooling, Relu, Softmax, Reshape, Squeeze) do all
 they need for float32 at opset 15; their later versions add data types and
 attributes (bfloat16, AveragePool dilations) these models do not use. An
@@ -19,7 +29,6 @@ from pathlib import Path
 
 from keras_wrs.export.errors import OnnxConversionError
 from keras_wrs.export.inference import all_layers
-from keras_wrs.export.saved_model import serving_function
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -34,7 +43,7 @@ __all__ = [
 ]
 
 DEFAULT_OPSET = 15
-SUPPORTED_OPSETS = tuple(range(14, 19))  # what tf2onnx 1.17 tests
+SUPPORTED_OPSETS = tuple(range(9, 19))  # see the module docstring
 BATCH_DIM = "batch"
 _ONNX_DOMAINS = ("", "ai.onnx")
 
@@ -66,7 +75,7 @@ def validate_opset(opset) -> int:
     if isinstance(opset, bool) or not isinstance(opset, int) or opset not in SUPPORTED_OPSETS:
         raise ValueError(
             f"`opset` must be an integer from {SUPPORTED_OPSETS[0]} to {SUPPORTED_OPSETS[-1]} "
-            f"(the opsets tf2onnx tests). Received: opset={opset!r}. The default, "
+            f"(the opsets tf2onnx converts to). Received: opset={opset!r}. The default, "
             f"{DEFAULT_OPSET}, suits CNN classifiers."
         )
     return opset
@@ -84,29 +93,37 @@ def _quiet(logger_name: str):
         logger.setLevel(level)
 
 
-def convert_to_onnx(model, opset: int, input_name: str, output_name: str):
-    """Converts a float32 Keras model with tf2onnx.
+def convert_to_onnx(saved_model, model, opset: int, input_name: str, output_name: str):
+    """Converts a float32 SavedModel with tf2onnx.
 
     Args:
-        model: a float32 Keras model with one input and one output.
+        saved_model: the SavedModel directory written from `model`.
+        model: the float32 Keras model it was written from (names layers in
+            errors).
         opset: a validated ONNX opset.
-        input_name: the ONNX input name.
-        output_name: the ONNX output name.
+        input_name: the ONNX input name (the signature's input).
+        output_name: the ONNX output name (the signature's output key).
 
     Returns:
-        An `onnx.ModelProto` whose batch axis is named `BATCH_DIM`.
+        An `onnx.ModelProto` with one input and one output, whose batch axis
+        is named `BATCH_DIM`.
 
     Raises:
-        OnnxConversionError: tf2onnx failed or left TensorFlow ops
-            unconverted; the message names each layer and op.
+        OnnxConversionError: tf2onnx failed, left TensorFlow ops unconverted
+            or left a tensor as an extra graph input; the message names each
+            layer and op.
     """
     tf2onnx = _require("tf2onnx")
-    function = serving_function(model, input_name, output_name)
+    from tf2onnx import tf_loader
+
     try:
-        with _quiet("tf2onnx"):
-            proto, _ = tf2onnx.convert.from_function(
-                function, input_signature=function.input_signature, opset=opset
-            )
+        with _quiet("tf2onnx"), _quiet("tensorflow"):
+            graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
+                str(saved_model), None, None, signatures=["serving_default"],
+                return_tensors_to_rename=True)
+            proto, _ = tf2onnx.convert.from_graph_def(
+                graph_def, name=model.name, input_names=inputs, output_names=outputs,
+                opset=opset, tensors_to_rename=renames)
     except Exception as err:  # tf2onnx raises whatever its handlers raise.
         raise OnnxConversionError(
             f"tf2onnx {tf2onnx.__version__} failed on model {model.name!r} at opset {opset} "
@@ -115,8 +132,27 @@ def convert_to_onnx(model, opset: int, input_name: str, output_name: str):
             unsupported=[],
         ) from err
     _raise_if_unconverted(proto, model, opset, tf2onnx.__version__)
+    _raise_if_extra_inputs(proto, model, input_name)
     _name_batch_axis(proto)
     return proto
+
+
+def _raise_if_extra_inputs(proto, model, input_name: str) -> None:
+    """Refuses a graph that needs inputs besides the model's (captured tensors)."""
+    initializers = {init.name for init in proto.graph.initializer}
+    extra = [v.name for v in proto.graph.input if v.name != input_name and v.name not in initializers]
+    if not extra:
+        return
+    layers = {layer.name: type(layer).__name__ for layer in all_layers(model)}
+    found = [(_layer_of(name, layers), name) for name in extra]
+    listed = "; ".join(f"layer {layer!r} (class {layers.get(layer, '?')}, tensor {name!r})"
+                       for layer, name in found)
+    raise OnnxConversionError(
+        f"The ONNX graph of model {model.name!r} needs inputs besides {input_name!r}: {listed}. "
+        "The layer holds a tensor outside its variables that the converter could not freeze; "
+        "export format 'saved_model' only, or keep that state in variables.",
+        unsupported=[(layer, layers.get(layer, "?"), "graph input", name) for layer, name in found],
+    )
 
 
 def unconverted_ops(proto, model, opset: int) -> list[tuple[str, str, str, str]]:
@@ -141,8 +177,8 @@ def unconverted_ops(proto, model, opset: int) -> list[tuple[str, str, str, str]]
 
 
 def _layer_of(node_name: str, layers: dict[str, str]) -> str:
-    """The innermost layer named in a graph node's scope (`model_1/layer_1/Op`)."""
-    scopes = node_name.split("/")[1:]  # the first scope is the model's own
+    """The innermost layer named in a graph node's scope (`.../model_1/layer_1/Op`)."""
+    scopes = node_name.split(":")[0].split("/")
     for scope in reversed(scopes):
         base = scope.rsplit("_", 1)[0] if scope.rsplit("_", 1)[-1].isdigit() else scope
         for candidate in (scope, base):

@@ -38,9 +38,22 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Tolerance", "FLOAT32", "FLOAT16", "ParityRow", "ParityReport", "compare", "run_parity"]
+__all__ = [
+    "Tolerance",
+    "FLOAT32",
+    "FLOAT16",
+    "INT8",
+    "ParityRow",
+    "ParityReport",
+    "compare",
+    "is_probability",
+    "logit_differences",
+    "saturated_fraction",
+    "run_parity",
+]
 
 _CHUNK = 256  # examples per call, to bound memory on large batches
+_TINY = float(np.finfo(np.float32).tiny)  # below it float32 probabilities lose precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +87,7 @@ class Tolerance:
 
 FLOAT32 = Tolerance(atol=1e-5, rtol=1e-4, min_top1=1.0)
 FLOAT16 = Tolerance(atol=1e-2, rtol=5e-2, min_top1=None)
+INT8 = Tolerance(atol=0.0, rtol=0.25, min_top1=0.99)  # see keras_wrs.export.quantized
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +124,7 @@ class ParityReport:
         real_batch: whether the inputs are real examples.
         n: number of examples.
         rows: one `ParityRow` per runtime and output.
+        warnings: notes printed under the table (saturated outputs).
     """
 
     reference: str
@@ -117,6 +132,7 @@ class ParityReport:
     real_batch: bool
     n: int
     rows: tuple[ParityRow, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -136,7 +152,7 @@ class ParityReport:
         widths = [max(len(c) for c in col) for col in zip(cols, *body)]
         lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in body]
-        return "\n".join(line.rstrip() for line in lines)
+        return "\n".join([line.rstrip() for line in lines] + list(self.warnings))
 
     def as_dict(self) -> dict:
         """The report as JSON-ready values."""
@@ -194,12 +210,84 @@ def _run_chunked(fn, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate(parts, axis=0)
 
 
+def is_probability(outputs: np.ndarray) -> bool:
+    """Whether outputs look like softmax rows: in [0, 1], each summing to 1 (within 1e-3)."""
+    outputs = np.asarray(outputs, dtype=np.float64)
+    if outputs.ndim != 2 or outputs.shape[1] < 2 or not np.all(np.isfinite(outputs)):
+        return False
+    in_range = outputs.min() >= 0 and outputs.max() <= 1
+    return bool(in_range and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3))
+
+
+def logit_differences(probs, top: np.ndarray) -> np.ndarray:
+    """`log p_k - log p_top` per example: the softmax input up to its per-row constant.
+
+    For `p = softmax(z)`, `log p_k - log p_t = z_k - z_t` exactly, so two
+    runtimes whose probabilities round to the same saturated 0/1 values still
+    differ here when their logits differ. Entries where `p` underflows below
+    float32's smallest normal number carry no such information and are NaN.
+
+    Args:
+        probs: `(n, classes)` probabilities.
+        top: `(n,)` the reference column to subtract (its arg-max).
+
+    Returns:
+        A float64 array of `probs`'s shape.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        logs = np.where(probs >= _TINY, np.log(np.maximum(probs, _TINY)), np.nan)
+    return logs - logs[np.arange(len(logs)), top][:, None]
+
+
+def saturated_fraction(probs) -> float:
+    """Fraction of examples whose largest probability is 1.0 in float32."""
+    probs = np.asarray(probs, dtype=np.float32)
+    return float(np.mean(probs.max(axis=1) >= np.float32(1.0)))
+
+
+def compare_logits(runtime: str, output: str, outputs, reference, tolerance) -> ParityRow:
+    """Compares the logit differences behind two probability outputs.
+
+    Entries the reference cannot resolve (NaN) are left out; where the
+    reference resolves an entry but the runtime's probability underflowed, the
+    row fails.
+    """
+    top = np.argmax(np.asarray(reference), axis=1)
+    ref = logit_differences(reference, top)
+    out = logit_differences(outputs, top)
+    known = ~np.isnan(ref)
+    out = np.where(known & np.isnan(out), np.inf, out)
+    row = compare(runtime, f"{output} (logits)", np.where(known, out, 0.0),
+                  np.where(known, ref, 0.0), tolerance)
+    return dataclasses.replace(row, top1_agreement=None)
+
+
+def _warnings(expected: np.ndarray) -> tuple[str, ...]:
+    if not is_probability(expected):
+        return ()
+    found = [f"Outputs are softmax probabilities: float runtimes are also compared on their "
+             "logit differences log p_k - log p_top (rows marked '(logits)')."]
+    share = saturated_fraction(expected)
+    if share > 0:
+        found.append(f"WARNING: {share:.0%} of the reference outputs are saturated (largest "
+                     "probability rounds to 1.0 in float32); the probability rows alone would "
+                     "miss errors there, the logits rows do not.")
+    unresolved = float(np.mean(np.asarray(expected) < _TINY))
+    if unresolved > 0:
+        found.append(f"WARNING: {unresolved:.1%} of the reference probabilities underflow "
+                     "float32; those entries are left out of the logits rows.")
+    return tuple(found)
+
+
 def run_parity(reference, runtimes, batch, output: str, reference_label: str) -> ParityReport:
     """Runs the reference and every runtime on one batch and compares them.
 
     Args:
         reference: a function from a float32 array to the reference output.
-        runtimes: `(label, function, Tolerance)` triples.
+        runtimes: `(label, function, Tolerance)` triples; a fourth element
+            `False` skips the logits row (quantized runtimes, whose
+            probabilities are rounded to 1/256).
         batch: a `keras_wrs.export.ParityBatch`.
         output: the output's name.
         reference_label: the reference's label.
@@ -208,8 +296,12 @@ def run_parity(reference, runtimes, batch, output: str, reference_label: str) ->
         A `ParityReport`.
     """
     expected = _run_chunked(reference, batch.inputs)
-    rows = tuple(
-        compare(label, output, _run_chunked(fn, batch.inputs), expected, tolerance)
-        for label, fn, tolerance in runtimes
-    )
-    return ParityReport(reference_label, batch.description, batch.real, len(batch.inputs), rows)
+    probabilities = is_probability(expected)
+    rows = []
+    for label, fn, tolerance, *logits in runtimes:
+        outputs = _run_chunked(fn, batch.inputs)
+        rows.append(compare(label, output, outputs, expected, tolerance))
+        if probabilities and (not logits or logits[0]) and outputs.shape == expected.shape:
+            rows.append(compare_logits(label, output, outputs, expected, tolerance))
+    return ParityReport(reference_label, batch.description, batch.real, len(batch.inputs),
+                        tuple(rows), _warnings(expected))

@@ -115,7 +115,7 @@ def test_export_of_a_run_dir_writes_both_formats_and_passes_parity(run_dir, expo
     assert report.passed and not report.real_batch and "RANDOM" in report.batch
     rows = {row.runtime: row for row in report.rows}
     assert set(rows) == {
-        "keras source model (mixed_float16)",
+        "keras source model as trained (mixed_float16)",
         "saved_model: tf.saved_model.load",
         "saved_model: keras TFSMLayer",
         "onnx: onnxruntime CPU (opset 15)",
@@ -124,7 +124,7 @@ def test_export_of_a_run_dir_writes_both_formats_and_passes_parity(run_dir, expo
     assert rows["saved_model: tf.saved_model.load"].max_abs <= 1e-6
     assert rows["onnx: onnxruntime CPU (opset 15)"].max_abs <= 1e-5
     assert rows["onnx: onnxruntime CPU (opset 15)"].top1_agreement == 1.0
-    assert rows["keras source model (mixed_float16)"].max_abs > 0  # float16 really differs
+    assert rows["keras source model as trained (mixed_float16)"].max_abs > 0  # float16 really differs
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["parity"]["passed"] and manifest["opset"] == 15
     assert manifest["files"]["onnx"] == "model.onnx"
@@ -207,7 +207,7 @@ def test_augmentation_and_dropout_in_the_model_stay_out_of_serving(tmp_path):
     h = L.GlobalAveragePooling2D()(L.BatchNormalization()(L.Conv2D(8, 3)(h)))
     model = keras.Model(inp, L.Dense(3)(L.Dropout(0.5)(h)), name="augmented")
     result = export_model(model, tmp_path / "out")  # leaked randomness would fail parity
-    assert result.report.passed and len(result.report.rows) == 3
+    assert result.report.passed and len(result.report.rows) == 4  # trained model + 3 runtimes
     assert result.metadata["preprocessing"]["inside_model"] == [
         {"layer": "scale", "class": "Rescaling"}]
     ops = {node.op_type for node in onnx.load(str(result.files["onnx"])).graph.node}
@@ -255,14 +255,14 @@ def test_multi_output_model_is_a_clear_error(tmp_path):
 
 def test_existing_target_is_refused_and_untouched_then_replaced_on_request(run_dir, tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
+    export_model(run_dir, out, formats="onnx")
     (out / "marker").write_text("previous export")
     with pytest.raises(FileExistsError, match="already exists.*overwrite=True"):
         export_model(run_dir, out, formats="saved_model")
-    assert [p.name for p in out.iterdir()] == ["marker"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "marker", "model.onnx"]
     export_model(run_dir, out, formats="saved_model", overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "saved_model"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no lock, staging or backup
 
 
 def test_unwritable_targets_are_clear_errors(run_dir, tmp_path):
@@ -288,11 +288,12 @@ def test_read_only_parent_is_a_clear_error(run_dir, tmp_path):
 def test_parity_failure_raises_writes_nothing_and_keeps_the_old_export(tmp_path):
     model = with_layer(Noisy(name="noisy"))
     out = tmp_path / "out"
-    out.mkdir()
+    export_model(with_layer(L.ReLU(name="relu")), out, formats="onnx")
     (out / "marker").write_text("previous export")
-    with pytest.raises(ParityError, match="for: saved_model.*Nothing was written.*untouched"):
+    with pytest.raises(ParityError, match="for: keras source.*saved_model.*Nothing was written"
+                                          ".*untouched"):
         export_model(model, out, formats="saved_model", overwrite=True)
-    assert [p.name for p in out.iterdir()] == ["marker"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "marker", "model.onnx"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

@@ -30,10 +30,12 @@ def run_dir(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"formats": "tflite"}, r"`formats` must name one or more of saved_model, onnx.*tflite"),
+        ({"formats": "tflite16"}, r"`formats` must name one or more of saved_model, onnx, tflite"
+                                  r", tflite_int8, onnx_int8.*tflite16"),
         ({"formats": ""}, r"`formats` must name one or more"),
-        ({"opset": 13}, r"`opset` must be an integer from 14 to 18.*opset=13"),
-        ({"opset": 19}, r"`opset` must be an integer from 14 to 18.*opset=19"),
+        ({"opset": 8}, r"`opset` must be an integer from 9 to 18.*opset=8"),
+        ({"opset": 19}, r"`opset` must be an integer from 9 to 18.*opset=19"),
+        ({"formats": "onnx_int8", "opset": 12}, r"'onnx_int8' .* needs opset >= 13.*opset=12"),
         ({"opset": "15"}, r"`opset` must be an integer.*opset='15'"),
         ({"formats": "saved_model", "float16": True}, r"`float16=True` makes an ONNX file"),
         ({"input_name": "my input"}, r"`input_name` must be an identifier.*'my input'"),

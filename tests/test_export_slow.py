@@ -21,7 +21,7 @@ def test_keras_wrs_export_on_a_mixed_precision_training_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["export", str(run), "--format", "saved_model,onnx", "--float16"]) == 0
     out = capsys.readouterr().out
-    assert "keras source model (mixed_float16)" in out and "FAIL" not in out
+    assert "keras source model as trained (mixed_float16)" in out and "FAIL" not in out
     manifest = json.loads((run / "export" / "export.json").read_text())
     config = json.loads((run / "config.json").read_text())
     assert manifest["parity"]["passed"]
