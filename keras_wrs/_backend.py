@@ -20,6 +20,7 @@ __all__ = [
     "is_tf_dataset",
     "num_replicas",
     "jit",
+    "read",
     "float64_scope",
     "gradient",
     "hessian_vector_product",
@@ -83,6 +84,15 @@ def jit(fn):
 
         return jax.jit(fn)
     return fn
+
+
+def read(variable):
+    """A variable's current value as a backend tensor (TensorFlow: a read, not the variable)."""
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.convert_to_tensor(variable)
+    return variable.value
 
 
 def float64_scope(dtype: str):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import keras
 
-from keras_wrs._backend import require_tensorflow
+from keras_wrs._backend import read, require_tensorflow
 from keras_wrs.selection import Selection, kernel_channel_axes, select_scale_invariant
 
 __all__ = [
@@ -285,7 +285,7 @@ class Monitor(keras.callbacks.Callback):
         variable never reads a stale value.
         """
         _ = self.model
-        return [keras.ops.convert_to_tensor(v) for v in variables]
+        return [read(v) for v in variables]
 
     def setup(self):
         """Resolve kernels and check arguments against the model."""

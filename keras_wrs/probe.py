@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_wrs._backend import is_tf_dataset, num_replicas
+from keras_wrs._backend import is_tf_dataset, num_replicas, read
 
 __all__ = ["probe_batches", "take_examples", "check_probe_inputs", "probe_loss", "loss_function", "as_tensor_batch"]
 
@@ -162,7 +162,7 @@ def probe_loss(model, x, y, training: bool = True):
         Scalar float32 loss (regularization losses included).
     """
     fn, variables = loss_function(model, x, y, training)
-    return fn([ops.convert_to_tensor(v) for v in variables])
+    return fn([read(v) for v in variables])
 
 
 def loss_function(model, x, y, training: bool = True, variables=None):
@@ -185,7 +185,7 @@ def loss_function(model, x, y, training: bool = True, variables=None):
     Example:
         >>> fn, vs = loss_function(model, x, y, variables=model.trainable_variables)
         >>> n = len(model.trainable_variables)
-        >>> values = [ops.convert_to_tensor(v) for v in vs]
+        >>> values = [keras_wrs._backend.read(v) for v in vs]
         >>> fn(values[:n], values[n:])
     """
     chosen = list(model.variables if variables is None else variables)

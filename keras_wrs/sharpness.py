@@ -54,7 +54,7 @@ def hessian_vector_product(loss_fn, variables, vectors):
         with keras.StatelessScope(state_mapping=list(zip(variables, values))):
             return loss_fn()
 
-    values = [ops.convert_to_tensor(v) for v in variables]
+    values = [_backend.read(v) for v in variables]
     vectors = [ops.convert_to_tensor(u, v.dtype) for u, v in zip(vectors, variables)]
     return _backend.hessian_vector_product(pure, values, vectors)
 

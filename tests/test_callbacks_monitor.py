@@ -3,24 +3,40 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from _backends import tf_installed
 from _nets import conv_bn, data, loss
 
 import keras_wrs
 from keras_wrs.dynamics import WeightDynamics
 from keras_wrs.monitor import kernel_keys, step_schedule, tracked_kernels
 from keras_wrs.noise import SpanNoise
-from keras_wrs.probe import probe_batches, probe_loss
+from keras_wrs.probe import probe_batches, probe_loss, take_examples
 from keras_wrs.selection import Selection
 from keras_wrs.sharpness import Sharpness
 
 
-def test_probe_from_arrays_and_datasets():
+def test_probe_from_arrays_and_iterables():
     x, y = data(10)
     batches = probe_batches((x, y), batch_size=4)
     assert [b[0].shape[0] for b in batches] == [4, 4, 2]
     np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y)
     assert probe_batches(x, batch_size=None)[0][1] is None
+    loader = [(x[:3], y[:3]), (x[3:6], y[3:6]), (x[6:], y[6:])]  # what a DataLoader yields
+    got = probe_batches(iter(loader), max_batches=2)
+    assert [b[0].shape[0] for b in got] == [3, 3] and got[1][1] is loader[1][1]
+    assert [b[0].shape[0] for b in probe_batches(x[i:i + 5] for i in (0, 5))] == [5, 5]
+    assert [b[0].shape[0] for b in take_examples(batches, 6)] == [4, 2]
+    with pytest.raises(ValueError, match=r"`probe` holds no example \(it is empty\)"):
+        probe_batches(iter([]))
+    with pytest.raises(ValueError, match=r"`probe` must be an array of inputs.*a `torch.utils.data.DataLoader`.*Received: probe=None"):
+        probe_batches(None)
+
+
+@pytest.mark.skipif(not tf_installed, reason="tf.data needs TensorFlow, which is not installed")
+def test_probe_from_tf_datasets():
+    import tensorflow as tf
+
+    x, y = data(10)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)
     assert [int(b[0].shape[0]) for b in probe_batches(ds, max_batches=2)] == [3, 3]
     only_x = tf.data.Dataset.from_tensor_slices(x).batch(5)
@@ -29,8 +45,6 @@ def test_probe_from_arrays_and_datasets():
         probe_batches(ds.take(0))
     with pytest.raises(ValueError, match=r"`probe` must hold targets, `\(x, y\)`.*x of shape \(5, 8, 8, 4\)"):
         probe_batches(only_x, need_targets=True)
-    with pytest.raises(ValueError, match=r"`probe` must be an array of inputs.*Received: probe=None"):
-        probe_batches(None)
 
 
 def test_log_and_callable_schedules():

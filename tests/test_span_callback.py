@@ -34,7 +34,7 @@ def fit(callbacks, epochs=1, model=None, x=None, y=None):
 def twin(model, layer_name, probe):
     layer = model.get_layer(layer_name)
     inputs = keras.Model(model.input, layer.input)(probe, training=False)
-    rows = np_patches(np.asarray(inputs), (3, 3), (1, 1), "same", (1, 1))
+    rows = np_patches(keras.ops.convert_to_numpy(inputs), (3, 3), (1, 1), "same", (1, 1))
     w2d = np.asarray(layer.kernel).reshape(-1, layer.kernel.shape[-1])
     return np_noise(w2d, rows, 1e-6)
 
@@ -88,8 +88,23 @@ def test_every_n_epochs_logs_nan_between_and_series_has_begin_and_end():
     ratio = hist["noise_ratio_mean/c1"]
     assert np.isfinite(ratio[0]) and np.isnan(ratio[1]) and np.isfinite(ratio[2])
     assert [s for s, _ in cb.series["noise_norm/c1"]] == [0, 2, 6]  # begin, after epochs 0 and 2
+    # The measurement before the first step is in the first epoch's logs.
+    for m in NOISE_METRICS:
+        initial = hist[f"{m}_initial/c2"]
+        assert initial[0] == cb.series[f"{m}/c2"][0][1] and np.isnan(initial[1:]).all(), m
     # c1 reads the model input: its span is computed once and reused.
     assert cb._fixed == [True, False]
+
+
+def test_probe_size_takes_the_first_examples():
+    x, y = digits4(64)
+    small, cut = SpanNoise(x[:1]), SpanNoise((x[i:i + 3] for i in range(0, 12, 3)), probe_size=1)
+    _, hist = fit([small, cut], x=x, y=y)
+    assert cut.probe_size == 1 and [int(b.shape[0]) for b in cut._batches] == [1]
+    assert [int(b.shape[0]) for b in small._batches] == [1]
+    for m in NOISE_METRICS:  # two callbacks on one run: same probe, same numbers
+        np.testing.assert_array_equal([v for _, v in cut.series[f"{m}/c2"]], [v for _, v in small.series[f"{m}/c2"]])
+    assert small.series["span_rank/c2"][0][1] <= 64  # one image: at most 64 patches
 
 
 def test_plain_sgd_keeps_first_layer_noise_norm():
@@ -108,6 +123,7 @@ def test_plain_sgd_keeps_first_layer_noise_norm():
         (dict(probe=np.zeros((4, 8, 8, 4)), every_n_epochs=0), r"`every_n_epochs` must be an integer >= 1\. Received: every_n_epochs=0"),
         (dict(probe=np.zeros((4, 8, 8, 4)), method="svd"), r"`method` must be one of .*Received: method='svd'"),
         (dict(probe=np.zeros((4, 8, 8, 4)), rel_threshold=1.5), r"`rel_threshold` .*Received: rel_threshold=1\.5"),
+        (dict(probe=np.zeros((4, 8, 8, 4)), probe_size=0), r"`probe_size` must be an integer >= 1\. Received: probe_size=0"),
         (dict(probe="images.npy"), r"`probe` must be an array of inputs.*Received: probe='images\.npy'"),
     ],
 )
