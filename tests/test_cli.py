@@ -28,7 +28,10 @@ def test_help_of_every_command(capsys):
 def test_list_names_everything(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "recipes: digits, shapes_resnet20, cifar10_resnet20" in out
+    from keras_wrs.recipes import config as cfg
+
+    assert f"recipes: {', '.join(cfg.RECIPES)}\n" in out
+    assert out.startswith("recipes: digits, shapes_resnet20, ")
     assert "regularizations: none, wd, l2, wrs" in out
 
 
@@ -84,10 +87,11 @@ def test_smoke_train_comparison_then_report(capsys, tmp_path):
                      "--set", "tensorboard=false"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| sgdm | wd | 1 |" in printed and "| sgdm | wrs | 1 |" in printed
+    assert printed.startswith(f"keras-wrs train: run directory {out}\n")
+    assert "| sgdm | wd | " in printed and "| sgdm | wrs | " in printed
     summary = json.loads((out / "wrs-sgdm-s0" / "summary.json").read_text())
     assert summary["recipe"] == "digits" and summary["epochs"] == 2
     assert cli.main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
-    assert "| sgdm | wrs | 1 |" in capsys.readouterr().out
+    assert "| sgdm | wrs | " in capsys.readouterr().out
     assert (tmp_path / "report" / "results.csv").exists()
     assert "No run directory" in _error(capsys, ["report", str(tmp_path / "report")])
