@@ -13,16 +13,32 @@ import math
 import os
 from collections.abc import Mapping
 
-__all__ = ["load_history", "dynamics_figure", "plot_dynamics", "FIGURES"]
+__all__ = ["load_history", "dynamics_figure", "plot_dynamics", "run_styles", "style_axis", "FIGURES"]
 
 # figure name -> (metric key prefix, y label, log scale)
 FIGURES = {
     "norms": ("norm_mean", "filter norm ||w|| (mean, band: min-max)", False),
     "eff_lr": ("eff_lr", "effective learning rate", True),
     "angular_update": ("angular_update", "angular update per step (rad)", True),
-    "noise_ratio": ("noise_ratio_mean", "weight noise ||w_perp|| / ||w|| (mean)", False),
+    "noise_ratio": ("noise_ratio_mean", "weight noise ||w_perp|| / ||w|| (mean over filters)", False),
+    "noise_norm": ("noise_norm", "||w_perp|| (solid), in-span ||w_par|| (dashed)", False),
     "sharpness": ("sharpness", "top Hessian eigenvalue (dashed: edge of stability)", True),
 }
+# A metric measured before the first step is logged as `<metric>_initial/<layer>`.
+INITIAL = "_initial"
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+
+
+def run_styles(n: int) -> list[dict]:
+    """Line styles for `n` overlaid runs: color, line style and marker all differ.
+
+    Identical curves stay visible: later runs draw smaller hollow markers
+    of another shape over earlier ones.
+    """
+    return [dict(color=f"C{i % 10}", linestyle=_LINESTYLES[i % len(_LINESTYLES)],
+                 marker=_MARKERS[i % len(_MARKERS)], markersize=max(6 - i * 0.6, 2.5),
+                 markerfacecolor="none", linewidth=1.2) for i in range(n)]
 
 
 def _float(v) -> float:
@@ -73,8 +89,18 @@ def _layers(runs, prefix):
     return list(seen)
 
 
-def _finite(values):
-    pts = [(i, v) for i, v in enumerate(values) if math.isfinite(v)]
+def _finite(values, offset: int = 1):
+    """`(x, y)` of the finite values; row `e` (the end of epoch `e`) is at `e + offset`."""
+    pts = [(i + offset, v) for i, v in enumerate(values) if math.isfinite(v)]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _series(hist, key):
+    """A metric's points in epochs completed: `<metric>_initial` at x = e, then ends at e + 1."""
+    prefix, sep, layer = key.partition("/")
+    first = _finite(hist.get(f"{prefix}{INITIAL}{sep}{layer}", []), offset=0)
+    rest = _finite(hist.get(key, []))
+    pts = sorted(zip(first[0] + rest[0], first[1] + rest[1]))
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -85,8 +111,17 @@ def _pick(layers, max_layers):
     return [layers[i] for i in idx]
 
 
+def _has_initial(runs, prefix) -> bool:
+    return any(k.startswith(prefix + INITIAL + "/") for h in runs.values() for k in h)
+
+
 def dynamics_figure(runs, name: str, max_layers: int = 8):
     """One figure (a `matplotlib.figure.Figure`), or None if no run logged it.
+
+    The x axis counts epochs completed: the end of epoch `e` (0-based, as
+    in Keras's logs) is at `e + 1`, a measurement before the first step
+    (`<metric>_initial/<layer>`, see `SpanNoise`) at 0. Runs differ in
+    color, line style and marker; one legend for the figure, below it.
 
     Args:
         runs: `{label: run}` (see `load_history`) or one run.
@@ -101,47 +136,106 @@ def dynamics_figure(runs, name: str, max_layers: int = 8):
 
     runs = _runs(runs)
     prefix, ylabel, log = FIGURES[name]
-    colors = [f"C{i}" for i in range(len(runs))]
+    styles = dict(zip(runs, run_styles(len(runs))))
+    xlabel = "epoch (0: before training)" if _has_initial(runs, prefix) else "epoch"
     if name == "sharpness":
         if not any(prefix in h for h in runs.values()):
             return None
-        fig = Figure(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4.2), layout="constrained")
         ax = fig.add_subplot()
-        for color, (label, h) in zip(colors, runs.items()):
-            ax.plot(*_finite(h.get("sharpness", [])), color=color, marker=".", label=f"{label}")
-            ax.plot(*_finite(h.get("edge_of_stability", [])), color=color, ls="--", label=f"{label}: 2/lr")
-        _decorate(ax, ylabel, log, "probe batch")
+        for label, h in runs.items():
+            st = styles[label]
+            ax.plot(*_finite(h.get("sharpness", [])), **st, label=label)
+            ax.plot(*_finite(h.get("edge_of_stability", [])), color=st["color"], ls="--", lw=0.8,
+                    label=f"{label}: 2/lr")
+        style_axis(ax, ylabel, log, "probe batch", xlabel)
+        _legend(fig, runs)
         return fig
     layers = _pick(_layers(runs, prefix), max_layers)
     if not layers:
         return None
     cols = min(4, len(layers))
     rows = -(-len(layers) // cols)
-    fig = Figure(figsize=(3.6 * cols, 2.8 * rows))
+    fig = Figure(figsize=(3.6 * cols, 2.8 * rows + 0.5), layout="constrained")
     for j, layer in enumerate(layers):
         ax = fig.add_subplot(rows, cols, j + 1)
-        for color, (label, h) in zip(colors, runs.items()):
-            ax.plot(*_finite(h.get(f"{prefix}/{layer}", [])), color=color, marker=".", label=label)
-            if name == "norms":
-                lo, hi = h.get(f"norm_min/{layer}", []), h.get(f"norm_max/{layer}", [])
-                if lo and hi:
-                    ax.fill_between(range(len(lo)), lo, hi, color=color, alpha=0.2)
-        _decorate(ax, ylabel if j % cols == 0 else "", log, layer)
+        for label, h in runs.items():
+            _draw(ax, name, h, layer, styles[label], label, len(runs))
+        style_axis(ax, ylabel if j % cols == 0 else "", log, layer, xlabel)
+    _legend(fig, runs)
     return fig
 
 
-def _decorate(ax, ylabel, log, title):
+def _draw(ax, name, h, layer, style, label, n_runs):
+    prefix = FIGURES[name][0]
+    if name == "noise_norm":
+        plain = dict(style, linestyle="-")
+        ax.plot(*_series(h, f"noise_norm/{layer}"), **plain, label=label)
+        ax.plot(*_series(h, f"span_norm/{layer}"), **dict(plain, linestyle="--"), label=f"{label}: in span")
+        return
+    ax.plot(*_series(h, f"{prefix}/{layer}"), **style, label=label)
+    if name == "norms":
+        lo, hi = h.get(f"norm_min/{layer}", []), h.get(f"norm_max/{layer}", [])
+        if lo and hi:  # thin bands: several runs stay readable
+            ax.fill_between(range(1, len(lo) + 1), lo, hi, color=style["color"],
+                            alpha=0.2 if n_runs <= 2 else 0.08, linewidth=0)
+
+
+def _legend(fig, runs):
+    """One compact legend below the panels, one entry per run (none for a single run).
+
+    Dashed companions (edge of stability, in-span norm) are explained by
+    the y label and share their run's color and marker.
+    """
+    if len(runs) < 2:
+        return
+    handles = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_label() in runs:
+                handles.setdefault(line.get_label(), line)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+               ncols=min(len(handles), 6), fontsize=7, frameon=False)
+
+
+def style_axis(ax, ylabel, log, title, xlabel="epoch"):
+    """Title, labels and a y scale that shows every point, without offset notation.
+
+    Log scale when asked for and every value is positive; symlog when some
+    are 0 or negative (a learning rate decayed to 0 stays on the plot);
+    linear otherwise, with plain tick labels (no "1e-7 + 1" offset) and,
+    for a flat line, limits 5% around its value, so that float rounding
+    does not look like a wobble.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("epoch")
+    ax.set_xlabel(xlabel, fontsize=8)
     if ylabel:
         ax.set_ylabel(ylabel, fontsize=8)
-    if log and any(y > 0 for line in ax.get_lines() for y in line.get_ydata()):
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ys = [float(y) for line in ax.get_lines() for y in line.get_ydata() if math.isfinite(y)]
+    positive = [y for y in ys if y > 0]
+    if log and positive and len(positive) == len(ys):
         ax.set_yscale("log")
-    ax.legend(fontsize=7)
+        return
+    if log and positive:  # linear below the smallest positive value's decade
+        ax.set_yscale("symlog", linthresh=10 ** math.floor(math.log10(min(positive))))
+        return
+    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+    if ys:
+        lo, hi = min(ys), max(ys)
+        center = (lo + hi) / 2
+        if hi - lo <= 1e-3 * abs(center):
+            pad = 0.05 * abs(center) if center else 1.0
+            ax.set_ylim(center - pad, center + pad)
 
 
 def plot_dynamics(runs, out_dir: str, max_layers: int = 8, dpi: int = 100) -> list[str]:
     """Writes the PNG figures of `FIGURES` that the runs have data for.
+
+    Needs matplotlib only (no TensorFlow, any Keras backend).
 
     Args:
         runs: one run, or `{label: run}` to overlay several (e.g.
@@ -153,7 +247,8 @@ def plot_dynamics(runs, out_dir: str, max_layers: int = 8, dpi: int = 100) -> li
 
     Returns:
         Paths of the files written (`norms.png`, `eff_lr.png`,
-        `angular_update.png`, `noise_ratio.png`, `sharpness.png`).
+        `angular_update.png`, `noise_ratio.png`, `noise_norm.png`,
+        `sharpness.png`).
 
     Example:
         >>> plot_dynamics({"WD": h_wd, "WRS": h_wrs}, "figures/")
@@ -170,7 +265,6 @@ def plot_dynamics(runs, out_dir: str, max_layers: int = 8, dpi: int = 100) -> li
         fig = dynamics_figure(runs, name, max_layers)
         if fig is None:
             continue
-        fig.tight_layout()
         path = os.path.join(out_dir, f"{name}.png")
         fig.savefig(path, dpi=dpi)
         written.append(path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["read_history", "plot_history", "plot_comparison"]
+__all__ = ["read_history", "metric_label", "plot_history", "plot_comparison"]
 
 
 def _pyplot():
@@ -41,26 +41,33 @@ def read_history(path):
     return {k: np.asarray(v) for k, v in columns.items()}
 
 
+def metric_label(metric, validation_split="test"):
+    """A history column in words: `val_accuracy` -> "test accuracy" (recipes validate on the test split)."""
+    if metric.startswith("val_"):
+        return f"{validation_split} {metric[4:]}"
+    return f"train {metric}"
+
+
 def plot_history(history_csv, out_path):
     """Loss and accuracy per epoch, train and test, of one run.
 
     Returns:
         `out_path`, or None when the history is empty.
     """
+    from keras_wrs.plots import run_styles, style_axis
+
     history = read_history(history_csv)
     if "epoch" not in history:
         return None
     plt = _pyplot()
     epochs = history["epoch"] + 1
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), layout="constrained")
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        for prefix, label in (("", "train"), ("val_", "test")):
+        for style, prefix in zip(run_styles(2), ("", "val_")):
             if prefix + metric in history:
-                ax.plot(epochs, history[prefix + metric], label=label)
-        ax.set(xlabel="epoch", title=metric)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
+                ax.plot(epochs, history[prefix + metric], **style, label=metric_label(prefix + metric))
+        style_axis(ax, metric, False, f"{metric} per epoch")
+        ax.legend(fontsize=8)
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
@@ -69,20 +76,28 @@ def plot_history(history_csv, out_path):
 def plot_comparison(groups, out_path, metric="val_accuracy", title=None):
     """Overlay one metric of several run groups, mean and min-max band.
 
+    Groups differ in color, line style and marker, so identical curves stay
+    visible; the legend sits below the axes.
+
     Args:
         groups: `{label: [history_csv, ...]}`, e.g. one label per
             regularization x optimizer and one file per seed.
         out_path: the PNG to write.
-        metric: a `history.csv` column.
-        title: plot title (the metric by default).
+        metric: a `history.csv` column; the y label says it in words
+            (`val_accuracy` is the test split's accuracy: the recipes
+            validate on it).
+        title: plot title (by default the y label and what the band is).
 
     Returns:
         `out_path`, or None when no run has the metric.
     """
+    from keras_wrs.plots import run_styles, style_axis
+
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    drawn = False
-    for label, paths in sorted(groups.items()):
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), layout="constrained")
+    drawn = 0
+    styles = run_styles(len(groups))
+    for style, (label, paths) in zip(styles, sorted(groups.items())):
         curves = [read_history(p).get(metric) for p in paths]
         curves = [c for c in curves if c is not None and len(c)]
         if not curves:
@@ -90,18 +105,17 @@ def plot_comparison(groups, out_path, metric="val_accuracy", title=None):
         length = min(len(c) for c in curves)
         stack = np.stack([c[:length] for c in curves])
         epochs = np.arange(1, length + 1)
-        line, = ax.plot(epochs, stack.mean(axis=0), label=f"{label} (n={len(curves)})")
+        ax.plot(epochs, stack.mean(axis=0), **style, label=f"{label} (n={len(curves)})")
         if len(curves) > 1:
-            ax.fill_between(epochs, stack.min(axis=0), stack.max(axis=0),
-                            color=line.get_color(), alpha=0.2)
-        drawn = True
+            ax.fill_between(epochs, stack.min(axis=0), stack.max(axis=0), color=style["color"],
+                            alpha=0.2 if len(groups) <= 2 else 0.08, linewidth=0)
+        drawn += 1
     if not drawn:
         plt.close(fig)
         return None
-    ax.set(xlabel="epoch", ylabel=metric, title=title or metric)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    ylabel = metric_label(metric)
+    style_axis(ax, ylabel, False, title or f"{ylabel} (mean, band: min-max over seeds)")
+    fig.legend(loc="outside lower center", ncols=min(drawn, 3), fontsize=8, frameon=False)
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path

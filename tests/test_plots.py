@@ -1,4 +1,4 @@
-"""plot_dynamics: figures hold exactly the logged data, runs overlaid, files are PNGs."""
+"""plot_dynamics: figures hold exactly the logged data, runs overlaid and readable, files are PNGs."""
 
 import csv
 import math
@@ -35,18 +35,64 @@ def test_runs_are_overlaid_with_their_values():
     fig = dynamics_figure({"WD": WD, "WRS": WRS}, "eff_lr")
     assert lines(fig) == {("c1", "WD"): WD["eff_lr/c1"], ("c1", "WRS"): WRS["eff_lr/c1"]}
     assert fig.axes[0].get_yscale() == "log"
+    (wd, wrs) = fig.axes[0].get_lines()
+    assert list(wd.get_xdata()) == [1, 2, 3]  # epochs completed
+    # Identical curves stay distinguishable.
+    assert (wd.get_color(), wd.get_linestyle(), wd.get_marker()) != (wrs.get_color(), wrs.get_linestyle(), wrs.get_marker())
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["WD", "WRS"]  # one legend, outside the panels
+    assert not any(ax.get_legend() for ax in fig.axes)
+
+
+def test_six_runs_get_six_distinct_styles_and_one_legend():
+    runs = {f"run{i}": WRS for i in range(6)}  # six identical curves
+    fig = dynamics_figure(runs, "norms")
+    styles = {(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in fig.axes[0].get_lines()}
+    assert len(styles) == 6 and len(fig.legends) == 1
+    assert all(0 < c.get_alpha() <= 0.1 for c in fig.axes[0].collections)  # thin bands
+
+
+def test_a_final_zero_stays_on_a_log_plot():
+    run = {"eff_lr/c1": [0.1, 0.01, 0.0], "angular_update/c1": [0.02, 0.002, 0.0]}
+    for name, decade in (("eff_lr", 1e-2), ("angular_update", 1e-3)):
+        ax = dynamics_figure(run, name).axes[0]
+        assert ax.get_yscale() == "symlog" and ax.get_ylim()[0] <= 0  # the last point is drawn
+        assert ax.yaxis.get_transform().linthresh == decade  # linear below the smallest positive value's decade
+    assert not dynamics_figure(run, "eff_lr").legends  # one run: no legend
+
+
+def test_a_flat_norm_has_no_offset_and_sensible_limits():
+    flat = {"norm_mean/c1": [1.0, 1.0 + 1e-7, 1.0 - 1e-7], "norm_min/c1": [1.0] * 3, "norm_max/c1": [1.0] * 3}
+    fig = dynamics_figure(flat, "norms")
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.yaxis.get_major_formatter().get_offset() == ""
+    np.testing.assert_allclose(ax.get_ylim(), (0.95, 1.05), rtol=1e-6)
+
+
+def test_measurement_before_training_is_at_epoch_zero():
+    run = {"noise_ratio_mean/c1": [0.6, NAN], "noise_ratio_mean_initial/c1": [0.79, NAN],
+           "noise_norm/c1": [0.5, 0.4], "noise_norm_initial/c1": [0.7, NAN],
+           "span_norm/c1": [0.9, 1.0], "span_norm_initial/c1": [0.8, NAN]}
+    ax = dynamics_figure(run, "noise_ratio").axes[0]
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == [0, 1] and list(line.get_ydata()) == [0.79, 0.6]
+    assert ax.get_xlabel() == "epoch (0: before training)"
+    noise, span = dynamics_figure(run, "noise_norm").axes[0].get_lines()
+    assert list(noise.get_ydata()) == [0.7, 0.5, 0.4] and list(span.get_ydata()) == [0.8, 0.9, 1.0]
+    assert (noise.get_linestyle(), span.get_linestyle()) == ("-", "--")
 
 
 def test_nan_epochs_are_skipped_not_plotted():
     fig = dynamics_figure({"WD": WD}, "noise_ratio")
     (line,) = fig.axes[0].get_lines()
-    assert list(line.get_xdata()) == [0, 2] and list(line.get_ydata()) == [0.7, 0.6]
+    assert list(line.get_xdata()) == [1, 3] and list(line.get_ydata()) == [0.7, 0.6]
 
 
 def test_sharpness_is_drawn_against_edge_of_stability():
     fig = dynamics_figure({"WD": WD, "WRS": WRS}, "sharpness")
     got = {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].get_lines()}
     assert got == {"WD": WD["sharpness"], "WD: 2/lr": WD["edge_of_stability"], "WRS": [], "WRS: 2/lr": []}
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["WD", "WRS"]
 
 
 def test_many_layers_are_subsampled_evenly():
@@ -66,7 +112,7 @@ def test_plot_dynamics_writes_pngs_from_history_and_csv(tmp_path):
     np.testing.assert_allclose(load_history(str(path))["sharpness"], WD["sharpness"])
     written = plot_dynamics({"WD": str(path), "WRS": WRS}, str(tmp_path / "figs"))
     names = sorted(os.path.basename(p) for p in written)
-    assert names == ["angular_update.png", "eff_lr.png", "noise_ratio.png", "norms.png", "sharpness.png"]
+    assert names == ["angular_update.png", "eff_lr.png", "noise_ratio.png", "norms.png", "sharpness.png"]  # no noise_norm logged
     for p in written:
         with open(p, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -79,3 +125,28 @@ def test_no_dynamics_metric_is_an_error(tmp_path):
         plot_dynamics({"loss": [1.0, 0.5]}, str(tmp_path))
     with pytest.raises(ValueError, match=r"A run must be a keras History, a dict of epoch logs or a CSVLogger file path\. Received: int"):
         load_history(3)
+
+
+def test_comparison_plot_says_which_split_and_keeps_identical_groups_apart(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from keras_wrs.recipes import plotting
+
+    path = tmp_path / "h.csv"
+    path.write_text("epoch,accuracy,val_accuracy\n0,0.5,0.4\n1,0.7,0.6\n")
+    assert plotting.metric_label("val_accuracy") == "test accuracy"
+    assert plotting.metric_label("loss") == "train loss"
+    figures = []
+    real_close = matplotlib.pyplot.close
+    matplotlib.pyplot.close = figures.append  # keep the figure to inspect it
+    try:
+        out = plotting.plot_comparison({f"g{i}": [path] for i in range(6)}, tmp_path / "acc.png")
+    finally:
+        matplotlib.pyplot.close = real_close
+    (fig,) = figures
+    ax = fig.axes[0]
+    assert out == tmp_path / "acc.png" and (tmp_path / "acc.png").stat().st_size > 0
+    assert ax.get_ylabel() == "test accuracy" and ax.get_title().startswith("test accuracy")
+    assert len({(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in ax.get_lines()}) == 6
+    assert ax.get_legend() is None and len(fig.legends) == 1
