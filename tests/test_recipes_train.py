@@ -127,7 +127,7 @@ def test_compare_grid_writes_tables_and_resumes(tmp_path, capsys):
     base = dataclasses.replace(TINY, tensorboard=False)
     grid = compare.Grid(("wd", "wrs"), ("sgdm",), (0,))
     table = compare.run_grid(base, grid, tmp_path, verbose=0, recipe="digits")
-    assert "| sgdm | wd | 1 |" in table and "| sgdm | wrs | 1 |" in table
+    assert "| sgdm | wd | " in table and "| sgdm | wrs | " in table
     for name in ("results.md", "results.csv", "accuracy.png", "norms.png"):
         assert (tmp_path / name).exists(), name
     runs = report.find_runs([tmp_path])
