@@ -14,9 +14,18 @@ A second table measures the numerical differences the parity tolerances of
 outputs have a realistic size), and the float32 export, the float16 ONNX and
 the mixed-precision source are compared with the float32 Keras copy.
 
+A third part trains ResNet-20 and MobileNetV2 briefly with keras-wrs WRS SGD
+on Fashion-MNIST (padded to 32x32x1), exports all five formats (SavedModel,
+ONNX, LiteRT float32, LiteRT int8, ONNX int8, calibrated on 256 training
+images), and measures size on disk, CPU latency at batch 1 and 64, and top-1
+agreement with the Keras float32 model and accuracy on the whole test set.
+LiteRT's dynamic-range quantization (int8 weights, float activations) is
+measured beside them.
+
 Command:
     python benchmarks/bench_export.py                      # writes benchmarks/export_results.md
-    python benchmarks/bench_export.py --models resnet20 --repeats 3 --out /tmp/r.md   # smoke
+    python benchmarks/bench_export.py --models resnet20 --repeats 3 --quant-models none \
+        --out results.md                                    # smoke
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ from keras_wrs.export.parity import FLOAT16, FLOAT32  # noqa: E402
 from keras_wrs.export.metadata import library_versions  # noqa: E402
 from keras_wrs.export.onnx_export import load_onnx_runner  # noqa: E402
 from keras_wrs.export.saved_model import load_signature  # noqa: E402
+from keras_wrs.export.tflite_export import load_tflite_runner  # noqa: E402
 from keras_wrs.recipes.models import resnet, vgg16_bn  # noqa: E402
 
 __all__ = ["BUILDERS", "measure", "precision_rows", "main"]
@@ -58,7 +68,8 @@ def _runtimes(result) -> dict:
     }
 
 
-def measure(runtimes: dict, batch: int, repeats: int, warmup: int = 2) -> dict:
+def measure(runtimes: dict, batch: int, repeats: int, warmup: int = 2,
+            shape=(32, 32, 3)) -> dict:
     """Times single calls of each runtime on one batch, alternating runtimes.
 
     Args:
@@ -66,11 +77,12 @@ def measure(runtimes: dict, batch: int, repeats: int, warmup: int = 2) -> dict:
         batch: batch size.
         repeats: timed calls per runtime.
         warmup: untimed calls per runtime first.
+        shape: one input's shape.
 
     Returns:
         Name to list of call times in seconds.
     """
-    x = np.random.default_rng(0).standard_normal((batch, 32, 32, 3), dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
     for fn in runtimes.values():
         for _ in range(warmup):
             fn(x)
@@ -184,6 +196,149 @@ def _table(rows: list[dict]) -> list[str]:
     return lines
 
 
+QUANT_BUILDERS = {
+    "resnet20": lambda: resnet(input_shape=(32, 32, 1), num_classes=10, depth=20),
+    "mobilenetv2": lambda: keras.applications.MobileNetV2(
+        input_shape=(32, 32, 1), weights=None, classes=10, alpha=1.0),
+}
+QUANT_FORMATS = "saved_model,onnx,tflite,tflite_int8,onnx_int8"
+
+
+def fashion_mnist(train_examples: int, seed: int = 0):
+    """Fashion-MNIST, preprocessed as a run would, padded to 32x32x1."""
+    from keras_wrs.export.run_data import preprocess
+    from keras_wrs.recipes.data import load_splits
+
+    splits = load_splits("fashion_mnist")
+    info = splits.info
+    prep = {"rescale": info.rescale, "mean": info.mean, "std": info.std}
+    pad = ((0, 0), (2, 2), (2, 2), (0, 0))
+    index = np.random.default_rng(seed).permutation(len(splits.x_train))[:train_examples]
+    x_train = np.pad(preprocess(splits.x_train[index], prep), pad)
+    x_test = np.pad(preprocess(splits.x_test, prep), pad)
+    return x_train, splits.y_train[index], x_test, splits.y_test
+
+
+def train_briefly(name: str, x, y, epochs: int):
+    """keras-wrs WRS SGD-momentum, a few epochs on a training subset."""
+    import keras_wrs
+
+    keras.utils.set_random_seed(0)
+    model = QUANT_BUILDERS[name]()
+    optimizer = keras_wrs.optimizers.SGD(0.05, momentum=0.9, rescale=model)
+    probs = model.layers[-1].get_config().get("activation") == "softmax"
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not probs)
+    model.compile(optimizer, loss)
+    model.fit(x, y, batch_size=128, epochs=epochs, verbose=0)
+    return model
+
+
+def _dynamic_range(saved_model: Path, out: Path) -> Path:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    out.write_bytes(converter.convert())
+    return out
+
+
+def _quant_runtimes(result, workdir: Path) -> dict:
+    files, threads = result.files, os.cpu_count()
+    dynamic = _dynamic_range(files["saved_model"], workdir / "model.dynamic.tflite")
+    runtimes = {
+        "tf_saved_model": load_signature(files["saved_model"], *NAMES),
+        "onnx float32": load_onnx_runner(files["onnx"], NAMES[0]),
+        "onnx int8 (QDQ)": load_onnx_runner(files["onnx_int8"], NAMES[0]),
+        "tflite float32": load_tflite_runner(files["tflite"], *NAMES, num_threads=threads),
+        "tflite int8": load_tflite_runner(files["tflite_int8"], *NAMES, num_threads=threads),
+        "tflite dynamic-range": load_tflite_runner(dynamic, *NAMES, num_threads=threads),
+    }
+    sizes = {"tf_saved_model": result.sizes["saved_model"], "onnx float32": result.sizes["onnx"],
+             "onnx int8 (QDQ)": result.sizes["onnx_int8"],
+             "tflite float32": result.sizes["tflite"],
+             "tflite int8": result.sizes["tflite_int8"],
+             "tflite dynamic-range": dynamic.stat().st_size}
+    return runtimes, sizes
+
+
+def _chunked(fn, x, size: int = 64) -> np.ndarray:
+    return np.concatenate([np.asarray(fn(x[i:i + size])) for i in range(0, len(x), size)])
+
+
+def agreement(runtimes: dict, reference, x, y) -> dict:
+    """Top-1 agreement with the Keras float32 model and accuracy over the whole test set."""
+    ref = _chunked(reference, x)
+    rows = {"keras float32": {"agree": 1.0, "acc": float(np.mean(ref.argmax(1) == y)),
+                              "max_abs": 0.0, "mean_abs": 0.0}}
+    for name, fn in runtimes.items():
+        out = _chunked(fn, x)
+        diff = np.abs(out - ref)
+        rows[name] = {"agree": float(np.mean(out.argmax(1) == ref.argmax(1))),
+                      "acc": float(np.mean(out.argmax(1) == y)),
+                      "max_abs": float(diff.max()), "mean_abs": float(diff.mean())}
+    return rows
+
+
+def quantized_section(models, batches, repeats, workdir: Path, train_examples: int,
+                      epochs: int) -> dict:
+    """Trains, exports (all formats) and measures each model on Fashion-MNIST."""
+    x_train, y_train, x_test, y_test = fashion_mnist(train_examples)
+    calibration = x_train[np.random.default_rng(1).permutation(len(x_train))[:256]]
+    found = {}
+    for name in models:
+        start = time.perf_counter()
+        model = train_briefly(name, x_train, y_train, epochs)
+        train_s = time.perf_counter() - start
+        # Report-only int8 rows, so that a model below the default bar is measured too;
+        # `default_int8_verdict` applies the default rule to the same rows.
+        result = export_model(model, workdir / f"{name}_quant", formats=QUANT_FORMATS,
+                              calibration=calibration, batch=x_test[:256],
+                              tolerance_int8=Tolerance(atol=0.0, rtol=1e9, min_top1=None))
+        runtimes, sizes = _quant_runtimes(result, workdir / f"{name}_quant")
+        copy_fn = load_signature(result.files["saved_model"], *NAMES)
+        timed = {}
+        for batch in batches:
+            times = measure(runtimes, batch, repeats, shape=x_test.shape[1:])
+            timed[batch] = {k: statistics.median(v) for k, v in times.items()}
+        found[name] = {"train_s": train_s, "sizes": sizes, "latency": timed,
+                       "agreement": agreement(runtimes, copy_fn, x_test, y_test),
+                       "parity": result.report.table(),
+                       "verdicts": default_int8_verdict(result.report)}
+    return found
+
+
+def default_int8_verdict(report) -> dict:
+    """Whether each int8 row passes the default rule (`keras_wrs.export.INT8`)."""
+    from keras_wrs.export import INT8
+
+    return {row.runtime: (row.top1_agreement >= INT8.min_top1
+                          and row.max_abs <= INT8.atol + INT8.rtol * row.scale)
+            for row in report.rows if "int8" in row.runtime}
+
+
+def _quant_tables(found: dict, batches) -> list[str]:
+    head = ("| model | runtime | size (KiB) | size vs onnx float32 | "
+            + " | ".join(f"batch {b} median (ms) | batch {b} vs onnx float32" for b in batches)
+            + " | top-1 agreement with Keras (10,000 test images) | test accuracy | "
+            "max abs score error | mean abs score error |")
+    lines = [head, "|" + "---|" * (8 + 2 * len(batches))]
+    for model, f in found.items():
+        base_size = f["sizes"]["onnx float32"]
+        for rt, size in f["sizes"].items():
+            a = f["agreement"][rt]
+            cells = [model, rt, f"{size / 1024:.0f}", f"{size / base_size:.2f}x"]
+            for b in batches:
+                ms, base = f["latency"][b][rt], f["latency"][b]["onnx float32"]
+                cells += [f"{1e3 * ms:.2f}", f"{ms / base:.2f}x"]
+            cells += [f"{a['agree']:.4f}", f"{a['acc']:.4f}", f"{a['max_abs']:.3g}",
+                      f"{a['mean_abs']:.3g}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        acc = f["agreement"]["keras float32"]["acc"]
+        lines.append(f"| {model} | keras float32 (reference) | | | " + "| | " * len(batches)
+                     + f"1.0000 | {acc:.4f} | 0 | 0 |")
+    return lines
+
+
 def _machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -201,14 +356,53 @@ def _load() -> str:
     return " ".join(path.read_text().split()[:3]) if path.exists() else "n/a"
 
 
-def report(rows, parity, precision, args, load_before, wall) -> str:
+def _quant_report(found: dict, args) -> list[str]:
+    if not found:
+        return []
+    return [
+        "## LiteRT and int8 on Fashion-MNIST: size, latency, agreement with Keras",
+        "",
+        f"Models trained briefly with keras-wrs WRS SGD-momentum ({args.train_examples} "
+        f"training images, {args.epochs} epochs, batch 128; images padded to 32x32x1), then "
+        f"exported with `keras_wrs.export.export_model(formats='{QUANT_FORMATS}')`: int8 "
+        "calibrated on 256 training images, parity checked on the first 256 test images. "
+        "Agreement, accuracy and score errors are over all 10,000 test images, against the "
+        "float32 SavedModel (equal to the Keras copy within 1e-5). Latency: median of "
+        f"{args.repeats} single calls after 2 warm-ups, runtimes alternating call by call; "
+        f"LiteRT runs with num_threads={os.cpu_count()} and ONNX Runtime with its default "
+        "(all cores). 'tflite dynamic-range' (int8 weights, float activations, no "
+        "calibration) is measured here only; it is not an export format. Scores are logits "
+        "for ResNet-20 and softmax probabilities for MobileNetV2.",
+        "",
+        *_quant_tables(found, args.batches),
+        "",
+        "Parity tables of these exports (the check every export runs before it is written):",
+        "",
+        "```",
+        *[f"{m}:\n{f['parity']}" for m, f in found.items()],
+        "```",
+        "",
+        "Default int8 rule (top-1 agreement >= 0.99 and max error <= 0.25 x max |score| on the "
+        "256-image check batch) on these rows: "
+        + "; ".join(f"{m} {rt}: {'PASS' if ok else 'FAIL'}" for m, f in found.items()
+                    for rt, ok in f["verdicts"].items()) + ".",
+        "",
+        "Training time per model (s): "
+        + ", ".join(f"{m} {f['train_s']:.0f}" for m, f in found.items()) + ".",
+        "",
+    ]
+
+
+def report(rows, parity, precision, args, load_before, wall, found=None) -> str:
     """The results file as Markdown."""
     versions = ", ".join(f"{k} {v}" for k, v in library_versions().items() if v)
+    quant = ",".join(args.quant_models) or "none"
     return "\n".join([
         "# Export benchmark: ONNX Runtime vs TensorFlow SavedModel on CPU",
         "",
         f"Command: `python benchmarks/bench_export.py --models {','.join(args.models)} "
-        f"--batches {','.join(map(str, args.batches))} --repeats {args.repeats}`",
+        f"--batches {','.join(map(str, args.batches))} --repeats {args.repeats} "
+        f"--quant-models {quant} --train-examples {args.train_examples} --epochs {args.epochs}`",
         f"Date: {datetime.date.today().isoformat()}; wall time {wall:.0f} s.",
         f"Machine: {_machine()}; load average (1, 5, 15 min) before the run: {load_before}, "
         f"after: {_load()}.",
@@ -241,6 +435,7 @@ def report(rows, parity, precision, args, load_before, wall) -> str:
         *parity,
         "```",
         "",
+        *_quant_report(found or {}, args),
     ])
 
 
@@ -250,8 +445,16 @@ def _parse(argv=None):
                         type=lambda s: [m for m in s.split(",") if m])
     parser.add_argument("--batches", default="1,64", type=lambda s: [int(b) for b in s.split(",")])
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--quant-models", default="resnet20,mobilenetv2",
+                        type=lambda s: [m for m in s.split(",") if m and m != "none"],
+                        help="models for the LiteRT/int8 part, or 'none'")
+    parser.add_argument("--train-examples", type=int, default=6000)
+    parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", default=str(Path(__file__).with_name("export_results.md")))
     args = parser.parse_args(argv)
+    if any(m not in QUANT_BUILDERS for m in args.quant_models):
+        parser.error(f"--quant-models must be from {sorted(QUANT_BUILDERS)} or 'none'; "
+                     f"received {args.quant_models}")
     unknown = [m for m in args.models if m not in BUILDERS]
     if unknown or not args.models:
         parser.error(f"--models must be from {sorted(BUILDERS)}; received {args.models}")
@@ -268,7 +471,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as workdir:
         rows, parity = run(args.models, args.batches, args.repeats, Path(workdir))
         precision = precision_rows(args.models, Path(workdir))
-    text = report(rows, parity, precision, args, load_before, time.perf_counter() - start)
+        found = quantized_section(args.quant_models, args.batches, args.repeats, Path(workdir),
+                                  args.train_examples, args.epochs)
+    text = report(rows, parity, precision, args, load_before, time.perf_counter() - start, found)
     Path(args.out).write_text(text)
     print(text)
     return 0

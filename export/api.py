@@ -58,8 +58,8 @@ class ExportResult:
     Attributes:
         output: the export directory, or `None` after a check-only run.
         files: artifact name (`saved_model`, `onnx`, `onnx_float16`,
-            `manifest`) to its path (inside `output`, or relative when
-            nothing was written).
+            `tflite`, `tflite_int8`, `onnx_int8`, `manifest`) to its path
+            (inside `output`, or relative when nothing was written).
         sizes: artifact name to size in bytes.
         report: the parity report.
         metadata: the metadata stored with the export.

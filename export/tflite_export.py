@@ -235,7 +235,7 @@ def _quantize(x: np.ndarray, dtype, scale: float, zero: int) -> np.ndarray:
     return np.clip(np.round(x / scale) + zero, info.min, info.max).astype(dtype)
 
 
-def load_tflite_runner(path, input_name: str, output_name: str):
+def load_tflite_runner(path, input_name: str, output_name: str, num_threads: int | None = None):
     """A LiteRT interpreter as a function from float32 inputs to float32 outputs.
 
     int8 inputs are quantized with the file's input scale and zero point and
@@ -245,11 +245,12 @@ def load_tflite_runner(path, input_name: str, output_name: str):
         path: the `.tflite` file.
         input_name: the signature's input name.
         output_name: the signature's output name.
+        num_threads: interpreter threads (`None`: LiteRT's default).
 
     Returns:
         A function from a float32 array to the output array.
     """
-    interpreter = _interpreter_class()(model_path=str(path))
+    interpreter = _interpreter_class()(model_path=str(path), num_threads=num_threads)
     runner = interpreter.get_signature_runner(_SIGNATURE)
     (inp,) = runner.get_input_details().values()
     (out,) = runner.get_output_details().values()

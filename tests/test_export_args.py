@@ -175,3 +175,58 @@ def test_report_table_names_batch_runtimes_and_verdicts():
     assert "Parity vs numpy on given array (n=3)" in table
     assert "PASS" in table.splitlines()[2] and "FAIL" in table.splitlines()[3]
     assert json.loads(json.dumps(report.as_dict()))["passed"] is False
+
+
+def softmax32(z):
+    z = np.asarray(z, np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_logit_differences_equal_logits_minus_the_top_logit():
+    from keras_wrs.export.parity import is_probability, logit_differences
+
+    z = np.random.default_rng(0).normal(scale=4.0, size=(6, 5))
+    top = np.argmax(z, axis=1)
+    expected = z - z[np.arange(6), top][:, None]  # the NumPy twin: z_k - z_top
+    np.testing.assert_allclose(logit_differences(softmax32(z), top), expected, atol=1e-5)
+    assert is_probability(softmax32(z)) and not is_probability(z)
+    under = logit_differences(np.array([[1.0, 0.0]]), np.array([0]))
+    assert under[0, 0] == 0 and np.isnan(under[0, 1])  # an underflowed entry carries nothing
+
+
+def test_saturated_softmax_hides_an_error_that_the_logits_row_catches():
+    from keras_wrs.export.parity import saturated_fraction
+
+    z = np.array([[30.0, 0.0, -5.0], [1.0, 0.0, -1.0]])
+    shifted = z + np.array([[0.0, 0.5, 0.0], [0.0, 0.0, 0.0]])
+    ref, out = softmax32(z), softmax32(shifted)
+    assert np.abs(ref - out).max() < 1e-5 and saturated_fraction(ref) == 0.5
+    batch = ParityBatch(z.astype("float32"), "given array", real=True)
+    report = run_parity(lambda x: softmax32(x), [("shifted", lambda x: out, Tolerance(1e-5, 1e-4))],
+                        batch, "y", "ref")
+    scores, logits = report.rows
+    assert scores.passed and scores.output == "y"
+    assert not logits.passed and logits.output == "y (logits)"
+    assert logits.max_abs == pytest.approx(0.5, abs=1e-4)
+    assert any("50% of the reference outputs are saturated" in w for w in report.warnings)
+    assert "saturated" in report.table()
+
+
+def test_quantized_rows_skip_logits_and_pass_on_top1_agreement():
+    from keras_wrs.export.parity import INT8
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(scale=3.0, size=(200, 4))
+    ref = softmax32(z)
+    flipped = ref.copy()
+    flipped[:3] = ref[:3, ::-1]  # 3 of 200 examples change class: 98.5% < 99%
+    batch = ParityBatch(z.astype("float32"), "given array", real=True)
+    report = run_parity(lambda x: softmax32(x), [("int8", lambda x: flipped, INT8, False)],
+                        batch, "y", "ref")
+    (row,) = report.rows
+    assert row.top1_agreement == pytest.approx(0.985) and not row.passed
+    flipped[2] = ref[2]  # 2 of 200 flips: exactly the 99% threshold
+    report = run_parity(lambda x: softmax32(x), [("int8", lambda x: flipped, INT8, False)],
+                        batch, "y", "ref")
+    assert report.rows[0].top1_agreement == pytest.approx(0.99)
