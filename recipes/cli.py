@@ -14,65 +14,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
-import os
-import shlex
 import sys
 import time
+from pathlib import Path
+
+from keras_wrs.recipes import console
+from keras_wrs.recipes.console import UsageError as _UsageError
 
 __all__ = ["main", "build_parser"]
 
 _DEFAULT_RECIPE = "digits"
-
-
-class _UsageError(Exception):
-    """Bad input found after parsing (names, numbers, directories)."""
-
-
-# Errors that mean "bad input or state, nothing trained": (module, class name).
-# Looked up only in modules already imported, so that catching them never
-# imports TensorFlow.
-_USAGE_ERRORS = (
-    ("keras_wrs.recipes.rundir", "RunDirError"),
-    ("keras_wrs.recipes.data", "DatasetUnavailableError"),
-    ("keras_wrs.recipes.train", "ConfigMismatchError"),
-    ("keras_wrs.recipes.train", "RunSetupError"),
-    ("keras_wrs.recipes.backup", "BackupError"),
-    ("keras_wrs.recipes.extras", "MissingExtraError"),
-)
-
-
-def _usage_error_classes():
-    found = [_UsageError, FileNotFoundError]
-    for module, name in _USAGE_ERRORS:
-        if module in sys.modules:
-            found.append(getattr(sys.modules[module], name))
-    return tuple(found)
-
-
-def _diverged_error_class():
-    train = sys.modules.get("keras_wrs.recipes.train")
-    return getattr(train, "DivergedError", None)
-
-
-def quiet_tensorflow(verbose=False):
-    """Keep TensorFlow's C++ and absl log lines off the console.
-
-    Call before TensorFlow is imported. A TF_CPP_MIN_LOG_LEVEL set by the
-    caller is kept.
-
-    Args:
-        verbose: leave TensorFlow's logging as it is.
-    """
-    if verbose:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    try:
-        from absl import logging as absl_logging
-    except ImportError:
-        return
-    absl_logging.set_verbosity(absl_logging.ERROR)
 
 
 def _positive_int(text):
@@ -261,6 +212,11 @@ def _build_config(args):
 
 
 def _out_dir(args, kind):
+    if args.out and args.resume and not (Path(args.out).is_dir()
+                                         and any(Path(args.out).iterdir())):
+        raise _UsageError(f"--resume: there is no run to continue in {args.out!r} "
+                          f"(it does not exist or is empty). Drop --resume to start "
+                          f"a new run there, or check the --out path.")
     if args.out:
         return args.out
     if args.resume:
@@ -282,24 +238,6 @@ def _start(args, out, extras_config=None, report=False):
         check_extras(extras_config, report=report)
     args.run_dir = out
     print(f"keras-wrs {args.command}: run directory {out}", flush=True)
-
-
-def resume_command(argv, out):
-    """The command line that continues an interrupted run in `out`.
-
-    Args:
-        argv: the interrupted command's arguments (without the program name).
-        out: its run directory.
-
-    Returns:
-        A shell-quoted `keras-wrs ... --out OUT --resume` line.
-    """
-    words = [w for w in argv if w != "--overwrite"]
-    if not any(w == "--out" or w.startswith("--out=") for w in words):
-        words += ["--out", str(out)]
-    if "--resume" not in words:
-        words.append("--resume")
-    return shlex.join(["keras-wrs", *words])
 
 
 def _run_train(args):
@@ -412,41 +350,16 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
-    quiet_tensorflow(verbose=getattr(args, "verbose", None) == 3)
+    console.quiet_tensorflow(verbose=getattr(args, "verbose", None) == 3)
     try:
         if args.command == "export":
             args = _export_parser().parse_args(args.export_args)
             args.command = "export"
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        return _interrupted(args, argv)
+        return console.interrupted(args.command, argv, getattr(args, "run_dir", None))
     except Exception as err:
-        return _failed(args, err)
-
-
-def _interrupted(args, argv):
-    out = getattr(args, "run_dir", None)
-    if out is None:
-        print(f"\nkeras-wrs {args.command}: interrupted before any run started.",
-              file=sys.stderr)
-    else:
-        print(f"\nkeras-wrs {args.command}: interrupted; the run directory {out} "
-              f"keeps every finished epoch. Continue with: "
-              f"{resume_command(argv, out)}", file=sys.stderr)
-    return 130
-
-
-def _failed(args, err):
-    """Exit status of an error: a message for known ones, else re-raised."""
-    diverged = _diverged_error_class()
-    if diverged is not None and isinstance(err, diverged):
-        print(f"keras-wrs {args.command}: {err}", file=sys.stderr)
-        return 1
-    if isinstance(err, _usage_error_classes()) or (
-            isinstance(err, ImportError) and "pip install" in str(err)):
-        print(f"keras-wrs {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    raise err
+        return console.failed(args.command, err)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,17 @@
 """One training entry point over `model.fit`.
 
-`train(config, run_dir)` validates the config, prepares the run directory,
-loads the data, builds and compiles the model under the configured precision
-policy and distribution strategy, and fits it with Keras callbacks only:
-`BackupAndRestore` (a killed run resumes where it stopped), the keras-wrs
-dynamics callbacks, `CSVLogger`, `TensorBoard` and a throughput meter. It then
+`train(config, run_dir)` validates the config and checks the optional
+packages it needs, prepares the run directory, loads the data, builds and
+compiles the model under the configured precision policy and distribution
+strategy, and fits it with Keras callbacks only: `TerminateOnNaN` (extended to
+the validation loss), a throughput meter, the keras-wrs dynamics callbacks,
+`CSVLogger`, `TensorBoard` and `keras_wrs.recipes.backup.AtomicBackup` (a run
+killed at any moment resumes from its last finished epoch, checked). It then
 evaluates on the test split, saves `model.keras`, plots, and writes
-`summary.json`. See `keras_wrs.recipes.rundir` for the directory layout.
+`summary.json` from the whole `history.csv`, so a resumed run's summary
+describes all its epochs. A run whose loss stops being finite is recorded as
+diverged and raises `DivergedError`. See `keras_wrs.recipes.rundir` for the
+directory layout.
 """
 
 from __future__ import annotations

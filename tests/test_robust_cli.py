@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_wrs.recipes import cli, extras, rundir
+from keras_wrs.recipes import cli, console, extras, rundir
 
 _COMMAND = Path(sys.executable).with_name("keras-wrs")
 _SMOKE = ["--smoke", "--regularization", "wrs", "--verbose", "0",
@@ -61,12 +61,12 @@ def test_tensorflow_log_lines_stay_off_the_console():
 
 def test_quiet_tensorflow_keeps_a_level_the_caller_set(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
-    cli.quiet_tensorflow(verbose=True)
+    console.quiet_tensorflow(verbose=True)
     assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
-    cli.quiet_tensorflow()
+    console.quiet_tensorflow()
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
-    cli.quiet_tensorflow()
+    console.quiet_tensorflow()
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
 
 
@@ -77,11 +77,11 @@ def test_bare_command_prints_help(capsys):
 
 
 def test_resume_command_adds_out_and_resume_and_drops_overwrite():
-    assert cli.resume_command(["train", "--smoke"], "runs/a b") == (
+    assert console.resume_command(["train", "--smoke"], "runs/a b") == (
         "keras-wrs train --smoke --out 'runs/a b' --resume")
-    assert cli.resume_command(["train", "--out=x", "--overwrite"], "x") == (
+    assert console.resume_command(["train", "--out=x", "--overwrite"], "x") == (
         "keras-wrs train --out=x --resume")
-    assert cli.resume_command(["compare", "--out", "x", "--resume"], "x") == (
+    assert console.resume_command(["compare", "--out", "x", "--resume"], "x") == (
         "keras-wrs compare --out x --resume")
 
 

@@ -1,0 +1,115 @@
+"""What the `keras-wrs` command prints and returns around its commands.
+
+TensorFlow's log lines kept off the console, the exit status and one-line
+message of each known error, and the line printed after Ctrl-C with the exact
+command that resumes the run. Nothing here imports Keras or TensorFlow: the
+error classes are looked up only in modules already imported (an error
+cannot come from a module that was never loaded).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+
+__all__ = ["UsageError", "quiet_tensorflow", "resume_command", "interrupted",
+           "failed"]
+
+# Errors that mean "bad input or state, nothing trained": (module, class name).
+_USAGE_ERRORS = (
+    ("keras_wrs.recipes.rundir", "RunDirError"),
+    ("keras_wrs.recipes.data", "DatasetUnavailableError"),
+    ("keras_wrs.recipes.train", "ConfigMismatchError"),
+    ("keras_wrs.recipes.train", "RunSetupError"),
+    ("keras_wrs.recipes.backup", "BackupError"),
+    ("keras_wrs.recipes.extras", "MissingExtraError"),
+)
+
+
+class UsageError(Exception):
+    """Bad input found after parsing (names, numbers, directories)."""
+
+
+def _loaded(module, name):
+    return getattr(sys.modules[module], name, None) if module in sys.modules else None
+
+
+def _usage_error_classes():
+    found = [_loaded(module, name) for module, name in _USAGE_ERRORS]
+    return (UsageError, FileNotFoundError, *[c for c in found if c is not None])
+
+
+def quiet_tensorflow(verbose=False):
+    """Keep TensorFlow's C++ and absl log lines off the console.
+
+    Call before TensorFlow is imported. A TF_CPP_MIN_LOG_LEVEL set by the
+    caller is kept.
+
+    Args:
+        verbose: leave TensorFlow's logging as it is.
+    """
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+def resume_command(argv, out):
+    """The command line that continues an interrupted run in `out`.
+
+    Args:
+        argv: the interrupted command's arguments (without the program name).
+        out: its run directory.
+
+    Returns:
+        A shell-quoted `keras-wrs ... --out OUT --resume` line.
+    """
+    words = [w for w in argv if w != "--overwrite"]
+    if not any(w == "--out" or w.startswith("--out=") for w in words):
+        words += ["--out", str(out)]
+    if "--resume" not in words:
+        words.append("--resume")
+    return shlex.join(["keras-wrs", *words])
+
+
+def interrupted(command, argv, out):
+    """Print the one line after Ctrl-C; returns the exit status 130.
+
+    Args:
+        command: the sub-command's name.
+        argv: the command's arguments (for the resume line).
+        out: the run directory, or None if no run had started.
+    """
+    if out is None:
+        print(f"\nkeras-wrs {command}: interrupted before any run started.",
+              file=sys.stderr)
+    else:
+        print(f"\nkeras-wrs {command}: interrupted; the run directory {out} "
+              f"keeps every finished epoch. Continue with: "
+              f"{resume_command(argv, out)}", file=sys.stderr)
+    return 130
+
+
+def failed(command, err):
+    """Exit status of `err` with its message printed: 1 diverged, 2 bad input.
+
+    Raises:
+        Exception: `err` itself when it is not a known error (a bug shows its
+            traceback).
+    """
+    diverged = _loaded("keras_wrs.recipes.train", "DivergedError")
+    if diverged is not None and isinstance(err, diverged):
+        print(f"keras-wrs {command}: {err}", file=sys.stderr)
+        return 1
+    if isinstance(err, _usage_error_classes()) or (
+            isinstance(err, ImportError) and "pip install" in str(err)):
+        print(f"keras-wrs {command}: error: {err}", file=sys.stderr)
+        return 2
+    raise err
