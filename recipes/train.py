@@ -120,15 +120,14 @@ def _check_resumable(files, config):
             f"or pass --overwrite to start again.")
 
 
-def _restore_point(files, config):
-    """A resumed run's `RestorePoint` (None: fresh), or its finished summary."""
+def _finished_summary(files, config):
+    """The summary of a finished run being resumed, else None (checked first)."""
     _check_resumable(files, config)
     done = rundir.read_json(files["summary"])
     if done is not None:
         backup.remove_backup(files["backup"])  # killed just before removing it
         return _finished(done)
-    return backup.find_restore_point(files["backup"],
-                                     rundir.history_rows(files["history"]))
+    return None
 
 
 def _finished(summary):
@@ -351,6 +350,16 @@ def train(config, run_dir, *, resume=False, overwrite=False, callbacks=(),
     Returns:
         The summary dict also written to `summary.json`.
 
+    Raises:
+        DivergedError: the loss stopped being finite (`summary.json` says
+            `"status": "diverged"`); also when resuming such a run.
+        keras_wrs.recipes.backup.BackupError: `resume` of a run whose
+            finished epochs have no usable backup.
+        keras_wrs.recipes.extras.MissingExtraError: a package the run needs
+            is not installed (before any work).
+        RunSetupError: the data cannot honour the config (a batch larger
+            than the training set).
+
     Example:
         >>> from keras_wrs.recipes import get_recipe, train
         >>> summary = train(get_recipe("digits"), "runs/digits-wrs")
@@ -363,9 +372,13 @@ def train(config, run_dir, *, resume=False, overwrite=False, callbacks=(),
     # Only the chief writes run_dir; another worker writes its own place.
     files = _files(rundir.prepare_run_dir(cluster.worker_run_dir(run_dir, config),
                                           resume=resume, overwrite=overwrite))
-    point = _restore_point(files, config) if resume else None
-    if isinstance(point, dict):
-        return point
+    point = None
+    if resume:
+        done = _finished_summary(files, config)
+        if done is not None:
+            return done
+        point = backup.find_restore_point(files["backup"],
+                                          rundir.history_rows(files["history"]))
     before = point.elapsed_seconds if point else 0.0
     saver = backup.AtomicBackup(files["backup"], point,
                                 elapsed=lambda: before + time.perf_counter() - t0)
