@@ -87,11 +87,18 @@ def jit(fn):
 
 
 def read(variable):
-    """A variable's current value as a backend tensor (TensorFlow: a read, not the variable)."""
-    if backend() == "tensorflow":
+    """A variable's current value as a backend tensor, outside any autodiff graph.
+
+    TensorFlow: a read, not the variable; PyTorch: detached from autograd
+    (the storage is shared, so take `ops.copy` to keep a snapshot).
+    """
+    name = backend()
+    if name == "tensorflow":
         import tensorflow as tf
 
         return tf.convert_to_tensor(variable)
+    if name == "torch":
+        return variable.value.detach()
     return variable.value
 
 

@@ -107,6 +107,11 @@ class WeightDynamics(Monitor):
     measured on a fixed probe batch (one extra forward and backward pass per
     measured step, BatchNorm in training mode, no side effect on training).
 
+    Runs on TensorFlow, JAX and PyTorch (compiled with `tf.function` /
+    `jax.jit`, eager on PyTorch). Under JAX, `fit` keeps the training state
+    off the model within an epoch; each measured step attaches it first
+    (Keras's own state sync), so a sparse `schedule` costs less there.
+
     Place it before `CSVLogger` / `TensorBoard` in the callbacks list: Keras
     passes one `logs` dict along the list.
 

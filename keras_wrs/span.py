@@ -204,7 +204,8 @@ def noise_stats(w2d, span, complement=None, epsilon: float = wmath.EPSILON):
     col = ops.sqrt(ops.sum(ops.square(w), axis=0))
     perp_col = ops.sqrt(ops.sum(ops.square(perp), axis=0))
     ratio = ops.where(col > epsilon, perp_col / ops.maximum(col, epsilon), 0.0)
+    # sum / count, not ops.mean: Keras's JAX mean computes in float32.
     return ops.stack([
-        ops.mean(ratio), ops.max(ratio),
+        ops.sum(ratio) / ratio.shape[0], ops.max(ratio),
         ops.sqrt(ops.sum(ops.square(perp))), ops.sqrt(ops.sum(ops.square(par))),
     ])

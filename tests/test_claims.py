@@ -148,7 +148,9 @@ def test_d_plain_sgd_norm_growth_law():
         # Plain SGD: the step is -lr g, so lr^2 ||g||^2 is the squared step.
         growth = filter_norms(after - before) ** 2
         gain = filter_norms(after) ** 2 - filter_norms(before) ** 2
-        assert np.all(gain > 0)  # every filter, every step
+        # Every filter that the step moves grows (a filter with a zero
+        # gradient, as one dead filter on JAX's initialization, stays put).
+        assert np.all(gain[growth > 0] > 0) and np.mean(growth > 0) > 0.5
         # The residual is -2 lr <w, g>, zero for an exactly scale-invariant
         # filter. BatchNorm's epsilon breaks the invariance by about
         # eps / var: measured max residual/growth 0.33 with Keras's default

@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_wrs import _backend
 from keras_wrs import math as wmath
 
 RNG = np.random.default_rng(0)
+
+
+@pytest.fixture
+def float64():
+    """float64 on every backend (JAX computes it only in x64 mode), as `SpanNoise` does."""
+    with _backend.float64_scope("float64"):
+        yield
 
 
 def np_norms(w, axes):
@@ -104,6 +112,7 @@ def test_kernel_matrix_rejects_other_channel_axes():
         wmath.kernel_matrix(np.zeros((3, 3, 8, 4)), (-2,))
 
 
+@pytest.mark.usefixtures("float64")
 def test_span_basis_and_project_match_svd():
     basis = np.linalg.qr(RNG.normal(size=(12, 4)))[0]
     x = RNG.normal(size=(50, 4)) @ basis.T  # 50 vectors in a 4-dim subspace of R^12

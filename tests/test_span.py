@@ -8,11 +8,19 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_wrs import _backend
 from keras_wrs import math as wmath
 from keras_wrs import span as wspan
 
 L = keras.layers
 RNG = np.random.default_rng(0)
+
+
+@pytest.fixture
+def float64():
+    """float64 on every backend (JAX computes it only in x64 mode), as `SpanNoise` does."""
+    with _backend.float64_scope("float64"):
+        yield
 
 
 def np_patches(x, ksize, strides, padding, dilation):
@@ -103,6 +111,7 @@ def low_rank_rows(n=200, d=20, r=6, decay=False):
     return (RNG.normal(size=(n, r)) * scale) @ basis.T
 
 
+@pytest.mark.usefixtures("float64")
 def test_exact_span_noise_matches_svd_twin():
     x = low_rank_rows()
     w2d = RNG.normal(size=(20, 7))
@@ -113,6 +122,7 @@ def test_exact_span_noise_matches_svd_twin():
     np.testing.assert_allclose(got, want[:4], rtol=1e-9)
 
 
+@pytest.mark.usefixtures("float64")
 def test_gram_accumulates_over_batches():
     x = RNG.normal(size=(30, 5))
     g = wspan.accumulate_gram(wspan.accumulate_gram(None, x[:10]), x[10:])
@@ -123,6 +133,7 @@ def _apply(grams):
     return lambda ms: [ops.matmul(ops.convert_to_tensor(g), m) for g, m in zip(grams, ms)]
 
 
+@pytest.mark.usefixtures("float64")
 def test_randomized_equals_exact_when_rank_fits_in_sketch():
     x = low_rank_rows(d=40, r=12, decay=True)
     w2d = RNG.normal(size=(40, 5))
@@ -134,6 +145,7 @@ def test_randomized_equals_exact_when_rank_fits_in_sketch():
                                ops.convert_to_numpy(wspan.noise_stats(w2d, span, comp)), rtol=1e-8)
 
 
+@pytest.mark.usefixtures("float64")
 def test_randomized_over_estimates_noise_when_sketch_is_too_small():
     x = low_rank_rows(d=40, r=20, decay=True)
     w2d = RNG.normal(size=(40, 5))
