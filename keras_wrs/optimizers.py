@@ -10,11 +10,12 @@ the Keras optimizers of the same name with the mixin applied.
 Where the rescale runs: after each variable's `update_step` (TensorFlow, JAX,
 and PyTorch for classes Keras has no fused version of). On PyTorch, Keras's
 own SGD, Adam, AdamW, RMSprop, Nadam, Lion, Adagrad, Adadelta and Adamax
-update all variables at once through fused `torch._foreach_*` kernels and
-never call `update_step`; their keras-wrs twins derive from those fused
-classes and rescale in `apply`, after the fused step. When EMA weights are
-written over the model (`ema_overwrite_frequency`), `apply` projects them
-back onto the targets too.
+update all variables at once through fused `torch._foreach_*` kernels in
+`_backend_update_step` and never call `update_step`; their keras-wrs twins
+derive from those fused classes and rescale right after that fused step (the
+one private hook used, the one Keras's own backends override). When EMA
+weights are written over the model (`ema_overwrite_frequency`), `apply`
+projects them back onto the targets.
 """
 
 from __future__ import annotations
@@ -166,36 +167,36 @@ class WRSMixin:
             new = ops.where(due, new, ops.cast(variable, "float32"))
         self.assign(variable, ops.cast(new, variable.dtype))
 
-    def apply(self, grads, trainable_variables=None):
-        """Keras's `apply`, then the projections `update_step` cannot do.
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # Keras's fused PyTorch optimizers update every variable here at once
+        # and never call `update_step`: rescale right after, at the point
+        # `update_step` would have (before EMA, on update steps only). This
+        # is the hook Keras's backends override for the same reason.
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
+        if not self._wrs_fused:
+            return
+        due = self._due_in_update_step()
+        for variable in trainable_variables:
+            r = self._wrs.rescaled.get(self._get_variable_index(variable))
+            if r is not None:
+                self._rescale(variable, r, due)
 
-        Two writes happen after every `update_step` has run: PyTorch's fused
-        update (which replaces `update_step`) and the EMA weights Keras writes
-        over the model every `ema_overwrite_frequency` steps. Both are
-        projected onto the targets here, once `iterations` has counted the step.
+    def apply(self, grads, trainable_variables=None):
+        """Keras's `apply`, then the projection of EMA weights written over the model.
+
+        With `use_ema=True` and `ema_overwrite_frequency=n`, Keras writes the
+        moving averages over the weights every n steps, after every
+        `update_step` has run; the averages of unit filters are shorter than
+        the target, so the overwritten kernels are projected back.
         """
+        before = ops.add(self.iterations, 0)  # a copy of the count before the step
         super().apply(grads, trainable_variables)
-        if not len(grads) or not self._wrs.rescaled:
+        if not (len(grads) and self._wrs.rescaled and self.use_ema and self.ema_overwrite_frequency):
             return
-        due = self._due_after_apply()
-        if due is False:
-            return
+        # Keras's own test for the overwrite, on the count before the step.
+        due = ops.equal((before + 1) % self.ema_overwrite_frequency, 0)
         for i, r in self._wrs.rescaled.items():
             self._rescale(self._trainable_variables[i], r, due)
-
-    def _due_after_apply(self):
-        """Rescale now? A boolean tensor, None (always) or False (never)."""
-        step, due = self.iterations, []
-        if self._wrs_fused:  # the fused update ran on update steps only
-            every = [n for n in (self.rescale_every, self.gradient_accumulation_steps) if n and n > 1]
-            due.append(_every(step, every))
-        if self.use_ema and self.ema_overwrite_frequency:
-            due.append(_every(step, [self.ema_overwrite_frequency]))
-        if not due:
-            return False
-        if any(d is None for d in due):
-            return None
-        return due[0] if len(due) == 1 else ops.logical_or(*due)
 
     def _apply_weight_decay(self, variables):
         # Keras's PyTorch optimizer calls `torch._foreach_mul_` on the list of
@@ -235,15 +236,6 @@ class WRSMixin:
             rescale_every=self.rescale_every,
         )
         return config
-
-
-def _every(step, periods):
-    """`step % n == 0` for every n (a boolean tensor), or None when no period."""
-    out = None
-    for n in periods:
-        c = ops.equal(step % n, 0)
-        out = c if out is None else ops.logical_and(out, c)
-    return out
 
 
 def _checked_axes(selection, granularity):
