@@ -216,3 +216,13 @@ def test_unquantizable_layer_is_named_and_the_other_formats_are_written(tmp_path
         "export.json", "model.int8.onnx", "model.onnx", "model.tflite", "saved_model"]
     errors = json.loads((out / "export.json").read_text())["errors"]
     assert list(errors) == ["tflite_int8"] and "COS" in errors["tflite_int8"]
+
+
+def test_int8_calibrated_on_unpreprocessed_images_fails_parity_and_writes_nothing(
+        digits_run, tmp_path):
+    from keras_wrs.export import ParityError
+
+    raw = load_splits("digits").x_train[:256].astype("float32")  # 0-16, not (x*r - mean)/std
+    with pytest.raises(ParityError, match=r"failed for: tflite int8: LiteRT interpreter"):
+        export_model(digits_run, tmp_path / "out", formats="tflite_int8", calibration=raw)
+    assert list(tmp_path.iterdir()) == []
