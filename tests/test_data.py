@@ -147,7 +147,18 @@ def _augment_twin(images, rng, augment, pad):
     return np.stack(out)
 
 
-def test_vectorized_augmentation_equals_its_loop_twin():
+def test_normalization_table_equals_the_formula(digits):
+    info = digits.info
+    for images in (digits.x_train[:50], np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)):
+        want = (images.astype(np.float32) * np.float32(info.rescale)
+                - np.float32(info.mean)) / np.float32(info.std)
+        got = pipeline.normalize(images, info)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(pipeline.normalize(images.astype(np.float32), info), want)
+
+
+def test_augmentation_equals_its_twin():
     images = np.random.default_rng(0).integers(1, 255, (64, 9, 7, 3), dtype=np.uint8)
     for augment, pad in (("crop", 2), ("crop_flip", 4), ("crop_flip", 1)):
         got = pipeline.augment_batch(images, np.random.default_rng(3), augment, pad)
