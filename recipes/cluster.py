@@ -14,8 +14,10 @@ other worker a directory of its own next to the run directory
 
 * connecting to the peers: `connect_timeout` seconds (default
   `CONNECT_TIMEOUT_S`, or the `KERAS_WRS_CONNECT_TIMEOUT` environment
-  variable), after which the process prints a message naming `TF_CONFIG`
-  and exits with status `EXIT_NO_PEERS`;
+  variable), after which a small watcher process prints a message naming
+  `TF_CONFIG` and stops the worker (SIGTERM, then SIGKILL 3 s later):
+  TensorFlow waits for its peers in C++ holding the GIL, out of reach of
+  Python threads and exceptions, and holds SIGTERM back;
 * each collective operation: `collective_timeout` seconds (default
   `COLLECTIVE_TIMEOUT_S`); TensorFlow's own health check also aborts the
   collectives of the survivors when a peer stops answering.
@@ -30,20 +32,20 @@ the chief.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
 import shutil
+import subprocess
 import sys
-import threading
 from pathlib import Path
 
 __all__ = [
     "TF_CONFIG",
     "CONNECT_TIMEOUT_S",
     "COLLECTIVE_TIMEOUT_S",
-    "EXIT_NO_PEERS",
     "Cluster",
     "parse_tf_config",
     "cluster_from_env",
@@ -59,7 +61,6 @@ __all__ = [
 TF_CONFIG = "TF_CONFIG"
 CONNECT_TIMEOUT_S = 120.0
 COLLECTIVE_TIMEOUT_S = 600.0
-EXIT_NO_PEERS = 3
 _JOBS = ("chief", "worker")
 _EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
             '"task": {"type": "worker", "index": 0}}')
@@ -269,28 +270,44 @@ def _connect_timeout(connect_timeout):
     return connect_timeout
 
 
-def _watchdog(timeout, cluster):
-    """Exit the process if the cluster is not up within `timeout` seconds.
+# A separate process: while TensorFlow waits for its peers it holds the GIL
+# in C++, so no Python thread of this process runs until it returns.
+_WATCH = """
+import os, select, signal, sys, time
+parent, timeout, message = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+ready, _, _ = select.select([sys.stdin], [], [], timeout)
+if not ready:  # the parent neither finished nor died: stop it
+    sys.stderr.write(message)
+    sys.stderr.flush()
+    os.kill(parent, signal.SIGTERM)
+    time.sleep(3)
+    try:  # TensorFlow's runtime may hold SIGTERM back while it waits
+        os.kill(parent, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+"""
 
-    TensorFlow waits for its peers inside C++ without a deadline, where no
-    Python exception can reach it; exiting is the only bounded way out.
-    """
-    done = threading.Event()
+
+def _no_peers_message(timeout, cluster):
     peers = ", ".join(a for job in _JOBS for a in cluster.jobs.get(job, ()))
+    return (f"keras-wrs: error: worker {cluster.worker_id} ({cluster.task_type}:"
+            f"{cluster.task_index}) could not reach its peers in {TF_CONFIG} "
+            f"({peers}) within {timeout:g} s, and is stopped. Start every "
+            f"worker of {TF_CONFIG}, check the addresses and ports, or raise "
+            f"KERAS_WRS_CONNECT_TIMEOUT.\n")
 
-    def watch():
-        if not done.wait(timeout):
-            sys.stderr.write(
-                f"keras-wrs: error: worker {cluster.worker_id} "
-                f"({cluster.task_type}:{cluster.task_index}) could not reach its "
-                f"peers in {TF_CONFIG} ({peers}) within {timeout:g} s. Start "
-                f"every worker of {TF_CONFIG}, check the addresses and ports, or "
-                f"raise KERAS_WRS_CONNECT_TIMEOUT.\n")
-            sys.stderr.flush()
-            os._exit(EXIT_NO_PEERS)
 
-    threading.Thread(target=watch, daemon=True, name="keras-wrs-connect").start()
-    return done
+@contextlib.contextmanager
+def _watchdog(timeout, cluster):
+    """Stop this process with a message if the block lasts over `timeout` s."""
+    watch = subprocess.Popen(
+        [sys.executable, "-c", _WATCH, str(os.getpid()), str(timeout),
+         _no_peers_message(timeout, cluster)], stdin=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        watch.stdin.close()  # end of input: the watcher exits quietly
+        watch.wait()
 
 
 _STRATEGY = []
@@ -346,14 +363,15 @@ def multi_worker_strategy(connect_timeout=None, collective_timeout=COLLECTIVE_TI
     import tensorflow as tf
 
     cluster = cluster_from_env()
-    done = _watchdog(_connect_timeout(connect_timeout), cluster)
-    try:
-        options = tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=collective_timeout)
-        _STRATEGY.append(_strategy_class()(
-            communication_options=options))
-    finally:
-        done.set()
+    options = tf.distribute.experimental.CommunicationOptions(
+        timeout_seconds=collective_timeout)
+    with _watchdog(_connect_timeout(connect_timeout), cluster):
+        try:
+            _STRATEGY.append(_strategy_class()(communication_options=options))
+        except tf.errors.OpError as err:
+            raise RuntimeError(
+                f"Worker {cluster.worker_id} could not join the cluster of "
+                f"{TF_CONFIG}: {type(err).__name__}: {err.message}") from err
     return _STRATEGY[0]
 
 
