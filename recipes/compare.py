@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from pathlib import Path
 
 from keras_wrs.recipes import config as cfg
-from keras_wrs.recipes import report, rundir
-from keras_wrs.recipes.train import train
+from keras_wrs.recipes import report
 
 __all__ = ["Grid", "grid_configs", "run_grid", "cell_name"]
 
@@ -79,13 +77,9 @@ def run_grid(base, grid, out_dir, *, resume=False, overwrite=False,
     Returns:
         The markdown table (also in `out_dir/results.md`).
     """
-    configs = grid_configs(base, grid)
-    out_dir = rundir.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-    for i, config in enumerate(configs, 1):
-        name = cell_name(config)
-        echo(f"[{i}/{len(configs)}] {name}")
-        summary = train(config, Path(out_dir) / name, resume=True,
-                        verbose=verbose, recipe=recipe)
-        echo(f"[{i}/{len(configs)}] {name}: test accuracy "
-             f"{summary['test_accuracy']:.4f} in {summary['wall_seconds']:.0f} s")
+    from keras_wrs.recipes.sweep import run_cells
+
+    cells = [(cell_name(c), c) for c in grid_configs(base, grid)]
+    run_cells(cells, out_dir, resume=resume, overwrite=overwrite,
+              verbose=verbose, recipe=recipe, echo=echo)
     return report.write_report([out_dir], out_dir)

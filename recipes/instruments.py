@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-__all__ = ["dynamics_callbacks", "write_dynamics_plots", "final_dynamics",
+__all__ = ["coverage", "dynamics_callbacks", "write_dynamics_plots", "final_dynamics",
            "NOISE_PREFIX"]
 
 logger = logging.getLogger("keras_wrs")
@@ -47,6 +47,31 @@ def dynamics_callbacks(config, probe_x, every):
             SpanNoise(probe_x, kernels=list(config.noise_kernels),
                       every_n_epochs=config.noise_every,
                       rel_threshold=config.noise_threshold)]
+
+
+def coverage(model, applied):
+    """How much of `model` WRS rescales: kernels and their share of the parameters.
+
+    Args:
+        model: the run's model.
+        applied: whether the run rescales (regularization `wrs`); the numbers
+            are the same either way, so WD and WRS runs can be read side by side.
+
+    Returns:
+        `{"applied", "kernels", "kernel_params", "trainable_params",
+        "param_fraction"}`, as `config.json` records it.
+    """
+    from keras_wrs.selection import select_scale_invariant
+
+    try:
+        selected = select_scale_invariant(model)
+    except ValueError:  # no scale-invariant kernel at all
+        selected = []
+    kernel_params = sum(int(np.prod(s.variable.shape)) for s in selected)
+    total = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    return {"applied": bool(applied), "kernels": len(selected),
+            "kernel_params": kernel_params, "trainable_params": total,
+            "param_fraction": kernel_params / total if total else 0.0}
 
 
 def write_dynamics_plots(runs, out_dir):
