@@ -15,6 +15,9 @@ Each setting: one `fit` call to compile and warm up, then `--repeats` timed
 
 Command (on the GPU machine):
     KERAS_BACKEND=jax python benchmarks/bench_train_jax.py --out benchmarks/train_results_gpu.md
+
+`bench_gpu.py` goes further: the recipe trainer against a bare `fit` on
+device-resident arrays, a ~10M-parameter model, and the Fashion-MNIST protocol.
 """
 
 from __future__ import annotations
