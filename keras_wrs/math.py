@@ -8,6 +8,11 @@ A *filter* is the slice of a kernel that feeds one output channel. Which axes
 of the kernel index the channel depends on the layer (see
 `keras_wrs.selection`); everything here takes the complementary *reduction
 axes*, the axes a filter's norm sums over.
+
+The span functions compute in float64 where asked. Keras's type promotion
+turns float64 into float32 in `ops.matmul` (PyTorch), `ops.maximum` with a
+scalar (PyTorch) and `ops.mean` (JAX, PyTorch), so the code here uses the `@`
+operator (each backend's own product), `sum / count` and `where` instead.
 """
 
 from __future__ import annotations
@@ -214,7 +219,8 @@ def gram(x):
     Returns:
         `(d, d)` tensor, dtype of `x`.
     """
-    return ops.matmul(ops.transpose(x), x)
+    x = ops.convert_to_tensor(x)
+    return ops.transpose(x) @ x
 
 
 def span_basis(gram_matrix, rel_threshold: float):
@@ -248,5 +254,5 @@ def project(w2d, basis):
     Returns:
         `basis @ basis^T @ w2d`, in `basis`'s dtype.
     """
-    w2d = ops.cast(w2d, basis.dtype)
-    return ops.matmul(basis, ops.matmul(ops.transpose(basis), w2d))
+    w2d = ops.convert_to_tensor(w2d, basis.dtype)
+    return basis @ (ops.transpose(basis) @ w2d)

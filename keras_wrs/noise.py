@@ -184,7 +184,7 @@ class SpanNoise(Monitor):
                 patches = self._patches(x, todo)
                 for j, i in enumerate(todo):
                     p = ops.cast(patches[i], self.dtype)
-                    term = ops.matmul(ops.transpose(p), ops.matmul(p, ms[j]))
+                    term = ops.transpose(p) @ (p @ ms[j])  # `@`: float64 (see keras_wrs.math)
                     out[j] = term if out[j] is None else out[j] + term
             return out
 

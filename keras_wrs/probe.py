@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_wrs._backend import is_tf_dataset, num_replicas, read
+from keras_wrs._backend import is_tf_dataset, num_replicas
 
 __all__ = ["probe_batches", "take_examples", "check_probe_inputs", "probe_loss", "loss_function", "as_tensor_batch"]
 
@@ -162,7 +162,10 @@ def probe_loss(model, x, y, training: bool = True):
         Scalar float32 loss (regularization losses included).
     """
     fn, variables = loss_function(model, x, y, training)
-    return fn([read(v) for v in variables])
+    # `.value`, not a detached read: inside an enclosing StatelessScope (as
+    # in `sharpness.hessian_vector_product`) it is the substituted value,
+    # and gradients must flow through it.
+    return fn([v.value for v in variables])
 
 
 def loss_function(model, x, y, training: bool = True, variables=None):
@@ -185,7 +188,7 @@ def loss_function(model, x, y, training: bool = True, variables=None):
     Example:
         >>> fn, vs = loss_function(model, x, y, variables=model.trainable_variables)
         >>> n = len(model.trainable_variables)
-        >>> values = [keras_wrs._backend.read(v) for v in vs]
+        >>> values = [v.value for v in vs]
         >>> fn(values[:n], values[n:])
     """
     chosen = list(model.variables if variables is None else variables)

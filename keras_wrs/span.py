@@ -123,7 +123,7 @@ def layer_patches(layer, x):
 
 def accumulate_gram(gram, patches, dtype: str = "float64"):
     """`gram + patches^T patches`, accumulated in `dtype`."""
-    p = ops.cast(patches, dtype)
+    p = ops.convert_to_tensor(patches, dtype)
     g = wmath.gram(p)
     return g if gram is None else gram + g
 
@@ -176,9 +176,9 @@ def randomized_spans(apply_grams, dims, rel_threshold: float, sketch_size: int,
     qs = [ops.qr(y)[0] for y in ys]
     out = []
     for q, gq in zip(qs, apply_grams(qs)):
-        small = ops.matmul(ops.transpose(q), gq)
+        small = ops.transpose(q) @ gq  # `@`, not ops.matmul: float64 (see keras_wrs.math)
         sub, _, rank = wmath.span_basis((small + ops.transpose(small)) / 2, rel_threshold)
-        out.append((ops.matmul(q, sub), None, rank))
+        out.append((q @ sub, None, rank))
     return out
 
 
@@ -198,13 +198,13 @@ def noise_stats(w2d, span, complement=None, epsilon: float = wmath.EPSILON):
         `||w_perp_k|| / ||w_k||`, the noise norm `||w_perp||` of the whole
         kernel, and the in-span norm `||w_par||`.
     """
-    w = ops.cast(w2d, span.dtype)
+    w = ops.convert_to_tensor(w2d, span.dtype)
     perp = wmath.project(w, complement) if complement is not None else w - wmath.project(w, span)
     par = w - perp
     col = ops.sqrt(ops.sum(ops.square(w), axis=0))
     perp_col = ops.sqrt(ops.sum(ops.square(perp), axis=0))
-    ratio = ops.where(col > epsilon, perp_col / ops.maximum(col, epsilon), 0.0)
-    # sum / count, not ops.mean: Keras's JAX mean computes in float32.
+    # where and sum / count, not ops.maximum / ops.mean: float64 (see keras_wrs.math).
+    ratio = ops.where(col > epsilon, perp_col / ops.where(col > epsilon, col, 1.0), 0.0)
     return ops.stack([
         ops.sum(ratio) / ratio.shape[0], ops.max(ratio),
         ops.sqrt(ops.sum(ops.square(perp))), ops.sqrt(ops.sum(ops.square(par))),

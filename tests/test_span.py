@@ -130,7 +130,8 @@ def test_gram_accumulates_over_batches():
 
 
 def _apply(grams):
-    return lambda ms: [ops.matmul(ops.convert_to_tensor(g), m) for g, m in zip(grams, ms)]
+    # `@`: on PyTorch, ops.matmul computes float64 in float32.
+    return lambda ms: [ops.convert_to_tensor(g) @ m for g, m in zip(grams, ms)]
 
 
 @pytest.mark.usefixtures("float64")
