@@ -213,13 +213,14 @@ def preflight(config, environ=None):
         The `Cluster`, or None for the other strategies.
 
     Raises:
-        ValueError: `TF_CONFIG` unset or malformed, or a global batch that the
-            workers cannot split evenly.
+        ValueError: `TF_CONFIG` unset or malformed, a global batch that the
+            workers cannot split evenly, or a bad `KERAS_WRS_CONNECT_TIMEOUT`.
     """
     if config.strategy != "multi_worker":
         return None
     cluster = cluster_from_env(environ)
     check_batch_size(config.batch_size, cluster)
+    _connect_timeout(None, environ)
     return cluster
 
 
@@ -260,14 +261,20 @@ def finish_worker_dir(run_dir, config, environ=None):
             path.unlink()
 
 
-def _connect_timeout(connect_timeout):
+def _connect_timeout(connect_timeout, environ=None):
+    name = "connect_timeout"
     if connect_timeout is None:
-        connect_timeout = float(os.environ.get("KERAS_WRS_CONNECT_TIMEOUT",
-                                               CONNECT_TIMEOUT_S))
-    if not connect_timeout > 0:
-        raise ValueError(f"`connect_timeout` must be > 0 seconds. "
-                         f"Received: connect_timeout={connect_timeout!r}")
-    return connect_timeout
+        name = "KERAS_WRS_CONNECT_TIMEOUT"
+        connect_timeout = (os.environ if environ is None else environ).get(
+            name, CONNECT_TIMEOUT_S)
+    try:
+        seconds = float(connect_timeout)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{name} must be a number of seconds > 0. "
+                         f"Received: {name}={connect_timeout!r}")
+    return seconds
 
 
 # A separate process: while TensorFlow waits for its peers it holds the GIL

@@ -91,6 +91,16 @@ def test_global_batch_must_split_over_workers():
         cluster.check_batch_size(16, three)
 
 
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "inf"])
+def test_bad_connect_timeout_is_refused(value):
+    env = {"TF_CONFIG": _tf_config(["a:1", "b:2"], 0), "KERAS_WRS_CONNECT_TIMEOUT": value}
+    with pytest.raises(ValueError, match=f"KERAS_WRS_CONNECT_TIMEOUT must be a number "
+                       f"of seconds > 0. Received: KERAS_WRS_CONNECT_TIMEOUT='{value}'"):
+        cluster.preflight(cfg.Config(strategy="multi_worker", batch_size=16), env)
+    env["KERAS_WRS_CONNECT_TIMEOUT"] = "2.5"
+    assert cluster.preflight(cfg.Config(strategy="multi_worker", batch_size=16), env).is_chief
+
+
 def test_worker_run_dirs(tmp_path):
     config = cfg.Config(strategy="multi_worker")
     env = {"TF_CONFIG": _tf_config(["a:1", "b:2"], 1)}
