@@ -39,6 +39,7 @@ _ORDER = {"none": 0, "wd": 1, "l2": 2, "wrs": 3}
 # the others say where data and output live, not what was trained.
 _NOT_GROUPING = {"seed", "data_dir", "download", "plots", "tensorboard"}
 _NOISE_MEAN, _NOISE_MAX = "noise_ratio_mean/", "noise_ratio_max/"
+_NOISE_INITIAL = "noise_ratio_mean_initial/"
 
 
 def find_runs(paths):
@@ -115,6 +116,13 @@ def _noise_layers(summary):
             for k, v in dyn.items() if k.startswith(_NOISE_MEAN) and v is not None}
 
 
+def _noise_initial(summary):
+    """`{kernel: mean ratio before the first step}` (SpanNoise logs it once)."""
+    dyn = summary.get("dynamics") or {}
+    return {k[len(_NOISE_INITIAL):]: v for k, v in dyn.items()
+            if k.startswith(_NOISE_INITIAL) and v is not None}
+
+
 def _noise_peak(summary):
     """The highest per-layer mean noise ratio of a run, and its layer."""
     layers = _noise_layers(summary)
@@ -157,12 +165,15 @@ def _effective_wd(config, resolved):
 
 
 def _layer_stats(runs):
-    layers = defaultdict(lambda: ([], []))
+    """`{layer: (initial, last mean, last max)}`, each `(mean, std)` over seeds."""
+    layers = defaultdict(lambda: ([], [], []))
     for run in runs:
+        initial = _noise_initial(run)
         for layer, (mean, peak) in _noise_layers(run).items():
-            layers[layer][0].append(mean)
-            layers[layer][1].append(peak)
-    return {k: (_mean_std(m), _mean_std(x)) for k, (m, x) in layers.items()}
+            layers[layer][0].append(initial.get(layer))
+            layers[layer][1].append(mean)
+            layers[layer][2].append(peak)
+    return {k: tuple(_mean_std(v) for v in values) for k, values in layers.items()}
 
 
 def aggregate(summaries):
@@ -269,13 +280,14 @@ def noise_table(rows):
     """
     lines = []
     for r in rows:
-        for layer, (mean, peak) in sorted(r["noise_layers"].items()):
-            lines.append(f"| {_label(r)} | {layer} | {_fmt(mean, 1, 3)} | "
-                         f"{_fmt(peak, 1, 3)} |")
+        for layer, (initial, mean, peak) in sorted(r["noise_layers"].items()):
+            lines.append(f"| {_label(r)} | {layer} | {_fmt(initial, 1, 3)} | "
+                         f"{_fmt(mean, 1, 3)} | {_fmt(peak, 1, 3)} |")
     if not lines:
         return ""
-    return "\n".join(["| run group | layer | noise ratio, mean over filters | "
-                      "noise ratio, max over filters |", "|---|---|---|---|", *lines])
+    return "\n".join(["| run group | layer | before training (mean over filters) | "
+                      "last: mean over filters | last: max over filters |",
+                      "|---|---|---|---|---|", *lines])
 
 
 def sensitivity(rows, within=0.005):

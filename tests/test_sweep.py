@@ -85,8 +85,11 @@ def test_noise_is_per_layer_and_the_table_shows_the_top_layer():
     assert rows[0]["noise_ratio"][0] == pytest.approx(0.65)  # c1, not the layer average
     assert rows[0]["noise_layer"] == "c1"
     noise = report.noise_table(rows)
-    assert "| c1 | 0.650 ± 0.071 | 0.900 ± 0.000 |" in noise
-    assert "| c2 | 0.100 ± 0.000 | 0.200 ± 0.000 |" in noise
+    assert "| c1 | n/a | 0.650 ± 0.071 | 0.900 ± 0.000 |" in noise
+    assert "| c2 | n/a | 0.100 ± 0.000 | 0.200 ± 0.000 |" in noise
+    runs[0]["dynamics"]["noise_ratio_mean_initial/c1"] = 0.79
+    noise = report.noise_table(report.aggregate(runs))
+    assert "| c1 | 0.790 ± 0.000 | 0.650 ± 0.071 |" in noise
 
 
 def test_sensitivity_spread_and_near_best_fraction():
