@@ -145,8 +145,11 @@ def find_restore_point(backup_dir, epochs_logged):
 
     Returns:
         The latest usable `RestorePoint` (the previous one, with a warning,
-        when the latest file is damaged), or None when the run finished no
-        epoch.
+        when the latest file is damaged), or None when the run has no backup
+        and at most one logged epoch: `CSVLogger` logs an epoch just before
+        its backup is written, so a kill during the first backup leaves one
+        row and no manifest, and the run starts again from epoch 0 (the
+        same seed gives the same run).
 
     Raises:
         BackupError: epochs were logged but no backup is usable, or the
@@ -155,7 +158,7 @@ def find_restore_point(backup_dir, epochs_logged):
     """
     backup_dir = Path(backup_dir)
     if not (backup_dir / MANIFEST).is_file():
-        if epochs_logged:
+        if epochs_logged > 1:
             raise BackupError(
                 f"The run has {epochs_logged} finished epoch(s) in history.csv but "
                 f"no backup to resume from: {str(backup_dir / MANIFEST)!r} is "

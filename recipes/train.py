@@ -22,6 +22,7 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -189,11 +190,19 @@ def _resolved(config, hp, splits, policy, strategy):
 
 
 def _truncate_history(path, epochs):
-    """Keep the header and the first `epochs` rows of a resumed run's CSV."""
+    """Keep the header and the first `epochs` rows of a resumed run's CSV.
+
+    Written to a temporary file, then renamed: a kill here must not leave a
+    history shorter than the backup.
+    """
     if not path.is_file():
         return
-    lines = path.read_text().splitlines(keepends=True)
-    path.write_text("".join(lines[:epochs + 1]) if epochs else "")
+    text = path.read_text()
+    kept = "".join(text.splitlines(keepends=True)[:epochs + 1]) if epochs else ""
+    if kept != text:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(kept)
+        os.replace(tmp, path)
 
 
 def _tensorboard_available():

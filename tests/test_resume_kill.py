@@ -131,12 +131,16 @@ def test_a_backup_that_disagrees_with_the_run_is_refused(tmp_path):
         train(CONFIG, tmp_path, resume=True, verbose=0)
 
 
-def test_a_run_killed_before_any_epoch_starts_fresh(whole, tmp_path):
-    _cut(tmp_path, 0)
-    assert rundir.history_rows(tmp_path / "history.csv") == 0
-    assert backup.find_restore_point(tmp_path / "backup", 0) is None
+def test_a_kill_during_the_first_backup_starts_the_run_again(whole, tmp_path):
+    # CSVLogger has written epoch 1's row; the first backup never completed.
+    _cut(tmp_path, 1)
+    for path in (tmp_path / "backup").iterdir():
+        path.unlink()
+    assert rundir.history_rows(tmp_path / "history.csv") == 1
+    assert backup.find_restore_point(tmp_path / "backup", 1) is None
     train(CONFIG, tmp_path, resume=True, verbose=0)
     _assert_same_weights(whole[0], tmp_path)
+    assert rundir.history_rows(tmp_path / "history.csv") == 4
 
 
 # --- kill -9 at random moments, in subprocesses ------------------------------
