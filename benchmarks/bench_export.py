@@ -268,9 +268,12 @@ def _chunked(fn, x, size: int = 64) -> np.ndarray:
 def agreement(runtimes: dict, reference, x, y) -> dict:
     """Top-1 agreement with the Keras float32 model and accuracy over the whole test set."""
     ref = _chunked(reference, x)
-    rows = {"keras float32": {"agree": 1.0, "acc": float(np.mean(ref.argmax(1) == y)),
-                              "max_abs": 0.0, "mean_abs": 0.0}}
+    same = {"agree": 1.0, "acc": float(np.mean(ref.argmax(1) == y)), "max_abs": 0.0,
+            "mean_abs": 0.0}
+    rows = {"keras float32": same, "tf_saved_model": same}  # the SavedModel is the reference
     for name, fn in runtimes.items():
+        if name == "tf_saved_model":
+            continue
         out = _chunked(fn, x)
         diff = np.abs(out - ref)
         rows[name] = {"agree": float(np.mean(out.argmax(1) == ref.argmax(1))),
@@ -295,7 +298,7 @@ def quantized_section(models, batches, repeats, workdir: Path, train_examples: i
                               calibration=calibration, batch=x_test[:256],
                               tolerance_int8=Tolerance(atol=0.0, rtol=1e9, min_top1=None))
         runtimes, sizes = _quant_runtimes(result, workdir / f"{name}_quant")
-        copy_fn = load_signature(result.files["saved_model"], *NAMES)
+        copy_fn = runtimes["tf_saved_model"]
         timed = {}
         for batch in batches:
             times = measure(runtimes, batch, repeats, shape=x_test.shape[1:])
@@ -442,7 +445,8 @@ def report(rows, parity, precision, args, load_before, wall, found=None) -> str:
 def _parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,vgg16_bn",
-                        type=lambda s: [m for m in s.split(",") if m])
+                        type=lambda s: [m for m in s.split(",") if m and m != "none"],
+                        help="models for the SavedModel vs ONNX part, or 'none'")
     parser.add_argument("--batches", default="1,64", type=lambda s: [int(b) for b in s.split(",")])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--quant-models", default="resnet20,mobilenetv2",
@@ -456,7 +460,7 @@ def _parse(argv=None):
         parser.error(f"--quant-models must be from {sorted(QUANT_BUILDERS)} or 'none'; "
                      f"received {args.quant_models}")
     unknown = [m for m in args.models if m not in BUILDERS]
-    if unknown or not args.models:
+    if unknown or not (args.models or args.quant_models):
         parser.error(f"--models must be from {sorted(BUILDERS)}; received {args.models}")
     if args.repeats < 1 or any(b < 1 for b in args.batches):
         parser.error("--repeats and --batches must be positive")

@@ -6,6 +6,17 @@ it from its configuration under float32 and copying the (float32) variables
 gives a graph that TensorFlow and tf2onnx fold into plain convolutions. The
 copy is never compiled, so the optimizer, its keras-wrs state and any
 callbacks cannot reach an export.
+
+State is copied layer by layer through the hooks `keras.saving.load_model`
+itself calls (`save_own_variables`/`load_own_variables`, and
+`save_assets`/`load_assets` where a layer has assets). Audit of the stateful
+layers (tests in `tests/test_export_defects.py`): `Normalization` (adapted or
+loaded) recomputes its mean and variance tensors in `load_own_variables`
+(copying variables alone left them at 0 and 1); `BatchNormalization` keeps
+its moving statistics in variables; `Discretization` keeps adapted bin
+boundaries in its config; `IntegerLookup`/`StringLookup` (and
+`TextVectorization`, which wraps one) keep the vocabulary in config or
+assets. Rescaling, Resizing and CenterCrop hold no state.
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ __all__ = [
 ]
 
 _CHUNK = 256  # examples per call, to bound memory on large batches
-_TINY = float(np.finfo(np.float32).tiny)  # below it float32 probabilities lose precision
+_RESOLVED = 1e-30  # smaller probabilities carry no reliable logit (see logit_differences)
+_GROSS = 1e-24  # a reference probability this large that a runtime drops below 1e-30 is an error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,8 +241,9 @@ def logit_differences(probs, top: np.ndarray) -> np.ndarray:
 
     For `p = softmax(z)`, `log p_k - log p_t = z_k - z_t` exactly, so two
     runtimes whose probabilities round to the same saturated 0/1 values still
-    differ here when their logits differ. Entries where `p` underflows below
-    float32's smallest normal number carry no such information and are NaN.
+    differ here when their logits differ. Entries with `p` below 1e-30 carry
+    no such information (near float32's underflow, 1.2e-38, runtimes' `exp`
+    kernels lose relative precision or flush to zero) and are NaN.
 
     Args:
         probs: `(n, classes)` probabilities.
@@ -252,7 +254,7 @@ def logit_differences(probs, top: np.ndarray) -> np.ndarray:
     """
     probs = np.asarray(probs, dtype=np.float64)
     with np.errstate(divide="ignore"):
-        logs = np.where(probs >= _TINY, np.log(np.maximum(probs, _TINY)), np.nan)
+        logs = np.where(probs >= _RESOLVED, np.log(np.maximum(probs, _RESOLVED)), np.nan)
     return logs - logs[np.arange(len(logs)), top][:, None]
 
 
@@ -265,15 +267,17 @@ def saturated_fraction(probs) -> float:
 def compare_logits(runtime: str, output: str, outputs, reference, tolerance) -> ParityRow:
     """Compares the logit differences behind two probability outputs.
 
-    Entries the reference cannot resolve (NaN) are left out; where the
-    reference resolves an entry but the runtime's probability underflowed, the
-    row fails.
+    Entries either side cannot resolve (NaN) are left out, except that a
+    reference probability of 1e-24 or more that the runtime drops below
+    1e-30 (a factor of a million) fails the row.
     """
     top = np.argmax(np.asarray(reference), axis=1)
     ref = logit_differences(reference, top)
     out = logit_differences(outputs, top)
-    known = ~np.isnan(ref)
-    out = np.where(known & np.isnan(out), np.inf, out)
+    dropped = (np.asarray(reference) >= _GROSS) & np.isnan(out)
+    known = ~np.isnan(ref) & ~np.isnan(out)
+    out = np.where(dropped, np.inf, out)
+    known |= dropped
     row = compare(runtime, f"{output} (logits)", np.where(known, out, 0.0),
                   np.where(known, ref, 0.0), tolerance)
     return dataclasses.replace(row, top1_agreement=None)
@@ -289,10 +293,11 @@ def _warnings(expected: np.ndarray) -> tuple[str, ...]:
         found.append(f"WARNING: {share:.0%} of the reference outputs are saturated (largest "
                      "probability rounds to 1.0 in float32); the probability rows alone would "
                      "miss errors there, the logits rows do not.")
-    unresolved = float(np.mean(np.asarray(expected) < _TINY))
+    unresolved = float(np.mean(np.asarray(expected) < _RESOLVED))
     if unresolved > 0:
-        found.append(f"WARNING: {unresolved:.1%} of the reference probabilities underflow "
-                     "float32; those entries are left out of the logits rows.")
+        found.append(f"WARNING: {unresolved:.1%} of the reference probabilities are below 1e-30, "
+                     "where float32 exp kernels lose precision; those entries are left out of "
+                     "the logits rows.")
     return tuple(found)
 
 

@@ -191,7 +191,7 @@ def test_logit_differences_equal_logits_minus_the_top_logit():
     expected = z - z[np.arange(6), top][:, None]  # the NumPy twin: z_k - z_top
     np.testing.assert_allclose(logit_differences(softmax32(z), top), expected, atol=1e-5)
     assert is_probability(softmax32(z)) and not is_probability(z)
-    under = logit_differences(np.array([[1.0, 0.0]]), np.array([0]))
+    under = logit_differences(np.array([[1.0, 1e-31]]), np.array([0]))
     assert under[0, 0] == 0 and np.isnan(under[0, 1])  # an underflowed entry carries nothing
 
 
@@ -230,3 +230,15 @@ def test_quantized_rows_skip_logits_and_pass_on_top1_agreement():
     report = run_parity(lambda x: softmax32(x), [("int8", lambda x: flipped, INT8, False)],
                         batch, "y", "ref")
     assert report.rows[0].top1_agreement == pytest.approx(0.99)
+
+
+def test_logits_row_ignores_noise_near_underflow_but_not_a_dropped_probability():
+    from keras_wrs.export.parity import compare_logits
+
+    ref = np.array([[1.0, 2e-35, 1e-10]])
+    tol = Tolerance(1e-5, 1e-4)
+    near_underflow = np.array([[1.0, 1e-35, 1e-10]])  # both below 1e-30: no logit information
+    assert compare_logits("rt", "y", near_underflow, ref, tol).passed
+    dropped = np.array([[1.0, 2e-35, 1e-31]])  # 1e-10 became < 1e-30: a real error
+    row = compare_logits("rt", "y", dropped, ref, tol)
+    assert not row.passed and row.max_abs == float("inf")
