@@ -184,9 +184,8 @@ def _config_from_args(args):
 
 
 def _build_config(args):
-    from keras_wrs.recipes import cluster
+    from keras_wrs.recipes import cluster, names
     from keras_wrs.recipes import config as cfg
-    from keras_wrs.recipes.data import check_dataset_name
 
     config = cfg.get_recipe(args.recipe)
     if args.smoke:  # first, so that --epochs and --set still apply on top
@@ -206,7 +205,10 @@ def _build_config(args):
             changes[name] = getattr(args, name)
     config = cfg.override(dataclasses.replace(config, **changes), args.assignments)
     cfg.validate(config)
-    check_dataset_name(config.dataset)
+    if config.dataset not in names.BUILTIN_DATASETS:  # TFDS or registered: loads data
+        from keras_wrs.recipes.data import check_dataset_name
+
+        check_dataset_name(config.dataset)
     cluster.preflight(config)  # TF_CONFIG, before any work
     return config
 
@@ -241,11 +243,11 @@ def _start(args, out, extras_config=None, report=False):
 
 
 def _run_train(args):
+    config = _config_from_args(args)  # first: a usage error loads no backend
     from keras_wrs.recipes import compare
     from keras_wrs.recipes import config as cfg
     from keras_wrs.recipes.train import train
 
-    config = _config_from_args(args)
     if len(args.regularization) != 1:
         grid = compare.Grid(args.regularization, (config.optimizer,), (config.seed,))
         return _run_grid(args, config, grid, _out_dir(args, ""))
@@ -275,9 +277,9 @@ def _run_grid(args, config, grid, out):
 
 
 def _run_compare(args):
+    config = _config_from_args(args)  # first: a usage error loads no backend
     from keras_wrs.recipes import compare
 
-    config = _config_from_args(args)
     grid = compare.Grid(args.regularizations, args.optimizers, args.seeds)
     return _run_grid(args, config, grid, _out_dir(args, "compare-"))
 
@@ -309,10 +311,10 @@ def _run_report(args):
 
 def _run_list(args):
     from keras_wrs.recipes import config as cfg
-    from keras_wrs.recipes import data, models, optim
+    from keras_wrs.recipes import models, names, optim
 
     rows = [("recipes", cfg.RECIPES), ("models", models.MODELS),
-            ("datasets", list(data.BUILTIN_DATASETS) + ["<any TFDS image classification set>"]),
+            ("datasets", list(names.BUILTIN_DATASETS) + ["<any TFDS image classification set>"]),
             ("optimizers", optim.OPTIMIZERS), ("regularizations", optim.REGULARIZATIONS),
             ("schedules", optim.SCHEDULES), ("precisions", cfg.PRECISIONS),
             ("strategies", cfg.STRATEGIES)]

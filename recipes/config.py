@@ -29,7 +29,7 @@ import json
 import math
 from typing import Any
 
-from keras_wrs.recipes.data import AUGMENTATIONS, BUILTIN_DATASETS
+from keras_wrs.recipes.names import AUGMENTATIONS, BUILTIN_DATASETS
 from keras_wrs.recipes.models import MODELS
 from keras_wrs.recipes.optim import (LR_SCALINGS, OPTIMIZERS, REGULARIZATIONS,
                                      SCHEDULES)
@@ -354,6 +354,8 @@ def _check_types(config):
 
 
 def _check_optimizer_kwargs(config):
+    if not config.optimizer_kwargs:
+        return  # nothing to check: keep Keras (and its backend) unloaded
     import inspect
 
     import keras

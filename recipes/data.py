@@ -51,7 +51,7 @@ __all__ = [
     "probe_batch",
 ]
 
-BUILTIN_DATASETS = ("digits", "fashion_mnist", "synthetic_shapes")
+from keras_wrs.recipes.names import BUILTIN_DATASETS  # noqa: E402
 _MAX_BYTES = 8 * 2**30
 
 

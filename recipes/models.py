@@ -26,8 +26,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 
-import keras
-from keras import layers
+from keras_wrs.recipes._lazykeras import keras, layers
 
 __all__ = [
     "MODELS",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import keras
+from keras_wrs.recipes._lazykeras import keras
 
 __all__ = [
     "OptimizerSpec",

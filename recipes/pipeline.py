@@ -26,13 +26,13 @@ import concurrent.futures
 import os
 import threading
 
-import keras
+from keras_wrs.recipes._lazykeras import keras
 import numpy as np
 
 __all__ = ["AUGMENTATIONS", "epoch_order", "augment_batch", "normalize",
            "one_hot", "Stream", "train_dataset", "eval_dataset", "probe_batch"]
 
-AUGMENTATIONS = ("none", "crop", "crop_flip")
+from keras_wrs.recipes.names import AUGMENTATIONS  # noqa: E402
 # Domain tags of the seeds, so order and augmentation never share a stream.
 _ORDER, _AUGMENT = 0, 1
 

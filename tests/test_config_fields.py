@@ -1,6 +1,7 @@
 """Config fields: typed `--set` parsing, type checks, fixes named in errors."""
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,23 @@ def test_resume_of_a_missing_directory_is_an_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2 and "no run to continue" in err and "Drop --resume" in err
     assert not (tmp_path / "never-ran").exists()
+
+
+@pytest.mark.parametrize("argv", [["list"], ["train", "--set", "epochs=3.0"],
+                                  ["compare", "--set", "dynamics=maybe"],
+                                  ["sweep", "--grid", "lr=fast"]])
+def test_list_and_usage_errors_load_no_backend(argv):
+    """`list` and bad config values answer without importing Keras or TensorFlow."""
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("keras-wrs") or str(Path(sys.executable).parent / "keras-wrs")
+    done = subprocess.run([sys.executable, "-X", "importtime", script, *argv],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == (0 if argv == ["list"] else 2), done.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert not imported & {"keras", "tensorflow", "jax", "torch"}
+    if argv != ["list"]:
+        assert "must be" in done.stderr
