@@ -65,6 +65,9 @@ def main():
     assert keras.backend.backend() == "torch", "run with KERAS_BACKEND=torch"
     import torch
 
+    # One intra-op thread: with several, OpenMP barriers on a loaded CPU cost
+    # more than the updates of these small tensors.
+    torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     shapes = resnet20_shapes()
     rows = []
@@ -97,7 +100,7 @@ def main():
         "",
         f"Command: `KERAS_BACKEND=torch python benchmarks/bench_torch_optimizers.py` "
         f"({args.steps} steps x {args.repeats} repeats).",
-        f"Hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, device {device}; "
+        f"Hardware: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores (1 torch thread), device {device}; "
         f"torch {torch.__version__}, keras {keras.__version__}.",
         "Variables: the 65 kernels, biases and BatchNorm vectors of a ResNet-20 (0.27M parameters).",
         "",

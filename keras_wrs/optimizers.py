@@ -30,7 +30,7 @@ from keras import ops
 
 from keras_wrs import math as wmath
 from keras_wrs.selection import Selection
-from keras_wrs.resolve import resolve_rescale, serialize_rescale, validate_rescale
+from keras_wrs.resolve import checked_reduction_axes, resolve_rescale, serialize_rescale, validate_rescale
 
 __all__ = [
     "WRSMixin", "wrs", "SGD", "Adam", "AdamW", "RMSprop", "Nadam", "Lion", "Lamb",
@@ -103,6 +103,8 @@ def _validate_every(rescale_every):
 class WRSMixin:
     """Adds weight rescaling to a Keras optimizer class. Use `wrs(cls)`."""
 
+    _wrs_fused = False  # set by `wrs()` for Keras's fused PyTorch classes
+
     def __init__(
         self, *args, rescale=None, target_norm=1.0, granularity="filter", rescale_every=1, **kwargs
     ):
@@ -136,7 +138,7 @@ class WRSMixin:
 
     def _make_rescaled(self, selection):
         v = selection.variable
-        axes = _checked_axes(selection, self.granularity)
+        axes = checked_reduction_axes(selection, self.granularity)
         if self.target_norm != "initial":
             return _Rescaled(selection, axes, self.target_norm)
         shape = tuple(1 if a in axes else d for a, d in enumerate(v.shape))
@@ -189,9 +191,10 @@ class WRSMixin:
         `update_step` has run; the averages of unit filters are shorter than
         the target, so the overwritten kernels are projected back.
         """
-        before = ops.add(self.iterations, 0)  # a copy of the count before the step
+        overwrites = bool(self.use_ema and self.ema_overwrite_frequency)
+        before = ops.add(self.iterations, 0) if overwrites else None  # a copy of the count
         super().apply(grads, trainable_variables)
-        if not (len(grads) and self._wrs.rescaled and self.use_ema and self.ema_overwrite_frequency):
+        if not (overwrites and len(grads) and self._wrs.rescaled):
             return
         # Keras's own test for the overwrite, on the count before the step.
         due = ops.equal((before + 1) % self.ema_overwrite_frequency, 0)
@@ -236,34 +239,6 @@ class WRSMixin:
             rescale_every=self.rescale_every,
         )
         return config
-
-
-def _checked_axes(selection, granularity):
-    """Reduction axes of a selected variable, refusing shapes that have no filters."""
-    shape, path = tuple(selection.variable.shape), selection.path
-    if len(shape) == 0:
-        raise ValueError(
-            f"`rescale` selects the scalar variable {path!r}: a scalar has no filter "
-            "to rescale. Select kernels only (e.g. a regex ending in 'kernel$')."
-        )
-    bad = [a for a in selection.channel_axes if not -len(shape) <= a < len(shape)]
-    if bad:
-        raise ValueError(
-            f"`rescale` gives variable {path!r} of shape {shape} channel axes "
-            f"{tuple(selection.channel_axes)}; axes {bad} are out of range for rank "
-            f"{len(shape)}. Use axes in [-{len(shape)}, {len(shape) - 1}] (-1 for Conv "
-            "and Dense kernels, -2 for Conv*Transpose)."
-        )
-    axes = wmath.reduction_axes(len(shape), selection.channel_axes, granularity)
-    if not axes:
-        raise ValueError(
-            f"`rescale` selects variable {path!r} of shape {shape}, whose channel axes "
-            f"{tuple(selection.channel_axes)} leave nothing to sum a filter norm over: "
-            "each element would be set to +-target. A 1-D variable is a bias or a "
-            "BatchNorm scale, not a kernel: narrow the selection (e.g. a regex ending "
-            "in 'kernel$'), or pass granularity='layer' for one norm over the whole variable."
-        )
-    return axes
 
 
 def _var_name(path):

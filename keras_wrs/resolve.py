@@ -12,9 +12,12 @@ import re
 
 import keras
 
+from keras_wrs import math as wmath
 from keras_wrs.selection import Selection, select_scale_invariant
 
-__all__ = ["validate_rescale", "resolve_rescale", "serialize_rescale", "variable_path"]
+__all__ = [
+    "validate_rescale", "resolve_rescale", "serialize_rescale", "variable_path", "checked_reduction_axes",
+]
 
 _ACCEPTED = (
     "a Keras model (automatic selection), a list of variables or variable "
@@ -195,3 +198,31 @@ def _by_path(path, var_list):
 
 def _examples(var_list):
     return ", ".join(repr(variable_path(v)) for v in list(var_list)[:3])
+
+
+def checked_reduction_axes(selection, granularity):
+    """Reduction axes of a selected variable, refusing shapes that have no filters."""
+    shape, path = tuple(selection.variable.shape), selection.path
+    if len(shape) == 0:
+        raise ValueError(
+            f"`rescale` selects the scalar variable {path!r}: a scalar has no filter "
+            "to rescale. Select kernels only (e.g. a regex ending in 'kernel$')."
+        )
+    bad = [a for a in selection.channel_axes if not -len(shape) <= a < len(shape)]
+    if bad:
+        raise ValueError(
+            f"`rescale` gives variable {path!r} of shape {shape} channel axes "
+            f"{tuple(selection.channel_axes)}; axes {bad} are out of range for rank "
+            f"{len(shape)}. Use axes in [-{len(shape)}, {len(shape) - 1}] (-1 for Conv "
+            "and Dense kernels, -2 for Conv*Transpose)."
+        )
+    axes = wmath.reduction_axes(len(shape), selection.channel_axes, granularity)
+    if not axes:
+        raise ValueError(
+            f"`rescale` selects variable {path!r} of shape {shape}, whose channel axes "
+            f"{tuple(selection.channel_axes)} leave nothing to sum a filter norm over: "
+            "each element would be set to +-target. A 1-D variable is a bias or a "
+            "BatchNorm scale, not a kernel: narrow the selection (e.g. a regex ending "
+            "in 'kernel$'), or pass granularity='layer' for one norm over the whole variable."
+        )
+    return axes

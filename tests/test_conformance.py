@@ -32,6 +32,9 @@ DIFFERENT = {
         "which is no instance of the keras-wrs twin the test compares it with"
     ),
 }
+# Tests that need TensorFlow installed whatever the backend (Keras's own
+# TensorBoard callback writes summaries with it).
+NEEDS_TENSORFLOW = {"multi_optimizer_test.MultiOptimizerTest.test_tensorboard_logging_with_multi_optimizer"}
 # Files for the project's own classes run by default; the rest (Keras's
 # generic optimizer tests, sparse updates, wrappers, the other optimizers)
 # under the `slow` marker.
@@ -99,6 +102,11 @@ def _collect():
                     where, _, method = test.rpartition(".")
                     if where == f"{stem}.{attr}":
                         setattr(obj, method, pytest.mark.xfail(strict=True, reason=reason)(getattr(obj, method)))
+                for test in NEEDS_TENSORFLOW:
+                    where, _, method = test.rpartition(".")
+                    if where == f"{stem}.{attr}" and importlib.util.find_spec("tensorflow") is None:
+                        skip = pytest.mark.skip(reason="Keras's test uses the TensorBoard callback, which needs TensorFlow")
+                        setattr(obj, method, skip(getattr(obj, method)))
                 if stem not in DEFAULT:
                     obj = pytest.mark.slow(obj)
                 found[f"TestKeras_{stem}_{attr}"] = obj
