@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import keras
 from keras import ops
 
 from keras_wrs import math as wmath
