@@ -11,8 +11,10 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 BACKEND = keras.backend.backend()
-# Test modules importing one of these at top level run on TensorFlow only.
-_TF_MODULES = {"tensorflow", "tensorflow_datasets", "tf2onnx"}
+# Test modules importing one of these at top level run on TensorFlow only:
+# TensorFlow, TFDS, and the export stack (SavedModel/ONNX export needs TensorFlow).
+_TF_MODULES = ("tensorflow", "tensorflow_datasets", "tf2onnx", "onnx", "onnxruntime",
+               "keras_wrs.export")
 
 
 def pytest_configure(config):
@@ -25,7 +27,7 @@ def _imports_tensorflow(path):
     for node in ast.parse(Path(path).read_text()).body:
         names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                  [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-        if any(n.split(".")[0] in _TF_MODULES for n in names):
+        if any(n == m or n.startswith(m + ".") for n in names for m in _TF_MODULES):
             return True
     return False
 
