@@ -390,9 +390,10 @@ def write_report(paths, out_dir):
     noise = noise_table(rows)
     if noise:
         text += "\n\nWeight noise ratio per layer (last measurement):\n\n" + noise
-    if len(rows) > 1 and any(r["fields"] for r in rows):
+    methods = sensitivity(rows)
+    if any(m["points"] > 1 for m in methods):  # a sweep: some method has a grid
         text += "\n\nSensitivity to the grid:\n\n" + sensitivity_table(rows)
-        sweep_plots.write_sweep_plots(rows, sensitivity(rows), out_dir)
+        sweep_plots.write_sweep_plots(rows, methods, out_dir)
     (out_dir / "results.md").write_text(text + "\n")
     write_csv(rows, out_dir / "results.csv")
     groups = _history_groups(runs, varying_fields(summaries))

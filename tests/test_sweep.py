@@ -138,3 +138,18 @@ def test_default_hyperparameters_group_with_the_same_numbers_set_explicitly(tmp_
              "test_accuracy": 0.9, "wall_seconds": 1.0}))
     rows = report.aggregate([s for _, s in report.load_summaries(report.find_runs([tmp_path]))])
     assert len(rows) == 1 and rows[0]["runs"] == 2 and rows[0]["seeds"] == [0, 1]
+
+
+def test_a_comparison_without_a_grid_gets_no_sensitivity(tmp_path):
+    """Runs that differ only in the optimizer (and so its default lr) are not a sweep."""
+    for opt, lr in (("sgdm", 0.1), ("adam", 0.001)):
+        run = tmp_path / opt
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({
+            "config": cfg.to_dict(dataclasses.replace(TINY, optimizer=opt)),
+            "resolved": {"learning_rate": lr, "lr_scale": 1.0, "weight_decay": 5e-4}}))
+        (run / "summary.json").write_text(json.dumps(
+            {"regularization": "wrs", "optimizer": opt, "seed": 0,
+             "test_accuracy": 0.9, "wall_seconds": 1.0}))
+    text = report.write_report([tmp_path], tmp_path)
+    assert "Sensitivity" not in text and not (tmp_path / "sensitivity.png").exists()
