@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from keras_wrs.optimizers import WRSMixin
@@ -72,4 +74,20 @@ def describe_rescaling(optimizer) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     every = "" if opt.rescale_every == 1 else f", every {opt.rescale_every} steps"
-    return f"{type(opt).__name__} rescales {len(rows)} kernel(s){every}:\n" + "\n".join(lines)
+    return (f"{type(opt).__name__} rescales {len(rows)} kernel(s){every}:\n" + "\n".join(lines)
+            + _coverage_line(opt, [s for s, _ in rows]))
+
+
+def _size(variable):
+    return int(math.prod(variable.shape))
+
+
+def _coverage_line(opt, selections):
+    """How much of the model the rescaled kernels are (when the model is known)."""
+    if not isinstance(opt._wrs.spec, keras.Model):
+        return ""
+    total = sum(_size(v) for v in opt._wrs.spec.trainable_variables)
+    covered = sum(_size(s.variable) for s in selections)
+    share = covered / total if total else 0.0
+    return (f"\nCoverage: {covered:,} of the model's {total:,} trainable parameters "
+            f"({100 * share:.1f}%) are in rescaled kernels.")

@@ -153,3 +153,14 @@ def test_list_and_usage_errors_load_no_backend(argv):
     assert not imported & {"keras", "tensorflow", "jax", "torch"}
     if argv != ["list"]:
         assert "must be" in done.stderr
+
+
+def test_describe_rescaling_states_the_coverage():
+    """WRN-16-4: conv2 and shortcut convs feed an Add, so 7 kernels, 1.15M of 2.75M."""
+    import keras_wrs
+    from keras_wrs.recipes.models import build_model
+
+    model = build_model("wrn16_4", (28, 28, 1), 10)
+    text = keras_wrs.describe_rescaling(keras_wrs.optimizers.SGD(0.1, rescale=model))
+    assert "rescales 7 kernel(s)" in text
+    assert "Coverage: 1,152,144 of the model's 2,748,602 trainable parameters (41.9%)" in text
