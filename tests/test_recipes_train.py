@@ -29,7 +29,15 @@ def _train_recipe(config, run_dir):
         return train(config, run_dir, verbose=0)
 
 
-@pytest.mark.parametrize("name", sorted(cfg.RECIPES))
+def _smoke_marks(name):
+    # The Fashion-MNIST recipes read and check 55 MB of IDX files and compile
+    # with XLA: 30-65 s each here, so they run with the slow tests.
+    dataset = cfg.RECIPES[name].dataset
+    return pytest.mark.slow if dataset == "fashion_mnist" else ()
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_smoke_marks(n))
+                                  for n in sorted(cfg.RECIPES)])
 def test_recipe_smoke_run(name, tmp_path):
     config = cfg.smoke(cfg.RECIPES[name])
     config = dataclasses.replace(config, plots=name == "digits")
