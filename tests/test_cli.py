@@ -45,6 +45,7 @@ def test_invalid_numbers_are_rejected_by_the_parser(capsys):
         assert match in _error(capsys, argv)
 
 
+@pytest.mark.tensorflow_only  # TFDS names and data need TensorFlow
 def test_unknown_names_list_valid_ones(capsys, tmp_path):
     out = str(tmp_path / "run")
     for argv, match in [
@@ -75,6 +76,7 @@ def test_run_dir_rules(capsys, tmp_path):
     assert "--resume needs --out" in _error(capsys, ["train", "--resume"])
 
 
+@pytest.mark.tensorflow_only  # TFDS names and data need TensorFlow
 def test_missing_tfds_data_is_reported(capsys, tmp_path):
     err = _error(capsys, ["train", "cifar10_resnet20", "--data-dir", str(tmp_path),
                           "--out", str(tmp_path / "run"), "--regularization", "wrs"])
