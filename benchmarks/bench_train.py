@@ -13,7 +13,7 @@ is reported. Compare the ratio column, not absolute numbers across machines.
 
 Command:
     python benchmarks/bench_train.py                     # writes benchmarks/train_results.md
-    python benchmarks/bench_train.py --steps 3 --out /tmp/r.md --settings wd,wrs   # smoke
+    python benchmarks/bench_train.py --steps 3 --out r.md --settings wd,wrs   # smoke
 """
 
 from __future__ import annotations
