@@ -76,15 +76,19 @@ def load_batch(path, batch_key: str | None = None) -> ParityBatch:
     if isinstance(data, np.ndarray):
         return ParityBatch(data, f"given batch {path.name}", real=True)
     with data:
-        name = _npz_key(path, list(data.keys()), batch_key)
+        name = npz_key(path, list(data.keys()), batch_key)
         return ParityBatch(data[name], f"given batch {path.name}[{name!r}]", real=True)
 
 
-def _npz_key(path: Path, keys: list[str], key: str | None) -> str:
+def npz_key(path: Path, keys: list[str], key: str | None, arg: str = "batch") -> str:
+    """The array of an `.npz` to read: `key` if given, the only one, or a usual name.
+
+    `arg` names the command-line argument (`batch`, `calibration`) in errors.
+    """
     if key is not None:
         if key not in keys:
             raise ValueError(
-                f"`batch_key`={key!r} is not in {str(path)!r}, which holds {keys}. "
+                f"`{arg}_key`={key!r} is not in {str(path)!r}, which holds {keys}. "
                 "Pass one of those."
             )
         return key
@@ -94,8 +98,8 @@ def _npz_key(path: Path, keys: list[str], key: str | None) -> str:
         if candidate in keys:
             return candidate
     raise ValueError(
-        f"`batch`={str(path)!r} holds arrays {keys} and none is named {list(NPZ_KEYS)}. "
-        "Name the inputs with `batch_key`."
+        f"`{arg}`={str(path)!r} holds arrays {keys} and none is named {list(NPZ_KEYS)}. "
+        f"Name the inputs with `{arg}_key`."
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_wrs.export.batch import NPZ_KEYS
+from keras_wrs.export.batch import npz_key
 
 __all__ = ["DEFAULT_CALIBRATION_SIZE", "CalibrationSet", "load_calibration", "check_calibration"]
 
@@ -69,23 +69,8 @@ def load_calibration(path, key: str | None = None) -> CalibrationSet:
         return CalibrationSet(data, f"given file {path.name}")
     with data:
         keys = list(data.keys())
-        name = _key(path, keys, key)
+        name = npz_key(path, keys, key, arg="calibration")
         return CalibrationSet(data[name], f"given file {path.name}[{name!r}]")
-
-
-def _key(path: Path, keys: list[str], key: str | None) -> str:
-    if key is not None:
-        if key not in keys:
-            raise ValueError(f"`calibration_key`={key!r} is not in {str(path)!r}, which holds "
-                             f"{keys}. Pass one of those.")
-        return key
-    if len(keys) == 1:
-        return keys[0]
-    for candidate in NPZ_KEYS:
-        if candidate in keys:
-            return candidate
-    raise ValueError(f"`calibration`={str(path)!r} holds arrays {keys} and none is named "
-                     f"{list(NPZ_KEYS)}. Name the inputs with `calibration_key`.")
 
 
 def check_calibration(calibration, shape: tuple[int, ...]) -> CalibrationSet:
