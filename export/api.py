@@ -350,8 +350,8 @@ def export_model(
             pass, and the error carries their result.
         FileExistsError, FileNotFoundError, PermissionError, ValueError,
             TypeError: bad arguments, detected before any file is written.
-        ExportInterrupted: SIGTERM arrived; nothing is left behind (Ctrl-C
-            raises `KeyboardInterrupt`, with the same cleanup).
+        ExportInterrupted: SIGTERM or Ctrl-C arrived; nothing is left behind.
+            It is a `KeyboardInterrupt`.
     """
     formats = parse_formats(formats)
     uses_onnx = bool({"onnx", "onnx_int8"} & set(formats))

@@ -213,12 +213,22 @@ def export_lock(output):
         lock.unlink(missing_ok=True)
 
 
+# Signals that arrived during the current `interruptible()` block (main thread only).
+_RECEIVED: list = []
+
+
 @contextlib.contextmanager
 def interruptible():
-    """Turns SIGTERM into `ExportInterrupted` while the block runs (main thread only).
+    """Turns SIGTERM and Ctrl-C into `ExportInterrupted` while the block runs (main thread only).
 
     Python runs `finally` blocks on Ctrl-C (KeyboardInterrupt) but not on a
-    default SIGTERM, which would leave the staging directory behind.
+    default SIGTERM, which would leave the staging directory behind. An
+    exception raised by a signal handler can surface as another error when it
+    lands inside a C extension that calls back into Python (TensorFlow's graph
+    tracing turns it into `SystemError`), so any error after a signal is
+    reported as the interrupt it was, with the original error chained, and
+    `commit` refuses to publish once a signal has arrived. SIGINT is only
+    taken over while Python's default Ctrl-C handler is installed.
 
     Yields:
         None.
@@ -228,13 +238,36 @@ def interruptible():
         return
 
     def handler(signum, frame):
-        raise ExportInterrupted(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        _RECEIVED.append(name)
+        raise ExportInterrupted(name)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, handler)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
+    outer = list(_RECEIVED)
+    _RECEIVED.clear()
     try:
         yield
+    except BaseException as error:
+        if _RECEIVED and not isinstance(error, ExportInterrupted):
+            raise ExportInterrupted(_RECEIVED[0]) from error
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        _RECEIVED[:] = outer
+
+
+def raise_if_interrupted() -> None:
+    """Raises `ExportInterrupted` if a signal arrived in the current `interruptible()` block.
+
+    Raises:
+        ExportInterrupted: a signal arrived, even if the code it interrupted
+            swallowed the exception its handler raised.
+    """
+    if _RECEIVED:
+        raise ExportInterrupted(_RECEIVED[0])
 
 
 def commit(staging: Path, output: Path, overwrite: bool) -> Path:
@@ -250,7 +283,9 @@ def commit(staging: Path, output: Path, overwrite: bool) -> Path:
 
     Raises:
         FileExistsError: `output` appeared meanwhile and `overwrite` is false.
+        ExportInterrupted: a signal arrived during the export.
     """
+    raise_if_interrupted()
     output = Path(output)
     if not output.exists():
         os.rename(staging, output)

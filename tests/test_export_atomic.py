@@ -53,6 +53,38 @@ def test_signal_during_export_removes_staging_and_lock(tmp_path, signum, error):
     assert signal.getsignal(signal.SIGTERM) == previous  # the handler is put back
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_error_after_a_signal_is_reported_as_the_interrupt(signum):
+    # A handler's exception that lands inside a C extension can come out as
+    # another error (TensorFlow's tracing gives SystemError); it is the interrupt.
+    with pytest.raises(ExportInterrupted) as caught:
+        with atomic.interruptible():
+            try:
+                os.kill(os.getpid(), signum)
+                time.sleep(5)
+            except ExportInterrupted:
+                raise SystemError("bad argument to internal function")
+    assert caught.value.signal_name == signal.Signals(signum).name
+    assert isinstance(caught.value.__cause__, SystemError)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_commit_refuses_after_a_swallowed_signal(tmp_path):
+    staging, out = tmp_path / "staging", tmp_path / "out"
+    staging.mkdir()
+    with pytest.raises(ExportInterrupted, match="SIGTERM"):
+        with atomic.interruptible():
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except ExportInterrupted:
+                pass  # code that swallows every exception
+            atomic.commit(staging, out, overwrite=False)
+    assert not out.exists()
+    atomic.commit(staging, out, overwrite=False)  # a later export is not affected
+    assert out.is_dir()
+
+
 def test_cli_prints_one_line_on_sigterm(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
