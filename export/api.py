@@ -58,7 +58,7 @@ class ExportResult:
     Attributes:
         output: the export directory, or `None` after a check-only run.
         files: artifact name (`saved_model`, `onnx`, `onnx_float16`,
-            `tflite`, `tflite_int8`, `onnx_int8`, `manifest`) to its path
+            `tflite`, `tflite_int8`, `tflite_dynamic`, `onnx_int8`, `manifest`) to its path
             (inside `output`, or relative when nothing was written).
         sizes: artifact name to size in bytes.
         report: the parity report.
@@ -147,7 +147,7 @@ def _parity_batch(batch, batch_key, batch_size, seed: int, shape, source) -> Par
 
 
 def _calibration(calibration, calibration_key, size, seed, shape, source, formats):
-    if not set(formats) & set(fm.QUANTIZED):
+    if not set(formats) & set(fm.CALIBRATED):
         return None
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"`calibration_size` must be a positive integer. Received: "
@@ -309,7 +309,8 @@ def export_model(
         output: the export directory to create; defaults to `RUN_DIR/export`
             or `<model>_export` beside a `.keras` file.
         formats: names from `FORMATS` (list or comma-separated):
-            `saved_model`, `onnx`, `tflite`, `tflite_int8`, `onnx_int8`.
+            `saved_model`, `onnx`, `tflite`, `tflite_int8`, `tflite_dynamic`,
+            `onnx_int8`.
         opset: ONNX opset, 9-18 (default 15, see `onnx_export`; 13 or more
             with `onnx_int8`).
         float16: also write `model.float16.onnx` (float16 weights, for GPUs).

@@ -1,8 +1,9 @@
 """Writing each export format into the staging directory, and the runtimes that check them.
 
 Every format starts from one SavedModel of the float32 inference copy: ONNX
-is converted from it by tf2onnx, LiteRT by the TFLite converter, and the
-int8 ONNX file is quantized from the float32 ONNX file. When the SavedModel
+is converted from it by tf2onnx, LiteRT by the TFLite converter (float32,
+full-integer int8, or dynamic-range: int8 weights and float32 activations),
+and the int8 ONNX file is quantized from the float32 ONNX file. When the SavedModel
 or the float32 ONNX file is not itself requested it is written to a hidden
 scratch path in the staging directory and removed before the commit. A
 format that fails to convert or to load is recorded with its error; the
@@ -21,17 +22,21 @@ from keras_wrs.export import saved_model as sm
 from keras_wrs.export import tflite_export as tl
 from keras_wrs.export.errors import ConversionError
 
-__all__ = ["FORMATS", "QUANTIZED", "FILES", "Written", "parse_formats", "write_formats",
+__all__ = ["FORMATS", "QUANTIZED", "CALIBRATED", "FILES", "Written", "parse_formats", "write_formats",
            "runtimes"]
 
-FORMATS = ("saved_model", "onnx", "tflite", "tflite_int8", "onnx_int8")
-QUANTIZED = ("tflite_int8", "onnx_int8")
+FORMATS = ("saved_model", "onnx", "tflite", "tflite_int8", "tflite_dynamic", "onnx_int8")
+# Checked by top-1 agreement on real examples (the int8 tolerance).
+QUANTIZED = ("tflite_int8", "tflite_dynamic", "onnx_int8")
+# Need a calibration set.
+CALIBRATED = ("tflite_int8", "onnx_int8")
 FILES = {
     "saved_model": "saved_model",
     "onnx": "model.onnx",
     "onnx_float16": "model.float16.onnx",
     "tflite": "model.tflite",
     "tflite_int8": "model.int8.tflite",
+    "tflite_dynamic": "model.dynamic.tflite",
     "onnx_int8": "model.int8.onnx",
 }
 _SCRATCH = {"saved_model": ".scratch_saved_model", "onnx": ".scratch_model.onnx"}
@@ -133,24 +138,34 @@ def _onnx_int8(float_path, staging, opts, out: Written) -> None:
     out.details["onnx_int8"] = {"precision": "int8", "quantization": summary}
 
 
+_TFLITE_PRECISION = {"tflite": "float32", "tflite_int8": "int8",
+                     "tflite_dynamic": "dynamic-range int8"}
+_TFLITE_SCHEME = {
+    "tflite_int8": "full-integer post-training quantization: weights int8 per channel, "
+                   "activations int8, int8 input and output",
+    "tflite_dynamic": "dynamic-range quantization: weights int8, activations float32 "
+                      "(quantized on the fly where a kernel supports it), float32 input and "
+                      "output, no calibration",
+}
+
+
 def _tflite(copy, source, staging, fmt, opts, out: Written) -> None:
     cal = opts["calibration"] if fmt == "tflite_int8" else None
     path = staging / FILES[fmt]
     try:
-        content = tl.convert_tflite(source, copy, None if cal is None else cal.inputs)
+        content = tl.convert_tflite(source, copy, None if cal is None else cal.inputs,
+                                    dynamic_range=fmt == "tflite_dynamic")
     except ConversionError as err:
         out.errors[fmt] = err
         return
     path.write_bytes(content)
     io = tl.io_quantization(path)
     dynamic = io["input"]["shape_signature"][0] == -1
-    detail = {"precision": "float32" if cal is None else "int8", "input_output": io,
-              "dynamic_batch": dynamic}
-    if cal is not None:
-        detail["quantization"] = {
-            "scheme": "full-integer post-training quantization: weights int8 per channel, "
-                      "activations int8, int8 input and output",
-            "calibration": cal.summary()}
+    detail = {"precision": _TFLITE_PRECISION[fmt], "input_output": io, "dynamic_batch": dynamic}
+    if fmt in _TFLITE_SCHEME:
+        detail["quantization"] = {"scheme": _TFLITE_SCHEME[fmt]}
+        if cal is not None:
+            detail["quantization"]["calibration"] = cal.summary()
     meta = {**opts["metadata"], "format": fmt, **detail}
     path.write_bytes(tl.add_metadata(content, meta))
     out.files[fmt] = path
@@ -176,7 +191,7 @@ def write_formats(copy, staging: Path, formats, opts: dict) -> Written:
         float_onnx = _onnx(copy, staging, formats, opts, source, out)
         if float_onnx is not None and "onnx_int8" in formats:
             _onnx_int8(float_onnx, staging, opts, out)
-    for fmt in ("tflite", "tflite_int8"):
+    for fmt in ("tflite", "tflite_int8", "tflite_dynamic"):
         if fmt in formats:
             _tflite(copy, source, staging, fmt, opts, out)
     remove_scratch(staging)
@@ -195,6 +210,7 @@ _LABELS = {
     "onnx_int8": "onnx int8 (QDQ): onnxruntime CPU",
     "tflite": "tflite: LiteRT interpreter",
     "tflite_int8": "tflite int8: LiteRT interpreter",
+    "tflite_dynamic": "tflite dynamic-range: LiteRT interpreter",
 }
 
 
@@ -228,7 +244,7 @@ def runtimes(written: Written, names, opset, tolerances: dict) -> list[tuple]:
         found.append(("saved_model: keras TFSMLayer", sm.load_tfsm_layer(path, names[1]), tol,
                       True, "saved_model"))
     kinds = {"onnx": "float32", "onnx_float16": "float16", "tflite": "float32",
-             "onnx_int8": "int8", "tflite_int8": "int8"}
+             "onnx_int8": "int8", "tflite_int8": "int8", "tflite_dynamic": "int8"}
     for name, kind in kinds.items():
         if name not in written.files:
             continue

@@ -1,4 +1,4 @@
-"""LiteRT (TFLite) flatbuffers: float32 and full-integer int8, with metadata.
+"""LiteRT (TFLite) flatbuffers: float32, full-integer int8 and dynamic-range, with metadata.
 
 Both are converted from the SavedModel written from the float32 inference
 copy with `tf.lite.TFLiteConverter.from_saved_model` (a live function with
@@ -13,7 +13,13 @@ input and output (the form integer-only accelerators and microcontrollers
 need). The converter silently keeps ops it cannot quantize in float32 between
 QUANTIZE/DEQUANTIZE pairs; such a file is refused here, naming the layer and
 op. The input and output scale and zero point are read back from the file
-and recorded. TensorFlow 2.21 deprecates `tf.lite.Interpreter`: files are
+and recorded.
+
+`tflite_dynamic` is dynamic-range quantization: int8 weights, float32
+activations, input and output, and no calibration set. It is as small as the
+int8 file and agreed with Keras on more test images in the benchmark
+(`benchmarks/export_results.md`), but it is slower than float32 on CPU where
+its kernels dequantize on the fly. TensorFlow 2.21 deprecates `tf.lite.Interpreter`: files are
 run with the LiteRT interpreter (`ai-edge-litert`).
 
 Metadata (the same JSON as the ONNX file's) is stored in the flatbuffer's
@@ -70,14 +76,16 @@ def _quiet():
         logger.setLevel(level)
 
 
-def convert_tflite(saved_model, model, calibration=None) -> bytes:
-    """Converts a SavedModel to a float32 or a full-integer int8 flatbuffer.
+def convert_tflite(saved_model, model, calibration=None, dynamic_range: bool = False) -> bytes:
+    """Converts a SavedModel to a float32, full-integer int8 or dynamic-range flatbuffer.
 
     Args:
         saved_model: the SavedModel directory written from `model`.
         model: the float32 Keras model (names layers in errors).
         calibration: `None` for float32, or a float32 array of
             representative model inputs for int8.
+        dynamic_range: int8 weights and float32 activations, no calibration
+            (`calibration` must be `None`).
 
     Returns:
         The flatbuffer's bytes.
@@ -88,8 +96,12 @@ def convert_tflite(saved_model, model, calibration=None) -> bytes:
     """
     import tensorflow as tf
 
-    fmt = "tflite" if calibration is None else "tflite_int8"
+    if dynamic_range and calibration is not None:
+        raise ValueError("Dynamic-range quantization takes no calibration set.")
+    fmt = "tflite_dynamic" if dynamic_range else "tflite" if calibration is None else "tflite_int8"
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), [_SIGNATURE])
+    if dynamic_range:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if calibration is not None:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([x[None]] for x in calibration)

@@ -31,7 +31,7 @@ def run_dir(tmp_path):
     "kwargs, match",
     [
         ({"formats": "tflite16"}, r"`formats` must name one or more of saved_model, onnx, tflite"
-                                  r", tflite_int8, onnx_int8.*tflite16"),
+                                  r", tflite_int8, tflite_dynamic, onnx_int8.*tflite16"),
         ({"formats": ""}, r"`formats` must name one or more"),
         ({"opset": 8}, r"`opset` must be an integer from 9 to 18.*opset=8"),
         ({"opset": 19}, r"`opset` must be an integer from 9 to 18.*opset=19"),

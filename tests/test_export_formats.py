@@ -20,7 +20,7 @@ from keras_wrs.export.tflite_export import _quantize, load_tflite_runner
 from keras_wrs.recipes.data import load_splits
 
 L = keras.layers
-ALL = "saved_model,onnx,tflite,tflite_int8,onnx_int8"
+ALL = "saved_model,onnx,tflite,tflite_int8,tflite_dynamic,onnx_int8"
 
 
 def digits_cnn():
@@ -75,8 +75,8 @@ def exported(digits_run):
 def test_every_format_is_written_and_passes_parity_on_the_runs_test_data(digits_run, exported):
     out = digits_run / "export"
     assert sorted(p.name for p in out.iterdir()) == [
-        "export.json", "model.float16.onnx", "model.int8.onnx", "model.int8.tflite",
-        "model.onnx", "model.tflite", "saved_model"]
+        "export.json", "model.dynamic.tflite", "model.float16.onnx", "model.int8.onnx",
+        "model.int8.tflite", "model.onnx", "model.tflite", "saved_model"]
     assert not [p for p in digits_run.iterdir() if p.name.startswith(".")]
     report = exported.report
     assert report.passed and report.real_batch and report.n == 256
@@ -87,7 +87,8 @@ def test_every_format_is_written_and_passes_parity_on_the_runs_test_data(digits_
     for label in ("tflite: LiteRT interpreter", "onnx: onnxruntime CPU (opset 15)"):
         assert rows[(label, "scores")].max_abs <= 1e-4
         assert rows[(label, "scores")].top1_agreement == 1.0
-    for label in ("tflite int8: LiteRT interpreter", "onnx int8 (QDQ): onnxruntime CPU"):
+    for label in ("tflite int8: LiteRT interpreter", "onnx int8 (QDQ): onnxruntime CPU",
+                  "tflite dynamic-range: LiteRT interpreter"):
         row = rows[(label, "scores")]
         assert row.top1_agreement >= 0.99 and 0 < row.max_abs <= 0.25 * row.scale
         assert row.tolerance.min_top1 == 0.99
@@ -99,7 +100,7 @@ def test_manifest_lists_every_file_with_size_parity_and_calibration(digits_run, 
     assert manifest["kind"] == "keras-wrs export"
     artifacts = manifest["artifacts"]
     assert set(artifacts) == {"saved_model", "onnx", "onnx_float16", "tflite", "tflite_int8",
-                              "onnx_int8"}
+                              "tflite_dynamic", "onnx_int8"}
     for name, entry in artifacts.items():
         path = out / entry["path"]
         size = path.stat().st_size if path.is_file() else sum(
@@ -111,12 +112,13 @@ def test_manifest_lists_every_file_with_size_parity_and_calibration(digits_run, 
     assert calibration["source"].startswith("the run's own training data: digits train split, "
                                             "256 of 1437 drawn with seed 0")
     assert artifacts["onnx_int8"]["quantization"]["calibration"] == calibration
+    assert "calibration" not in artifacts["tflite_dynamic"]["quantization"]  # it takes none
     assert artifacts["tflite"]["dynamic_batch"] and artifacts["tflite_int8"]["dynamic_batch"]
 
 
 def test_tflite_metadata_matches_onnx_and_int8_io_parameters_are_recorded(exported):
     onnx_meta = read_metadata(exported.files["onnx"])
-    for fmt in ("tflite", "tflite_int8"):
+    for fmt in ("tflite", "tflite_int8", "tflite_dynamic"):
         meta = read_tflite_metadata(exported.files[fmt])
         for key in ("class_names", "preprocessing", "keras_wrs_version", "config_hash",
                     "input_name", "output_name", "input_shape"):
@@ -136,9 +138,24 @@ def test_tflite_metadata_matches_onnx_and_int8_io_parameters_are_recorded(export
 
 def test_tflite_files_keep_names_and_a_dynamic_batch(exported):
     x = np.random.default_rng(0).normal(size=(5, 8, 8, 1)).astype("float32")
-    for fmt in ("tflite", "tflite_int8"):
+    for fmt in ("tflite", "tflite_int8", "tflite_dynamic"):
         run = load_tflite_runner(exported.files[fmt], "images", "scores")
         assert run(x[:1]).shape == (1, 10) and run(x).shape == (5, 10)
+
+
+def _tensor_dtypes(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return {str(np.dtype(t["dtype"])) for t in Interpreter(model_path=str(path)).get_tensor_details()}
+
+
+def test_dynamic_range_file_has_int8_weights_and_float_input_and_output(exported):
+    io = read_tflite_metadata(exported.files["tflite_dynamic"])["input_output"]
+    assert io["input"]["dtype"] == io["output"]["dtype"] == "float32"
+    assert "int8" in _tensor_dtypes(exported.files["tflite_dynamic"])
+    assert "int8" not in _tensor_dtypes(exported.files["tflite"])
+    sizes = {fmt: exported.files[fmt].stat().st_size for fmt in ("tflite", "tflite_dynamic")}
+    assert sizes["tflite_dynamic"] < 0.6 * sizes["tflite"]
 
 
 def test_int8_input_quantization_by_hand():
@@ -212,8 +229,9 @@ def test_unquantizable_layer_is_named_and_the_other_formats_are_written(tmp_path
     assert info.value.format == "tflite_int8" and info.value.unsupported[0][:3] == (
         "wave", "Wave", "COS")
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == [
-        "export.json", "model.int8.onnx", "model.onnx", "model.tflite", "saved_model"]
+    assert sorted(p.name for p in out.iterdir()) == [  # dynamic-range keeps COS in float32
+        "export.json", "model.dynamic.tflite", "model.int8.onnx", "model.onnx", "model.tflite",
+        "saved_model"]
     errors = json.loads((out / "export.json").read_text())["errors"]
     assert list(errors) == ["tflite_int8"] and "COS" in errors["tflite_int8"]
 
