@@ -215,7 +215,8 @@ QUANT_BUILDERS = {
     "mobilenetv2": _mobilenetv2,
 }
 # A model no better than this fraction of correct answers tells nothing about
-# agreement (one class everywhere agrees with itself); the benchmark stops.
+# agreement (one class everywhere agrees with itself); the benchmark stops
+# (`--min-accuracy`).
 MIN_ACCURACY = 0.5
 QUANT_FORMATS = "saved_model,onnx,tflite,tflite_int8,tflite_dynamic,onnx_int8"
 
@@ -290,7 +291,7 @@ def agreement(runtimes: dict, reference, x, y) -> dict:
 
 
 def quantized_section(models, batches, repeats, workdir: Path, train_examples: int,
-                      epochs: int) -> dict:
+                      epochs: int, min_accuracy: float = MIN_ACCURACY) -> dict:
     """Trains, exports (all formats) and measures each model on Fashion-MNIST."""
     x_train, y_train, x_test, y_test = fashion_mnist(train_examples)
     calibration = x_train[np.random.default_rng(1).permutation(len(x_train))[:256]]
@@ -300,10 +301,10 @@ def quantized_section(models, batches, repeats, workdir: Path, train_examples: i
         model = train_briefly(name, x_train, y_train, epochs)
         train_s = time.perf_counter() - start
         accuracy = float(np.mean(_chunked(model.predict_on_batch, x_test).argmax(1) == y_test))
-        if accuracy < MIN_ACCURACY:
+        if accuracy < min_accuracy:
             raise SystemExit(f"bench_export: {name} reached test accuracy {accuracy:.4f} after "
-                             f"{epochs} epochs (below {MIN_ACCURACY}); agreement with it would "
-                             "say nothing. Raise --epochs or --train-examples.")
+                             f"{epochs} epochs (below --min-accuracy {min_accuracy}); agreement "
+                             "with it would say nothing. Raise --epochs or --train-examples.")
         # Report-only int8 rows, so that a model below the default bar is measured too;
         # `default_int8_verdict` applies the default rule to the same rows.
         result = export_model(model, workdir / f"{name}_quant", formats=QUANT_FORMATS,
@@ -467,6 +468,9 @@ def _parse(argv=None):
                         help="models for the LiteRT/int8 part, or 'none'")
     parser.add_argument("--train-examples", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--min-accuracy", type=float, default=MIN_ACCURACY,
+                        help="stop when a trained model's test accuracy is below this "
+                             f"(default {MIN_ACCURACY}; 0 for smoke runs)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("export_results.md")))
     args = parser.parse_args(argv)
     if any(m not in QUANT_BUILDERS for m in args.quant_models):
@@ -489,7 +493,7 @@ def main(argv=None) -> int:
         rows, parity = run(args.models, args.batches, args.repeats, Path(workdir))
         precision = precision_rows(args.models, Path(workdir))
         found = quantized_section(args.quant_models, args.batches, args.repeats, Path(workdir),
-                                  args.train_examples, args.epochs)
+                                  args.train_examples, args.epochs, args.min_accuracy)
     text = report(rows, parity, precision, args, load_before, time.perf_counter() - start, found)
     Path(args.out).write_text(text)
     print(text)

@@ -85,7 +85,11 @@ def test_benchmark_script_smoke(tmp_path):
     out = tmp_path / "results.md"
     assert bench.main(["--models", "resnet20", "--batches", "1,2", "--repeats", "2",
                        "--quant-models", "resnet20", "--train-examples", "256", "--epochs", "1",
-                       "--out", str(out)]) == 0
+                       "--min-accuracy", "0", "--out", str(out)]) == 0
     text = out.read_text()
     assert "| resnet20 | 2 | onnxruntime |" in text and "PASS" in text
     assert "| resnet20 | tflite int8 |" in text and "| resnet20 | onnx int8 (QDQ) |" in text
+    assert "| resnet20 | tflite dynamic-range |" in text
+    with pytest.raises(SystemExit, match="resnet20 reached test accuracy .*below --min-accuracy"):
+        bench.main(["--models", "none", "--quant-models", "resnet20", "--train-examples", "64",
+                    "--epochs", "1", "--min-accuracy", "1.01", "--out", str(tmp_path / "x.md")])
