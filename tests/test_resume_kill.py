@@ -189,8 +189,15 @@ def _kill_after(proc, seconds):
     return False
 
 
+# Trials of the random kill -9 test: 26 by default (about 10 min on 2 cores);
+# `.ci/run` runs 9 to stay in its time budget. A third of them aim at the
+# backup writes themselves.
+KILL_TRIALS = int(os.environ.get("KERAS_WRS_KILL_TRIALS", "26"))
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_moments_then_resume_is_exact(whole, tmp_path):
+    assert KILL_TRIALS >= 3, f"KERAS_WRS_KILL_TRIALS must be at least 3, got {KILL_TRIALS}"
     script = tmp_path / "run.py"
     script.write_text(_SCRIPT)
     whole_dir = whole[0]
@@ -202,7 +209,7 @@ def test_kill_9_at_random_moments_then_resume_is_exact(whole, tmp_path):
     span = time.monotonic() - t0
     rng = random.Random(12)
     killed = caught = 0
-    for trial in range(26):
+    for trial in range(KILL_TRIALS):
         run_dir = tmp_path / f"t{trial}"
         proc = _start(script, run_dir, "fresh")
         _wait_ready(proc)
@@ -221,4 +228,8 @@ def test_kill_9_at_random_moments_then_resume_is_exact(whole, tmp_path):
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["noise_ratio"] == whole[1]["noise_ratio"]
         assert math.isfinite(summary["wall_seconds"])
-    assert killed >= 20 and caught >= 4, (killed, caught)
+    # With 26 trials: at least 20 kills landed before the run ended, and 4 of
+    # the 9 aimed ones inside a backup write; the same shares for fewer trials.
+    aimed = len(range(0, KILL_TRIALS, 3))
+    assert killed >= math.floor(KILL_TRIALS * 20 / 26), (killed, caught)
+    assert caught >= math.floor(aimed * 4 / 9), (killed, caught)
