@@ -7,8 +7,12 @@ device on a step schedule.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+import numpy as np
 from keras import ops
 
 from keras_wrs import math as wmath
@@ -125,6 +129,12 @@ class WeightDynamics(Monitor):
         probe: optional `(x, y)` batch (or dataset, first batch) for
             `grad_norm`.
         log_dir: optional directory for TensorBoard step series.
+        initial: where `rotation` measures from: `None` (the kernels at the
+            start of this callback's first `fit`), a dict from kernel key
+            (as in the logs) to array, or the path of an `.npz` file: read
+            if it exists, else written there (atomically) at the start of
+            `fit`. A resumed run that passes the same path measures
+            `rotation` from its true start, not from the restored weights.
 
     Example:
         >>> dyn = WeightDynamics(schedule=10)
@@ -134,7 +144,7 @@ class WeightDynamics(Monitor):
 
     def __init__(
         self, kernels: Sequence[str] = (), default: bool = True, schedule=1, lr_power="auto",
-        granularity: str = "filter", probe=None, log_dir: str | None = None,
+        granularity: str = "filter", probe=None, log_dir: str | None = None, initial=None,
     ):
         super().__init__(log_dir)
         if isinstance(kernels, str):
@@ -146,6 +156,11 @@ class WeightDynamics(Monitor):
         wmath.reduction_axes(1, (-1,), granularity)  # validates granularity
         self.granularity = granularity
         self._probe = None if probe is None else probe_batches(probe, "probe", True, None, 1)[0]
+        if not (initial is None or isinstance(initial, (str, os.PathLike, Mapping))):
+            raise TypeError(f"`initial` must be None, a dict from kernel key to array or the "
+                            f"path of an .npz file. Received: initial={initial!r} "
+                            f"(type {type(initial).__name__}).")
+        self.initial = initial
         self._init = None
         self.selections = []
 
@@ -161,7 +176,7 @@ class WeightDynamics(Monitor):
             for v, s in zip(self._vars, self.selections)
         ]
         if self._init is None:
-            self._init = self._snapshot()
+            self._init = self._initial_kernels()
         self._prev, self._grads, self._epoch_steps = None, None, []
         self._update_fn = jit(self._update_metrics)
         self._state_fn = jit(self._state_metrics)
@@ -169,6 +184,34 @@ class WeightDynamics(Monitor):
             x, y = as_tensor_batch(self._probe[0]), as_tensor_batch(self._probe[1])
             loss_fn, self._loss_vars = loss_function(self.model, x, y, variables=self._vars)
             self._grad_fn = jit(lambda values, rest: self._gradient_norms(loss_fn, values, rest))
+
+    def _initial_kernels(self):
+        """The kernels `rotation` measures from (see `initial`)."""
+        given = self.initial
+        if isinstance(given, (str, os.PathLike)) and not Path(given).exists():
+            snapshot = self._snapshot()
+            _write_npz(Path(given), dict(zip(self.keys, (ops.convert_to_numpy(w)
+                                                         for w in snapshot))))
+            return snapshot
+        if given is None:
+            return self._snapshot()
+        if isinstance(given, Mapping):
+            arrays, where = given, "the dict"
+        else:
+            with np.load(given) as found:
+                arrays, where = {k: found[k] for k in found.files}, repr(str(given))
+        if sorted(arrays) != sorted(self.keys):
+            raise ValueError(f"`initial` ({where}) must hold the watched kernels "
+                             f"{sorted(self.keys)}; it holds {sorted(arrays)}. Pass the file "
+                             "this model's run wrote, or a new path to start one.")
+        out = []
+        for key, v in zip(self.keys, self._vars):
+            value = np.asarray(arrays[key])
+            if value.shape != tuple(v.shape):
+                raise ValueError(f"`initial` ({where}) holds kernel {key!r} with shape "
+                                 f"{value.shape}, but the model's has {tuple(v.shape)}.")
+            out.append(ops.convert_to_tensor(value, dtype=v.dtype))
+        return out
 
     # Device computations: pure functions of the values they are given -----
     def _snapshot(self):
@@ -254,3 +297,17 @@ class WeightDynamics(Monitor):
             return dict.fromkeys(names, float("nan"))
         mean = ops.convert_to_numpy(ops.mean(ops.stack(values), axis=0)).reshape(-1)
         return dict(zip(names, mean))
+
+
+def _write_npz(path: Path, arrays: dict) -> None:
+    """`np.savez` to `path` through a temporary file and a rename (never half-written)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

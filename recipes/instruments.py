@@ -23,7 +23,7 @@ logger = logging.getLogger("keras_wrs")
 NOISE_PREFIX = "noise_ratio_mean/"
 
 
-def dynamics_callbacks(config, probe_x, every):
+def dynamics_callbacks(config, probe_x, every, initial=None):
     """Callbacks that measure training dynamics (empty if `config.dynamics` is off).
 
     `WeightDynamics` every `every` steps, and `SpanNoise` (weight noise
@@ -34,6 +34,8 @@ def dynamics_callbacks(config, probe_x, every):
         probe_x: a batch of normalized training inputs for span estimates.
         every: measurement period in steps (the trainer measures twice per
             epoch: each measurement synchronizes the device).
+        initial: `WeightDynamics`'s `initial` (the run's `initial_kernels.npz`,
+            so that a resumed run measures `rotation` from its start).
 
     Returns:
         A list of Keras callbacks, to be placed before `CSVLogger`.
@@ -43,7 +45,7 @@ def dynamics_callbacks(config, probe_x, every):
     from keras_wrs.dynamics import WeightDynamics
     from keras_wrs.noise import SpanNoise
 
-    return [WeightDynamics(schedule=every),
+    return [WeightDynamics(schedule=every, initial=initial),
             SpanNoise(probe_x, kernels=list(config.noise_kernels),
                       every_n_epochs=config.noise_every,
                       rel_threshold=config.noise_threshold)]

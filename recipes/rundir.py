@@ -8,6 +8,8 @@ Layout of a run directory::
     tb/                TensorBoard logs
     backup/            per-epoch state while the run is unfinished
                        (see `keras_wrs.recipes.backup`)
+    initial_kernels.npz  the watched kernels at step 0, so that `rotation`
+                       after a resume measures from the run's start
     model.keras        the final model (not written for a diverged run)
     plots/             history and dynamics plots
     summary.json       final metrics, images/second, wall time over all
@@ -51,6 +53,7 @@ FILES = {
     "history": "history.csv",
     "tensorboard": "tb",
     "backup": "backup",
+    "initial_kernels": "initial_kernels.npz",
     "model": "model.keras",
     "plots": "plots",
     "summary": "summary.json",

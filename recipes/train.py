@@ -320,7 +320,8 @@ def _fit(config, run, files, extra, verbose, saver):
     """`model.fit` from the restored epoch; returns (StopOnNaN, dynamics)."""
     meter = Throughput(config.batch_size)
     dynamics = instruments.dynamics_callbacks(config, run.probe,
-                                              every=max(1, run.steps // 2))
+                                              every=max(1, run.steps // 2),
+                                              initial=files["initial_kernels"])
     callbacks = _callbacks(config, files, meter, dynamics, extra, verbose, saver)
     start = saver.restored.epoch if saver.restored else 0
     if start >= config.epochs:  # killed after the last epoch's backup

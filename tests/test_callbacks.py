@@ -64,6 +64,50 @@ def make(kind):
     return model
 
 
+def test_rotation_after_a_resume_measures_from_the_saved_start(tmp_path):
+    x, y = data(48)
+    path = tmp_path / "initial.npz"
+    model = make("wrs")
+    start = {k: np.array(model.get_layer(k).kernel, np.float64) for k in ("c1", "c2")}
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[WeightDynamics(initial=path)], verbose=0,
+              shuffle=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["initial.npz"]  # no temporary file left
+    with np.load(path) as saved:
+        assert sorted(saved.files) == ["c1", "c2"]
+        for key in ("c1", "c2"):
+            np.testing.assert_array_equal(saved[key], start[key])
+    after_one = {k: np.array(model.get_layer(k).kernel, np.float64) for k in ("c1", "c2")}
+    # A resumed run builds a new callback; with the same path it reads the start back.
+    hist = model.fit(x, y, batch_size=16, epochs=2, initial_epoch=1, verbose=0, shuffle=False,
+                     callbacks=[WeightDynamics(initial=path)]).history
+    for key in ("c1", "c2"):
+        end = np.array(model.get_layer(key).kernel, np.float64)
+        want = np_angle(start[key], end).mean()
+        np.testing.assert_allclose(hist[f"rotation/{key}"][-1], want, atol=1e-4)
+        # what a callback without `initial` reports: the angle from the restored weights
+        assert abs(want - np_angle(after_one[key], end).mean()) > 1e-2
+    by_dict = WeightDynamics(initial={k: v.astype("float32") for k, v in start.items()})
+    hist = model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False,
+                     callbacks=[by_dict]).history
+    end = np.array(model.get_layer("c1").kernel, np.float64)
+    np.testing.assert_allclose(hist["rotation/c1"][-1], np_angle(start["c1"], end).mean(), atol=1e-4)
+
+
+def test_initial_kernels_of_another_model_are_refused(tmp_path):
+    x, y = data(16)
+    np.savez(tmp_path / "other.npz", conv=np.zeros((3, 3, 4, 8), "float32"))
+    with pytest.raises(ValueError, match=r"`initial` \('.*other.npz'\) must hold the watched "
+                                         r"kernels \['c1', 'c2'\]; it holds \['conv'\]"):
+        make("wrs").fit(x, y, epochs=1, verbose=0,
+                        callbacks=[WeightDynamics(initial=tmp_path / "other.npz")])
+    bad = {"c1": np.zeros((3, 3, 4, 8), "float32"), "c2": np.zeros((1, 1, 8, 8), "float32")}
+    with pytest.raises(ValueError, match=r"kernel 'c2' with shape \(1, 1, 8, 8\), but the "
+                                         r"model's has \(3, 3, 8, 8\)"):
+        make("wrs").fit(x, y, epochs=1, verbose=0, callbacks=[WeightDynamics(initial=bad)])
+    with pytest.raises(TypeError, match=r"`initial` must be None, a dict .* initial=3"):
+        WeightDynamics(initial=3)
+
+
 @pytest.mark.parametrize("kind", ["wd", "wrs", pytest.param("wrs_jit", marks=pytest.mark.skipif(
     BACKEND == "torch", reason="jit_compile on PyTorch is torch.compile, minutes per model on CPU"))])
 def test_every_metric_matches_numpy_twin(kind):
