@@ -220,6 +220,7 @@ def _build_verified(staging, source, copy, pbatch, formats, opts, tolerances):
     label = f"keras float32 copy of {copy.name!r}"
     report = run_parity(lambda x: copy(x, training=False), [c[:4] for c in checks], pbatch,
                         opts["names"][1], label)
+    atomic.raise_if_interrupted()
     if not report.passed:
         failed = ", ".join(row.runtime for row in report.failures())
         raise ParityError(f"Parity check failed for: {failed}. Nothing was written and an "
@@ -389,6 +390,7 @@ def _export(source, output, formats, opset, float16, names, tolerances, batch_ar
             "calibration": cal}
     tols = {"float32": tolerances[""], "float16": tolerances["_float16"],
             "int8": tolerances["_int8"]}
+    atomic.raise_if_interrupted()
     with atomic.staging_directory(None if output is None else output.parent) as staging:
         files, sizes, report, errors = _build_verified(staging, source, copy, pbatch, formats,
                                                        opts, tols)

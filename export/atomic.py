@@ -222,13 +222,18 @@ def interruptible():
     """Turns SIGTERM and Ctrl-C into `ExportInterrupted` while the block runs (main thread only).
 
     Python runs `finally` blocks on Ctrl-C (KeyboardInterrupt) but not on a
-    default SIGTERM, which would leave the staging directory behind. An
-    exception raised by a signal handler can surface as another error when it
-    lands inside a C extension that calls back into Python (TensorFlow's graph
-    tracing turns it into `SystemError`), so any error after a signal is
-    reported as the interrupt it was, with the original error chained, and
-    `commit` refuses to publish once a signal has arrived. SIGINT is only
-    taken over while Python's default Ctrl-C handler is installed.
+    default SIGTERM, which would leave the staging directory behind. The
+    first signal is only recorded: the export stops at its next checkpoint
+    (`raise_if_interrupted`, called between conversions and before the commit,
+    seconds apart). An exception raised from a signal handler can land inside
+    a C extension that calls back into Python, where TensorFlow turns it into
+    `SystemError` and prints a traceback; that is why it is not raised at
+    once. A second signal raises at once, and any error after a signal is
+    reported as the interrupt it was, with the original error chained. A
+    signal after the last checkpoint (the export is complete) is delivered
+    again, to the handler the caller had, once the block ends.
+    SIGINT is only taken over while Python's default Ctrl-C handler is
+    installed.
 
     Yields:
         None.
@@ -240,15 +245,18 @@ def interruptible():
     def handler(signum, frame):
         name = signal.Signals(signum).name
         _RECEIVED.append(name)
-        raise ExportInterrupted(name)
+        if len(_RECEIVED) > 1:  # asked again: stop now
+            raise ExportInterrupted(_RECEIVED[0])
 
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, handler)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, handler)
     outer = list(_RECEIVED)
     _RECEIVED.clear()
+    completed = False
     try:
         yield
+        completed = True
     except BaseException as error:
         if _RECEIVED and not isinstance(error, ExportInterrupted):
             raise ExportInterrupted(_RECEIVED[0]) from error
@@ -256,15 +264,17 @@ def interruptible():
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+        pending = list(_RECEIVED) if completed else []
         _RECEIVED[:] = outer
+    if pending:  # arrived after the last checkpoint: the export is complete, the signal
+        signal.raise_signal(signal.Signals[pending[0]])  # goes to the caller's handler
 
 
 def raise_if_interrupted() -> None:
     """Raises `ExportInterrupted` if a signal arrived in the current `interruptible()` block.
 
     Raises:
-        ExportInterrupted: a signal arrived, even if the code it interrupted
-            swallowed the exception its handler raised.
+        ExportInterrupted: a signal arrived.
     """
     if _RECEIVED:
         raise ExportInterrupted(_RECEIVED[0])

@@ -132,11 +132,13 @@ def run_export(args: argparse.Namespace, batch_provider=None, out=None, err=None
     out, err = out or sys.stdout, err or sys.stderr
     try:
         result = _export(args, batch_provider)
-    except KeyboardInterrupt as error:
-        name = error.signal_name if isinstance(error, ExportInterrupted) else "SIGINT"
-        print(f"keras-wrs export: interrupted by {name}; nothing was written and the staging "
-              "directory was removed.", file=err)
-        return 143 if name == "SIGTERM" else 130
+    except ExportInterrupted as error:
+        print(f"keras-wrs export: interrupted by {error.signal_name}; nothing was written and "
+              "the staging directory was removed.", file=err)
+        return 143 if error.signal_name == "SIGTERM" else 130
+    except KeyboardInterrupt:  # before the export began, or just after it was complete
+        print("keras-wrs export: interrupted by SIGINT.", file=err)
+        return 130
     except ParityError as error:
         print(f"keras-wrs export: parity FAILED\n{error}", file=err)
         return 1

@@ -16,6 +16,7 @@ import dataclasses
 import shutil
 from pathlib import Path
 
+from keras_wrs.export import atomic
 from keras_wrs.export import onnx_export as ox
 from keras_wrs.export import onnx_quant as oq
 from keras_wrs.export import saved_model as sm
@@ -187,13 +188,17 @@ def write_formats(copy, staging: Path, formats, opts: dict) -> Written:
     """
     out = Written({}, {}, {})
     source = _saved_model(copy, staging, formats, opts["names"], out)
+    atomic.raise_if_interrupted()  # checkpoints: a signal stops the export between steps
     if {"onnx", "onnx_int8"} & set(formats):
         float_onnx = _onnx(copy, staging, formats, opts, source, out)
+        atomic.raise_if_interrupted()
         if float_onnx is not None and "onnx_int8" in formats:
             _onnx_int8(float_onnx, staging, opts, out)
+            atomic.raise_if_interrupted()
     for fmt in ("tflite", "tflite_int8", "tflite_dynamic"):
         if fmt in formats:
             _tflite(copy, source, staging, fmt, opts, out)
+            atomic.raise_if_interrupted()
     remove_scratch(staging)
     return out
 
@@ -248,6 +253,7 @@ def runtimes(written: Written, names, opset, tolerances: dict) -> list[tuple]:
     for name, kind in kinds.items():
         if name not in written.files:
             continue
+        atomic.raise_if_interrupted()
         try:
             run = _loader(name, written.files[name], names)
         except ConversionError as err:
