@@ -466,8 +466,8 @@ def _parse(argv=None):
     parser.add_argument("--quant-models", default="resnet20,mobilenetv2",
                         type=lambda s: [m for m in s.split(",") if m and m != "none"],
                         help="models for the LiteRT/int8 part, or 'none'")
-    parser.add_argument("--train-examples", type=int, default=6000)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-examples", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--min-accuracy", type=float, default=MIN_ACCURACY,
                         help="stop when a trained model's test accuracy is below this "
                              f"(default {MIN_ACCURACY}; 0 for smoke runs)")
