@@ -248,11 +248,10 @@ def runtimes(written: Written, names, opset, tolerances: dict) -> list[tuple]:
                       True, "saved_model"))
         found.append(("saved_model: keras TFSMLayer", sm.load_tfsm_layer(path, names[1]), tol,
                       True, "saved_model"))
-    kinds = {"onnx": "float32", "onnx_float16": "float16", "tflite": "float32",
-             "onnx_int8": "int8", "tflite_int8": "int8", "tflite_dynamic": "int8"}
-    for name, kind in kinds.items():
+    for name in ("onnx", "onnx_float16", "tflite", "onnx_int8", "tflite_int8", "tflite_dynamic"):
         if name not in written.files:
             continue
+        kind = "int8" if name in QUANTIZED else "float16" if name == "onnx_float16" else "float32"
         atomic.raise_if_interrupted()
         try:
             run = _loader(name, written.files[name], names)

@@ -9,7 +9,7 @@ import keras
 from keras_wrs.optimizers import WRSMixin
 from keras_wrs.resolve import resolve_rescale
 
-__all__ = ["describe_rescaling"]
+__all__ = ["describe_rescaling", "parameter_coverage"]
 
 
 def _unwrap(obj):
@@ -82,12 +82,26 @@ def _size(variable):
     return int(math.prod(variable.shape))
 
 
+def parameter_coverage(model, selections) -> dict:
+    """How much of `model` the kernels in `selections` are.
+
+    Args:
+        model: a built Keras model.
+        selections: `Selection`s of its kernels.
+
+    Returns:
+        `{"kernels", "kernel_params", "trainable_params", "param_fraction"}`.
+    """
+    covered = sum(_size(s.variable) for s in selections)
+    total = sum(_size(v) for v in model.trainable_variables)
+    return {"kernels": len(selections), "kernel_params": covered, "trainable_params": total,
+            "param_fraction": covered / total if total else 0.0}
+
+
 def _coverage_line(opt, selections):
     """How much of the model the rescaled kernels are (when the model is known)."""
     if not isinstance(opt._wrs.spec, keras.Model):
         return ""
-    total = sum(_size(v) for v in opt._wrs.spec.trainable_variables)
-    covered = sum(_size(s.variable) for s in selections)
-    share = covered / total if total else 0.0
-    return (f"\nCoverage: {covered:,} of the model's {total:,} trainable parameters "
-            f"({100 * share:.1f}%) are in rescaled kernels.")
+    found = parameter_coverage(opt._wrs.spec, selections)
+    return (f"\nCoverage: {found['kernel_params']:,} of the model's {found['trainable_params']:,} "
+            f"trainable parameters ({100 * found['param_fraction']:.1f}%) are in rescaled kernels.")

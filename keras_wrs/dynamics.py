@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -188,18 +189,13 @@ class WeightDynamics(Monitor):
     def _initial_kernels(self):
         """The kernels `rotation` measures from (see `initial`)."""
         given = self.initial
-        if isinstance(given, (str, os.PathLike)) and not Path(given).exists():
+        is_path = isinstance(given, (str, os.PathLike))
+        if given is None or (is_path and not Path(given).exists()):
             snapshot = self._snapshot()
-            _write_npz(Path(given), dict(zip(self.keys, (ops.convert_to_numpy(w)
-                                                         for w in snapshot))))
+            if is_path:
+                _write_npz(Path(given), dict(zip(self.keys, map(ops.convert_to_numpy, snapshot))))
             return snapshot
-        if given is None:
-            return self._snapshot()
-        if isinstance(given, Mapping):
-            arrays, where = given, "the dict"
-        else:
-            with np.load(given) as found:
-                arrays, where = {k: found[k] for k in found.files}, repr(str(given))
+        arrays, where = (_read_npz(Path(given)), repr(str(given))) if is_path else (given, "the dict")
         if sorted(arrays) != sorted(self.keys):
             raise ValueError(f"`initial` ({where}) must hold the watched kernels "
                              f"{sorted(self.keys)}; it holds {sorted(arrays)}. Pass the file "
@@ -297,6 +293,17 @@ class WeightDynamics(Monitor):
             return dict.fromkeys(names, float("nan"))
         mean = ops.convert_to_numpy(ops.mean(ops.stack(values), axis=0)).reshape(-1)
         return dict(zip(names, mean))
+
+
+def _read_npz(path: Path) -> dict:
+    """The arrays of an `.npz` file (no pickles), or a ValueError naming `initial`."""
+    try:
+        with np.load(path, allow_pickle=False) as found:
+            return {k: found[k] for k in found.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"`initial`={str(path)!r} cannot be read as an .npz file "
+                         f"({type(err).__name__}: {err}). Restore the file the run wrote, or "
+                         "pass a new path (rotation then measures from this fit's start).") from err
 
 
 def _write_npz(path: Path, arrays: dict) -> None:

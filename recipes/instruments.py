@@ -63,17 +63,14 @@ def coverage(model, applied):
         `{"applied", "kernels", "kernel_params", "trainable_params",
         "param_fraction"}`, as `config.json` records it.
     """
+    from keras_wrs.describe import parameter_coverage
     from keras_wrs.selection import select_scale_invariant
 
     try:
         selected = select_scale_invariant(model)
     except ValueError:  # no scale-invariant kernel at all
         selected = []
-    kernel_params = sum(int(np.prod(s.variable.shape)) for s in selected)
-    total = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    return {"applied": bool(applied), "kernels": len(selected),
-            "kernel_params": kernel_params, "trainable_params": total,
-            "param_fraction": kernel_params / total if total else 0.0}
+    return {"applied": bool(applied), **parameter_coverage(model, selected)}
 
 
 def write_dynamics_plots(runs, out_dir):

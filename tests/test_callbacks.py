@@ -108,6 +108,19 @@ def test_initial_kernels_of_another_model_are_refused(tmp_path):
         WeightDynamics(initial=3)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "text"])
+def test_a_damaged_initial_file_is_a_clear_error(tmp_path, damage):
+    x, y = data(16)
+    path = tmp_path / "initial.npz"
+    make("wrs").fit(x, y, epochs=1, verbose=0, callbacks=[WeightDynamics(initial=path)])
+    content = path.read_bytes()
+    path.write_bytes({"truncated": content[: len(content) // 2], "empty": b"",
+                      "text": b"not an npz"}[damage])
+    with pytest.raises(ValueError, match=r"`initial`='.*initial.npz' cannot be read as an .npz "
+                                         r"file .*Restore the file the run wrote, or pass a new path"):
+        make("wrs").fit(x, y, epochs=1, verbose=0, callbacks=[WeightDynamics(initial=path)])
+
+
 @pytest.mark.parametrize("kind", ["wd", "wrs", pytest.param("wrs_jit", marks=pytest.mark.skipif(
     BACKEND == "torch", reason="jit_compile on PyTorch is torch.compile, minutes per model on CPU"))])
 def test_every_metric_matches_numpy_twin(kind):
