@@ -12,6 +12,9 @@ out again.
 
 The walk follows Keras's functional graph (nodes and the tensors they
 consume), through nested functional and Sequential models and shared layers.
+
+`iter_layers` is the project's one walk over a model's layers: every other
+module that needs "all layers of a model" calls it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections import defaultdict
 
 import keras
 
-__all__ = ["Selection", "select_scale_invariant", "kernel_channel_axes"]
+__all__ = ["Selection", "select_scale_invariant", "kernel_channel_axes", "iter_layers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,56 @@ class Selection:
     channel_axes: tuple
     layer: object = None
     reason: str = ""
+
+
+def iter_layers(model, include_self: bool = False):
+    """Every layer of `model`, recursively, each once, parents before children.
+
+    Nested models and the sublayers of subclassed layers are included (a
+    KerasHub task's backbone, a user's `ConvBNReLU` block and the Conv and
+    BatchNormalization inside it). Only public API is used: a `keras.Model`
+    lists its direct sublayers in `model.layers` (graph order for functional
+    models); a plain `keras.Layer` has no public list of sublayers, so its
+    attributes are read with `vars()`, looking through lists, tuples and
+    dicts, which are the places Keras's own attribute tracking finds them.
+
+    Args:
+        model: a Keras layer or model.
+        include_self: whether to yield `model` itself first.
+
+    Yields:
+        Keras layers, depth first, in attribute / graph order.
+
+    Example:
+        >>> convs = [l for l in iter_layers(model) if isinstance(l, keras.layers.Conv2D)]
+    """
+    seen = {id(model)}
+    if include_self:
+        yield model
+    stack = list(reversed(_sublayers(model)))
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        yield layer
+        stack.extend(reversed(_sublayers(layer)))
+
+
+def _sublayers(layer) -> list:
+    """The layers `layer` holds directly (see `iter_layers`)."""
+    if isinstance(layer, keras.Model):
+        return list(layer.layers)
+    found, todo = [], list(vars(layer).values())
+    while todo:
+        value = todo.pop(0)
+        if isinstance(value, keras.Layer):
+            found.append(value)
+        elif isinstance(value, dict):
+            todo[:0] = list(value.values())
+        elif isinstance(value, (list, tuple)):
+            todo[:0] = list(value)
+    return found
 
 
 def kernel_channel_axes(layer) -> tuple[str, tuple[int, ...]] | None:

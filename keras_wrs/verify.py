@@ -7,7 +7,12 @@ import dataclasses
 import keras
 import numpy as np
 
-from keras_wrs.selection import Selection, kernel_channel_axes, select_scale_invariant
+from keras_wrs.selection import (
+    Selection,
+    iter_layers,
+    kernel_channel_axes,
+    select_scale_invariant,
+)
 
 __all__ = ["InvarianceResult", "InvarianceReport", "verify_scale_invariance"]
 
@@ -51,7 +56,7 @@ class InvarianceReport:
 
 def _all_kernels(model):
     out = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in iter_layers(model):
         spec = kernel_channel_axes(layer)
         if spec is not None and layer.built:
             v = getattr(layer, spec[0])
@@ -80,7 +85,7 @@ _NOISE_ATTRS = (
 def _stochastic_layers(model):
     """`(layer, attribute, value)` for each stochastic layer that is switched on."""
     out = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in iter_layers(model):
         for cls, attr in _NOISE_ATTRS:
             if isinstance(layer, cls) and getattr(layer, attr, 0):
                 out.append((layer, attr, getattr(layer, attr)))
@@ -135,7 +140,10 @@ def verify_scale_invariance(
         )
     rng = np.random.default_rng(seed)
     state = [v.numpy() for v in model.non_trainable_variables]
-    bns = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    bns = [
+        layer for layer in iter_layers(model, include_self=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     eps = [bn.epsilon for bn in bns]
     noisy = _stochastic_layers(model)
     try:

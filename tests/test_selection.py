@@ -230,3 +230,38 @@ def test_verifier_switches_stochastic_layers_off_and_restores_them():
     assert report.ok and report.switched_off == ("sd", "noise", "drop")
     assert "switched off for the check: sd, noise, drop" in str(report)
     assert (m.get_layer("sd").rate, m.get_layer("noise").stddev, m.get_layer("drop").rate) == (0.5, 0.3, 0.5)
+
+
+class _Block(keras.layers.Layer):
+    """A subclassed block keeping sublayers in an attribute, a dict and a list."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(4, 3, padding="same", name="blk_conv")
+        self.parts = {"bn": L.BatchNormalization(name="blk_bn"), "acts": [L.ReLU(name="blk_relu")]}
+
+    def call(self, x, training=None):
+        return self.parts["acts"][0](self.parts["bn"](self.conv(x), training=training))
+
+
+def test_iter_layers_walks_nested_models_and_subclassed_layers_once():
+    inner = keras.Sequential([L.Conv2D(4, 1, name="seq_conv"), L.BatchNormalization(name="seq_bn")],
+                             name="seq")
+    shared = L.Conv2D(4, 1, name="shared")
+    inp = keras.Input((8, 8, 3), name="x")
+    h = shared(inner(_Block(name="blk")(inp)))
+    h = L.Bidirectional(L.LSTM(2, name="lstm"), name="bi")(L.Reshape((64, 4), name="r")(shared(h)))
+    m = keras.Model(inp, h)
+    names = [layer.name for layer in keras_wrs.selection.iter_layers(m)]
+    assert names == ["x", "blk", "blk_conv", "blk_bn", "blk_relu", "seq", "seq_conv", "seq_bn",
+                     "shared", "r", "bi", "forward_lstm", "lstm_cell", "backward_lstm", "lstm_cell"]
+    assert [layer.name for layer in keras_wrs.selection.iter_layers(m, include_self=True)][:2] == [
+        m.name, "x"]
+
+
+@pytest.mark.parametrize("build", [keras.applications.MobileNetV3Small, keras.applications.DenseNet121])
+def test_iter_layers_finds_what_keras_tracks(build):
+    m = build(weights=None, input_shape=(32, 32, 3), include_top=False)
+    walked = {id(layer) for layer in keras_wrs.selection.iter_layers(m)}
+    tracked = {id(layer) for layer in m._flatten_layers(include_self=False)}  # Keras's own walk
+    assert walked == tracked
