@@ -29,9 +29,9 @@ import tensorflow as tf  # noqa: E402
 
 import keras_wrs  # noqa: E402
 from keras_wrs.dynamics import WeightDynamics  # noqa: E402
-from keras_wrs.noise import SpanNoise  # noqa: E402
+from keras_wrs.dynamics import SpanNoise  # noqa: E402
 from keras_wrs.recipes.models import resnet  # noqa: E402
-from keras_wrs.sharpness import Sharpness  # noqa: E402
+from keras_wrs.dynamics import Sharpness  # noqa: E402
 
 CIFAR_EPOCH = 391  # steps of batch 128 in a CIFAR-10 epoch
 
@@ -128,7 +128,7 @@ def large_layer(d=2304, n=4096, k=256, seed=0):
     """
     from keras import ops
 
-    from keras_wrs import span as wspan
+    from keras_wrs.dynamics import span as wspan
 
     rng = np.random.default_rng(seed)
     basis = np.linalg.qr(rng.normal(size=(d, d)))[0]

@@ -1,30 +1,22 @@
-"""keras-wrs: weight rescaling instead of weight decay for Keras 3 BatchNorm networks."""
+"""keras-wrs: weight rescaling instead of weight decay for Keras 3 BatchNorm networks.
 
-import os as _os
-import sys as _sys
+Two halves: `keras_wrs.optimizers` (the optimizers that rescale BN-fed kernels
+after each step) and `keras_wrs.dynamics` (callbacks that measure what
+training does to the weights), over `selection` (which kernels are
+scale-invariant), `verify` (its numerical check) and `math` (every formula).
+"""
 
-from keras_wrs._lazy import lazy_getattr
+from keras_wrs._lazy import is_cli_start, lazy_getattr
 
 __version__ = "0.1.0"
 
-# The `keras-wrs` command imports Keras (whose import loads the backend,
-# TensorFlow by default) only once a command needs it, so that `--help` and
-# argument errors answer at once; its commands import what they use. Anywhere
-# else, `import keras_wrs` registers the optimizers with Keras's saving
-# registry at once, so that `keras.saving.load_model` finds them.
-if _os.path.basename(getattr(_sys, "argv", [""])[0] or "") not in ("keras-wrs", "keras-wrs.exe"):
-    from keras_wrs import math, optimizers  # noqa: F401
-    from keras_wrs.describe import describe_rescaling  # noqa: F401
-    from keras_wrs.optimizers import WRSMixin, wrs  # noqa: F401
-    from keras_wrs.selection import Selection, select_scale_invariant  # noqa: F401
-    from keras_wrs.verify import InvarianceReport, verify_scale_invariance  # noqa: F401
-
-# Everything here runs on TensorFlow, JAX and PyTorch. The callbacks and plots
-# load on first use: `import keras_wrs` stays light (no matplotlib).
-_LAZY = {
+# Public name -> the submodule that defines it (None: the name is a submodule).
+# Everything here runs on TensorFlow, JAX and PyTorch.
+_PUBLIC = {
     "math": None,
     "optimizers": None,
-    "describe_rescaling": "describe",
+    "dynamics": None,
+    "describe_rescaling": "optimizers",
     "WRSMixin": "optimizers",
     "wrs": "optimizers",
     "Selection": "selection",
@@ -32,26 +24,22 @@ _LAZY = {
     "InvarianceReport": "verify",
     "verify_scale_invariance": "verify",
     "WeightDynamics": "dynamics",
-    "SpanNoise": "noise",
-    "Sharpness": "sharpness",
-    "plot_dynamics": "plots",
+    "SpanNoise": "dynamics",
+    "Sharpness": "dynamics",
+    "plot_dynamics": "dynamics",
 }
+# Imported at once (outside the `keras-wrs` command): importing the optimizers
+# registers them with Keras's saving registry, so that `keras.saving.load_model`
+# finds them. The callbacks load on first use (their plots need matplotlib).
+_EAGER = ("math", "optimizers", "selection", "verify")
 
-__getattr__ = lazy_getattr(__name__, _LAZY)
+__getattr__ = lazy_getattr(__name__, _PUBLIC)
 
+if not is_cli_start():
+    import importlib as _importlib
 
-__all__ = [
-    "InvarianceReport",
-    "Selection",
-    "Sharpness",
-    "SpanNoise",
-    "WRSMixin",
-    "WeightDynamics",
-    "describe_rescaling",
-    "math",
-    "optimizers",
-    "plot_dynamics",
-    "select_scale_invariant",
-    "verify_scale_invariance",
-    "wrs",
-]
+    for _name in _EAGER:
+        _importlib.import_module(f"{__name__}.{_name}")
+    del _name, _importlib
+
+__all__ = sorted(n for n in _PUBLIC if n != "dynamics")

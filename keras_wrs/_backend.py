@@ -24,6 +24,8 @@ __all__ = [
     "float64_scope",
     "gradient",
     "hessian_vector_product",
+    "init_scope",
+    "fused_base",
 ]
 
 _EXTRAS = (
@@ -191,3 +193,25 @@ def _torch_grads(fn, values, args, vectors):
             else:  # the loss is linear in every value: H = 0
                 grads = [None] * len(vs)
     return [torch.zeros_like(v) if g is None else g.detach() for g, v in zip(grads, vs)]
+
+
+def init_scope():
+    """Leaves any traced function (TensorFlow); other backends build eagerly."""
+    if backend() != "tensorflow":
+        return contextlib.nullcontext()
+    import tensorflow as tf
+
+    return tf.init_scope()
+
+
+def fused_base(optimizer_class):
+    """The class Keras instantiates for `optimizer_class` on this backend.
+
+    On PyTorch, Keras swaps its exact optimizer classes for subclasses that
+    update all variables at once with fused `torch._foreach_*` kernels
+    (`keras/src/backend/torch/optimizers`); subclasses of Keras's classes do
+    not get the swap. Deriving from the swapped class keeps the fused path.
+    """
+    if backend() != "torch":
+        return optimizer_class
+    return type(optimizer_class.__new__(optimizer_class))

@@ -9,8 +9,7 @@ from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
-
-BACKEND = keras.backend.backend()
+from support.backends import BACKEND  # noqa: E402
 # Test modules importing one of these at top level run on TensorFlow only:
 # TensorFlow, TFDS, and the export stack (SavedModel/ONNX export needs TensorFlow).
 _TF_MODULES = ("tensorflow", "tensorflow_datasets", "tf2onnx", "onnx", "onnxruntime",

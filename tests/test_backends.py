@@ -7,12 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-from _backends import BACKEND, tf_installed
+from support.backends import BACKEND, tf_installed
 from keras import ops
 
 from keras_wrs import _backend
 from keras_wrs.dynamics import WeightDynamics
-from keras_wrs.noise import SpanNoise
+from keras_wrs.dynamics import SpanNoise
 
 IMPORT_ALL = (
     "import sys, keras, keras_wrs\n"

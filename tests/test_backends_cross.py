@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import WORKERS
 
 pytestmark = pytest.mark.slow
 
-WORKER = Path(__file__).with_name("_backend_run.py")
+WORKER = WORKERS / "backend_run.py"
 BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 RTOL_OF_MAX = 1e-4
 

@@ -9,14 +9,14 @@ import logging
 import keras
 import numpy as np
 import pytest
-from _backends import BACKEND, SGDGradients, requires_tf
-from _nets import conv_bn, data, loss
+from support.backends import BACKEND, SGDGradients, requires_tf
+from support.nets import conv_bn, data, loss
 
 import keras_wrs
-from keras_wrs import dynamics
+from keras_wrs.dynamics import weight_dynamics as dynamics
 from keras_wrs.dynamics import WeightDynamics
-from keras_wrs.noise import SpanNoise
-from keras_wrs.sharpness import Sharpness
+from keras_wrs.dynamics import SpanNoise
+from keras_wrs.dynamics.sharpness import Sharpness
 
 L = keras.layers
 AXES = (0, 1, 2)

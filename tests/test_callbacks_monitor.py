@@ -3,16 +3,16 @@
 import keras
 import numpy as np
 import pytest
-from _backends import tf_installed
-from _nets import conv_bn, data, loss
+from support.backends import tf_installed
+from support.nets import conv_bn, data, loss
 
 import keras_wrs
 from keras_wrs.dynamics import WeightDynamics
-from keras_wrs.monitor import kernel_keys, step_schedule, tracked_kernels
-from keras_wrs.noise import SpanNoise
-from keras_wrs.probe import probe_batches, probe_loss, take_examples
+from keras_wrs.dynamics import kernel_keys, step_schedule, tracked_kernels
+from keras_wrs.dynamics import SpanNoise
+from keras_wrs.dynamics.probe import probe_batches, probe_loss, take_examples
 from keras_wrs.selection import Selection
-from keras_wrs.sharpness import Sharpness
+from keras_wrs.dynamics.sharpness import Sharpness
 
 
 def test_probe_from_arrays_and_iterables():

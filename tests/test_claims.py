@@ -17,7 +17,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import keras_wrs
-from keras_wrs.noise import SpanNoise
+from keras_wrs.dynamics import SpanNoise
 
 L = keras.layers
 MIX = np.array([1.0, 0.5, -2.0, 0.25], "float32")  # powers of two: the mixing is exact in float32

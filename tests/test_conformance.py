@@ -19,6 +19,7 @@ import keras.src.optimizers as kopt
 import pytest
 
 from keras_wrs import optimizers as wo
+from keras_wrs.optimizers import keras_twins
 
 # Keras test files whose optimizer is refused by `wrs()` (they rebuild the
 # weights from their state every step, see `keras_wrs.optimizers._REFUSED`).
@@ -52,7 +53,8 @@ def _twin(name):
     return keras.saving.register_keras_serializable(package="keras_wrs_conformance", name=name)(cls)
 
 
-TWINS = {n: _twin(n) for n in wo.__all__ if n not in ("WRSMixin", "wrs")}
+# Keras optimizers with a keras-wrs twin of the same name.
+TWINS = {n: _twin(n) for n in keras_twins.__all__}
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_wrs
-from _nets import conv_bn
+from support.nets import conv_bn
 from keras_wrs import optimizers as wo
 
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import keras_wrs
-from _nets import conv_bn, data, loss, norms, sequential_conv_bn
+from support.nets import conv_bn, data, loss, norms, sequential_conv_bn
 from keras_wrs import optimizers as wo
 
 SELECTED = ("c1/kernel", "c2/kernel")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import keras_wrs
-from _nets import conv_bn, data, loss, norms
+from support.nets import conv_bn, data, loss, norms
 from keras_wrs import optimizers as wo
 
 ALL = ["SGD", "Adam", "AdamW", "RMSprop", "Nadam", "Lion", "Lamb"]

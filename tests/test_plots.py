@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from keras_wrs.plots import dynamics_figure, load_history, plot_dynamics  # noqa: E402
+from keras_wrs.dynamics.plots import dynamics_figure, load_history, plot_dynamics  # noqa: E402
 
 NAN = float("nan")
 WD = {

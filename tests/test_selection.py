@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_wrs
-from _nets import conv_bn
+from support.nets import conv_bn
 
 L = keras.layers
 

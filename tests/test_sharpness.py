@@ -9,8 +9,8 @@ from keras import ops
 
 import keras_wrs
 from keras_wrs import _backend
-from keras_wrs.probe import probe_loss
-from keras_wrs.sharpness import Sharpness, edge_of_stability, hessian_vector_product, top_hessian_eigenvalue
+from keras_wrs.dynamics.probe import probe_loss
+from keras_wrs.dynamics.sharpness import Sharpness, edge_of_stability, hessian_vector_product, top_hessian_eigenvalue
 
 L = keras.layers
 RNG = np.random.default_rng(0)

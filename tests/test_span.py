@@ -10,7 +10,7 @@ from keras import ops
 
 from keras_wrs import _backend
 from keras_wrs import math as wmath
-from keras_wrs import span as wspan
+from keras_wrs.dynamics import span as wspan
 
 L = keras.layers
 RNG = np.random.default_rng(0)

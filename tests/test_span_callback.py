@@ -5,12 +5,13 @@ import logging
 import keras
 import numpy as np
 import pytest
-from _nets import conv_bn, loss
+from support.nets import conv_bn, loss
 from sklearn.datasets import load_digits
 from test_span import np_noise, np_patches
 
-from keras_wrs import span as wspan
-from keras_wrs.noise import NOISE_METRICS, SpanNoise
+from keras_wrs.dynamics import span as wspan
+from keras_wrs.dynamics import SpanNoise
+from keras_wrs.dynamics.logkeys import NOISE_METRICS
 
 L = keras.layers
 MIX = np.array([1.0, 0.5, -2.0, 0.25], "float32")  # powers of two: exact in float32

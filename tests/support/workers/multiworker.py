@@ -23,13 +23,13 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import _nets  # noqa: E402
+from support import nets  # noqa: E402
 from keras_wrs.optimizers import SGD  # noqa: E402
 
 GLOBAL_BATCH = 16
@@ -38,14 +38,14 @@ LR = 0.1
 
 def _strategy():
     if os.environ.get("TF_CONFIG"):
-        from keras_wrs.recipes.cluster import multi_worker_strategy
+        from keras_wrs.recipes.training.cluster import multi_worker_strategy
 
         return multi_worker_strategy(connect_timeout=60, collective_timeout=60)
     return tf.distribute.get_strategy()
 
 
 def _data(steps):
-    x, y = _nets.data(GLOBAL_BATCH * steps, seed=1)
+    x, y = nets.data(GLOBAL_BATCH * steps, seed=1)
     return x, y.astype("int64")
 
 
@@ -74,10 +74,10 @@ class _Record(keras.callbacks.Callback):
 
 def _train(strategy, synchronized, x, y):
     with strategy.scope():
-        model = _nets.conv_bn(synchronized=synchronized, name="sync" if synchronized else "plain")
+        model = nets.conv_bn(synchronized=synchronized, name="sync" if synchronized else "plain")
         model.set_weights(_initial(model))
         opt = SGD(learning_rate=LR, momentum=0.9, rescale=model)
-        model.compile(optimizer=opt, loss=_nets.loss())
+        model.compile(optimizer=opt, loss=nets.loss())
     record = _Record()
     model.fit(_dataset(x, y), epochs=1, steps_per_epoch=len(x) // GLOBAL_BATCH,
               verbose=0, callbacks=[record], shuffle=False)

@@ -21,8 +21,15 @@ import numpy as np
 from keras import ops
 
 from keras_wrs import _backend
-from keras_wrs.monitor import Monitor, base_optimizer, positive_int, step_schedule
-from keras_wrs.probe import as_tensor_batch, check_probe_inputs, loss_function, probe_batches
+from keras_wrs.dynamics.callback import DynamicsCallback, positive_int, step_schedule
+from keras_wrs.dynamics.logkeys import SHARPNESS_METRICS
+from keras_wrs.dynamics.probe import (
+    as_tensor_batch,
+    check_probe_inputs,
+    loss_function,
+    probe_batches,
+)
+from keras_wrs.optimizers import base_optimizer
 
 __all__ = [
     "hessian_vector_product",
@@ -122,7 +129,7 @@ def edge_of_stability(optimizer) -> float:
     return 2.0 / lr
 
 
-class Sharpness(Monitor):
+class Sharpness(DynamicsCallback):
     """Logs the top Hessian eigenvalue of the loss on a probe batch, and `2/lr`.
 
     Adds `sharpness` and `edge_of_stability` (see `edge_of_stability`) to
@@ -197,7 +204,7 @@ class Sharpness(Monitor):
     def _measure(self, step):
         value, its, _ = self.estimate()
         row = [value, edge_of_stability(self.model.optimizer), its]
-        self.record(step, ["sharpness", "edge_of_stability", "sharpness_iterations"], np.array(row))
+        self.record(step, list(SHARPNESS_METRICS), np.array(row))
         return row
 
     def after_step(self, step):
@@ -209,5 +216,5 @@ class Sharpness(Monitor):
         if epoch % self.every_n_epochs == 0:
             row = self.guard("sharpness", self._measure, self.step)
         if row is None:
-            return {"sharpness": float("nan"), "edge_of_stability": float("nan")}
-        return {"sharpness": row[0], "edge_of_stability": row[1]}
+            row = [float("nan"), float("nan")]
+        return dict(zip(SHARPNESS_METRICS[:2], row[:2], strict=True))

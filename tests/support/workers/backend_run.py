@@ -3,17 +3,17 @@
 Run by tests/test_backends_cross.py, once per Keras backend, each in its own
 interpreter (a backend is chosen before Keras is imported). The model (a
 Conv-BN network), its initial weights (from `INIT.npz`, drawn by NumPy) and
-the batches (`keras_wrs.recipes.pipeline` on digits, with crops and flips)
+the batches (`keras_wrs.recipes.data.pipeline` on digits, with crops and flips)
 are the same on every backend, so the trajectories may differ only by the
 backends' float32 arithmetic.
 
 Usage:
-    python _backend_run.py trajectory INIT.npz OUT.npz [--steps N]
+    python backend_run.py trajectory INIT.npz OUT.npz [--steps N]
         N steps of `fit` with keras-wrs SGD (WRS); every variable after every
         step goes to OUT.npz as `step{i}/{j}` (j indexes `model.weights`).
-    python _backend_run.py save INIT.npz MODEL.keras [--steps N]
+    python backend_run.py save INIT.npz MODEL.keras [--steps N]
         N steps, then `model.save(MODEL.keras)` (optimizer and WRS state).
-    python _backend_run.py resume MODEL.keras OUT.npz [--steps N] [--export DIR]
+    python backend_run.py resume MODEL.keras OUT.npz [--steps N] [--export DIR]
         Load MODEL.keras, check its optimizer state, N more steps (the stream
         continues where the saved run stopped), then optionally export with
         `keras_wrs.export` (TensorFlow).

@@ -1,21 +1,16 @@
-"""What the training-dynamics callbacks share: which kernels, when, and how they log.
+"""`DynamicsCallback`, the base of the training-dynamics callbacks, and its schedules.
 
-* `tracked_kernels` picks the kernels to watch: the ones a keras-wrs optimizer
-  rescales, else the model's scale-invariant kernels (so a plain Keras
-  SGD + weight decay baseline is measured by the same tool), plus any kernel
-  the user names by layer name or variable path.
 * `step_schedule` turns `every n steps` / `"log"` / a callable into a
   predicate on the global step.
-* `Monitor` is the base callback: a global step counter, step series kept in
-  memory (and optionally written to a TensorBoard directory), epoch values
-  added to `logs` (so `History`, `CSVLogger`, the progress bar and
+* `DynamicsCallback` is the base callback: a global step counter, step series
+  kept in memory (and optionally written to a TensorBoard directory), epoch
+  values added to `logs` (so `History`, `CSVLogger`, the progress bar and
   `TensorBoard` see them), and metrics that fail at run time logged once and
   switched off instead of interrupting training.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math as _pymath
 from collections.abc import Callable, Sequence
@@ -23,137 +18,15 @@ from collections.abc import Callable, Sequence
 import keras
 
 from keras_wrs._backend import read, require_tensorflow
-from keras_wrs.selection import Selection, kernel_channel_axes, select_scale_invariant
 
 __all__ = [
-    "Monitor",
-    "base_optimizer",
-    "tracked_kernels",
-    "kernel_keys",
+    "DynamicsCallback",
     "step_schedule",
     "positive_int",
     "learning_rate_power",
 ]
 
 logger = logging.getLogger("keras_wrs")
-
-
-def base_optimizer(optimizer):
-    """The optimizer doing the updates (unwraps `LossScaleOptimizer`)."""
-    return getattr(optimizer, "inner_optimizer", optimizer)
-
-
-def _all_layers(model):
-    out = []
-    for layer in getattr(model, "layers", []):
-        out.append(layer)
-        out.extend(_all_layers(layer))
-    return out
-
-
-def _owner(model, variable):
-    """The innermost layer holding `variable` (nested models come first)."""
-    owner = None
-    for layer in _all_layers(model):
-        if any(w is variable for w in layer.weights):
-            owner = layer
-    return owner
-
-
-def _with_layer(model, s: Selection) -> Selection:
-    if s.layer is not None:
-        return s
-    return Selection(s.variable, s.path, s.channel_axes, _owner(model, s.variable), s.reason)
-
-
-def _default_kernels(model) -> list[Selection]:
-    from keras_wrs.optimizers import WRSMixin
-
-    opt = base_optimizer(getattr(model, "optimizer", None))
-    if isinstance(opt, WRSMixin):
-        if not opt.built:
-            # Keras builds the optimizer inside the first traced step; build
-            # it now, eagerly, as Keras itself does under a strategy.
-            model.optimizer.build(model.trainable_variables)
-        if opt.rescale_selection:
-            return [_with_layer(model, s) for s in opt.rescale_selection]
-    return select_scale_invariant(model)
-
-
-def _named_kernel(model, name: str) -> Selection:
-    layers = _all_layers(model)
-    for layer in layers:
-        if layer.name == name:
-            spec = kernel_channel_axes(layer)
-            if spec is None:
-                raise ValueError(
-                    f"`kernels` names layer {name!r}, a {type(layer).__name__}, which "
-                    "has no Dense or convolution kernel. Name a Dense or Conv layer, "
-                    "or a kernel's variable path."
-                )
-            v = getattr(layer, spec[0])
-            return Selection(v, v.path, spec[1], layer, "named by layer")
-    for v in model.weights:
-        if v.path == name or v.path.endswith("/" + name):
-            layer = _owner(model, v)
-            spec = kernel_channel_axes(layer) if layer is not None else None
-            axes = spec[1] if spec and getattr(layer, spec[0]) is v else (-1,)
-            return Selection(v, v.path, axes, layer, "named by path")
-    with_kernels = [lay.name for lay in layers if kernel_channel_axes(lay)]
-    raise ValueError(
-        f"`kernels` names {name!r}, which is neither a layer name nor a variable "
-        f"path of model {model.name!r}. Layers with kernels: {', '.join(with_kernels)}; "
-        f"variable paths look like {model.weights[0].path!r}."
-    )
-
-
-def tracked_kernels(model, kernels: Sequence[str] = (), default: bool = True) -> list[Selection]:
-    """The kernels a dynamics callback watches.
-
-    Args:
-        model: the model being trained (compiled, so its optimizer is known).
-        kernels: extra kernels, each a layer name or a variable path.
-        default: also watch the kernels the model's keras-wrs optimizer
-            rescales, or, for any other optimizer, the model's
-            scale-invariant kernels (`select_scale_invariant`).
-
-    Returns:
-        Selections in model order, default ones first, no duplicates; each
-        has its owning `layer` where the model has one, and a `reason`
-        starting with "named" when the user named it.
-
-    Raises:
-        ValueError: a name matches nothing, or nothing is left to watch.
-    """
-    out = []
-    if default:
-        try:
-            out = _default_kernels(model)
-        except ValueError as e:
-            if not kernels:
-                raise ValueError(
-                    f"{e} To watch other kernels, name them: `kernels=[layer name "
-                    "or variable path, ...]`."
-                ) from None
-    for name in kernels:
-        s = _named_kernel(model, name)
-        same = [i for i, t in enumerate(out) if t.variable is s.variable]
-        if same:  # keep its place, but remember the user asked for it
-            out[same[0]] = dataclasses.replace(out[same[0]], reason=s.reason)
-        else:
-            out.append(s)
-    if not out:
-        raise ValueError(
-            "Nothing to watch: `default=False` and `kernels` is empty. Pass "
-            "`kernels=[layer name or variable path, ...]`."
-        )
-    return out
-
-
-def kernel_keys(selections: Sequence[Selection]) -> list[str]:
-    """Short names for logs: the layer name where unique, else the path."""
-    names = [s.layer.name if s.layer is not None else s.path for s in selections]
-    return [n if names.count(n) == 1 else s.path for n, s in zip(names, selections)]
 
 
 def positive_int(value, name: str, none_ok: bool = False):
@@ -217,6 +90,8 @@ def learning_rate_power(optimizer, power="auto") -> float:
                 f"Adam-like optimizers). Received: lr_power={power!r}"
             )
         return float(power)
+    from keras_wrs.optimizers import base_optimizer
+
     opt = base_optimizer(optimizer)
     if isinstance(opt, keras.optimizers.SGD):
         return 2.0
@@ -225,7 +100,7 @@ def learning_rate_power(optimizer, power="auto") -> float:
     return 1.0
 
 
-class Monitor(keras.callbacks.Callback):
+class DynamicsCallback(keras.callbacks.Callback):
     """Base class of the dynamics callbacks.
 
     Subclasses implement `setup()` (at train begin; may raise for bad

@@ -10,22 +10,27 @@ import numpy as np
 from keras import ops
 
 from keras_wrs import math as wmath
-from keras_wrs import span as wspan
 from keras_wrs._backend import float64_scope, jit
-from keras_wrs.monitor import Monitor, kernel_keys, positive_int, tracked_kernels
-from keras_wrs.probe import as_tensor_batch, check_probe_inputs, probe_batches, take_examples
+from keras_wrs.dynamics import logkeys
+from keras_wrs.dynamics import span as wspan
+from keras_wrs.dynamics.callback import DynamicsCallback, positive_int
+from keras_wrs.dynamics.kernels import kernel_keys, tracked_kernels
+from keras_wrs.dynamics.logkeys import NOISE_METRICS
+from keras_wrs.dynamics.probe import (
+    as_tensor_batch,
+    check_probe_inputs,
+    probe_batches,
+    take_examples,
+)
 
-__all__ = ["SpanNoise", "NOISE_METRICS", "INITIAL_SUFFIX"]
+__all__ = ["SpanNoise"]
 
 logger = logging.getLogger("keras_wrs")
 
-NOISE_METRICS = ("noise_ratio_mean", "noise_ratio_max", "noise_norm", "span_norm", "span_rank")
 _METHODS = ("eigh", "randomized")
-# `noise_ratio_mean_initial/K`: the value before the first step of `fit`.
-INITIAL_SUFFIX = "_initial"
 
 
-class SpanNoise(Monitor):
+class SpanNoise(DynamicsCallback):
     """Logs the weight noise of Dense/Conv kernels: the part outside their input span.
 
     For each watched kernel `K` (Dense, Conv1D/2D/3D with groups=1) it
@@ -196,7 +201,7 @@ class SpanNoise(Monitor):
     def _measure(self, step, keys=None):
         with float64_scope(self.dtype):  # JAX computes float64 only in x64 mode
             values = self._noise_values()
-        keys = keys or [f"{m}/{k}" for k in self.keys for m in NOISE_METRICS]
+        keys = keys or logkeys.keys(NOISE_METRICS, self.keys)
         self.record(step, keys, values)
         return values
 
@@ -214,7 +219,7 @@ class SpanNoise(Monitor):
 
     # Schedule ------------------------------------------------------------
     def epoch_values(self, epoch):
-        names = [f"{m}/{k}" for k in self.keys for m in NOISE_METRICS]
+        names = logkeys.keys(NOISE_METRICS, self.keys)
         out = self._initial_values(names)
         values = None
         if epoch % self.every_n_epochs == 0:
@@ -225,7 +230,7 @@ class SpanNoise(Monitor):
 
     def _initial_values(self, names):
         """The measurement before the first step, in the first epoch's logs (NaN after)."""
-        initial = [n.replace("/", INITIAL_SUFFIX + "/", 1) for n in names]
+        initial = [logkeys.initial(n) for n in names]
         values, self._initial = self._initial, None
         if values is None:
             return dict.fromkeys(initial, float("nan"))

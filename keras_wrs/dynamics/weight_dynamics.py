@@ -8,7 +8,6 @@ device on a step schedule.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,15 +17,18 @@ from keras import ops
 
 from keras_wrs import math as wmath
 from keras_wrs._backend import gradient, jit
-from keras_wrs.monitor import (
-    Monitor,
-    base_optimizer,
-    kernel_keys,
-    learning_rate_power,
-    step_schedule,
-    tracked_kernels,
+from keras_wrs._files import atomic_write_npz
+from keras_wrs.dynamics import logkeys
+from keras_wrs.dynamics.callback import DynamicsCallback, learning_rate_power, step_schedule
+from keras_wrs.dynamics.kernels import kernel_keys, tracked_kernels
+from keras_wrs.dynamics.logkeys import GRADIENT_METRICS, STATE_METRICS, STEP_METRICS
+from keras_wrs.dynamics.probe import (
+    as_tensor_batch,
+    check_probe_inputs,
+    loss_function,
+    probe_batches,
 )
-from keras_wrs.probe import as_tensor_batch, check_probe_inputs, loss_function, probe_batches
+from keras_wrs.optimizers import base_optimizer
 
 __all__ = [
     "WeightDynamics",
@@ -35,14 +37,7 @@ __all__ = [
     "mean_angle",
     "update_parts",
     "gradient_norm",
-    "STATE_METRICS",
-    "STEP_METRICS",
 ]
-
-# Values of the weights after a step; the epoch's value is the one at its end.
-STATE_METRICS = ("norm_mean", "norm_min", "norm_max", "eff_lr", "rotation")
-# Values of one update; the epoch's value is the mean over its measured steps.
-STEP_METRICS = ("angular_update", "radial", "tangential")
 
 
 def norm_stats(w, axes):
@@ -81,7 +76,7 @@ def gradient_norm(g):
     return ops.sqrt(ops.sum(ops.square(ops.cast(g, "float32"))))
 
 
-class WeightDynamics(Monitor):
+class WeightDynamics(DynamicsCallback):
     """Logs how watched kernels move: norms, effective LR, angular updates.
 
     For each watched kernel `K` it adds to the epoch's `logs` (and so to
@@ -193,7 +188,8 @@ class WeightDynamics(Monitor):
         if given is None or (is_path and not Path(given).exists()):
             snapshot = self._snapshot()
             if is_path:
-                _write_npz(Path(given), dict(zip(self.keys, map(ops.convert_to_numpy, snapshot))))
+                atomic_write_npz(Path(given), dict(zip(self.keys, map(ops.convert_to_numpy, snapshot),
+                                                       strict=True)))
             return snapshot
         arrays, where = (_read_npz(Path(given)), repr(str(given))) if is_path else (given, "the dict")
         if sorted(arrays) != sorted(self.keys):
@@ -246,7 +242,7 @@ class WeightDynamics(Monitor):
         return ops.cast(base_optimizer(self.model.optimizer).learning_rate, "float32")
 
     def _names(self, metrics):
-        return [f"{m}/{k}" for k in self.keys for m in metrics]
+        return logkeys.keys(metrics, self.keys)
 
     # Schedule ------------------------------------------------------------
     def before_step(self, step):
@@ -265,7 +261,7 @@ class WeightDynamics(Monitor):
                 self.record(step, self._names(STEP_METRICS), upd)
         if self._grads is not None:
             row["grad"] = self._grads
-            self.record(step, [f"grad_norm/{k}" for k in self.keys], self._grads)
+            self.record(step, self._names(GRADIENT_METRICS), self._grads)
         if self._prev is not None or self._grads is not None:
             state = self.guard("norms", self._state)
             if state is not None:
@@ -283,7 +279,7 @@ class WeightDynamics(Monitor):
         steps, self._epoch_steps = self._epoch_steps, []
         out.update(self._step_means([r.get("update") for r in steps], STEP_METRICS))
         if self._probe is not None:
-            out.update(self._step_means([r.get("grad") for r in steps], ("grad_norm",)))
+            out.update(self._step_means([r.get("grad") for r in steps], GRADIENT_METRICS))
         return out
 
     def _step_means(self, values, metrics):
@@ -304,17 +300,3 @@ def _read_npz(path: Path) -> dict:
         raise ValueError(f"`initial`={str(path)!r} cannot be read as an .npz file "
                          f"({type(err).__name__}: {err}). Restore the file the run wrote, or "
                          "pass a new path (rotation then measures from this fit's start).") from err
-
-
-def _write_npz(path: Path, arrays: dict) -> None:
-    """`np.savez` to `path` through a temporary file and a rename (never half-written)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -13,6 +13,8 @@ import math
 import os
 from collections.abc import Mapping
 
+from keras_wrs.dynamics import logkeys
+
 __all__ = ["load_history", "dynamics_figure", "plot_dynamics", "run_styles", "style_axis", "FIGURES"]
 
 # figure name -> (metric key prefix, y label, log scale)
@@ -24,8 +26,6 @@ FIGURES = {
     "noise_norm": ("noise_norm", "||w_perp|| (solid), in-span ||w_par|| (dashed)", False),
     "sharpness": ("sharpness", "top Hessian eigenvalue (dashed: edge of stability)", True),
 }
-# A metric measured before the first step is logged as `<metric>_initial/<layer>`.
-INITIAL = "_initial"
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
 
@@ -84,8 +84,9 @@ def _layers(runs, prefix):
     seen = {}
     for hist in runs.values():
         for k in hist:
-            if k.startswith(prefix + "/"):
-                seen.setdefault(k[len(prefix) + 1:], None)
+            metric, kernel = logkeys.parse(k)
+            if metric == prefix and kernel:
+                seen.setdefault(kernel, None)
     return list(seen)
 
 
@@ -97,8 +98,7 @@ def _finite(values, offset: int = 1):
 
 def _series(hist, key):
     """A metric's points in epochs completed: `<metric>_initial` at x = e, then ends at e + 1."""
-    prefix, sep, layer = key.partition("/")
-    first = _finite(hist.get(f"{prefix}{INITIAL}{sep}{layer}", []), offset=0)
+    first = _finite(hist.get(logkeys.initial(key), []), offset=0)
     rest = _finite(hist.get(key, []))
     pts = sorted(zip(first[0] + rest[0], first[1] + rest[1]))
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -112,7 +112,7 @@ def _pick(layers, max_layers):
 
 
 def _has_initial(runs, prefix) -> bool:
-    return any(k.startswith(prefix + INITIAL + "/") for h in runs.values() for k in h)
+    return any(logkeys.parse(k)[0] == prefix + logkeys.INITIAL_SUFFIX for h in runs.values() for k in h)
 
 
 def dynamics_figure(runs, name: str, max_layers: int = 8):
@@ -171,9 +171,9 @@ def _draw(ax, name, h, layer, style, label, n_runs):
     if name == "noise_norm":
         plain = dict(style, linestyle="-")
         ax.plot(*_series(h, f"noise_norm/{layer}"), **plain, label=label)
-        ax.plot(*_series(h, f"span_norm/{layer}"), **dict(plain, linestyle="--"), label=f"{label}: in span")
+        ax.plot(*_series(h, logkeys.key("span_norm", layer)), **dict(plain, linestyle="--"), label=f"{label}: in span")
         return
-    ax.plot(*_series(h, f"{prefix}/{layer}"), **style, label=label)
+    ax.plot(*_series(h, logkeys.key(prefix, layer)), **style, label=label)
     if name == "norms":
         lo, hi = h.get(f"norm_min/{layer}", []), h.get(f"norm_max/{layer}", [])
         if lo and hi:  # thin bands: several runs stay readable

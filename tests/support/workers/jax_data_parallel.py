@@ -23,13 +23,13 @@ import contextlib
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import _nets  # noqa: E402
+from support import nets  # noqa: E402
 from keras_wrs.optimizers import SGD  # noqa: E402
 
 GLOBAL_BATCH = 16
@@ -74,13 +74,13 @@ def _train(kind, x, y):
     distribution = _distribution(kind)
     scope = distribution.scope() if distribution else contextlib.nullcontext()
     with scope:
-        model = _nets.conv_bn(name=kind)
+        model = nets.conv_bn(name=kind)
         rng = np.random.default_rng(0)
         model.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32")
                            if w.path.endswith("kernel") else np.asarray(w.value)
                            for w in model.weights])
         model.compile(optimizer=SGD(learning_rate=0.1, momentum=0.9, rescale=model),
-                      loss=_nets.loss())
+                      loss=nets.loss())
         record = _Record()
         model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0,
                   callbacks=[record])
@@ -89,7 +89,7 @@ def _train(kind, x, y):
 
 def main(out):
     assert len(jax.devices()) == 2, jax.devices()
-    x, y = _nets.data(GLOBAL_BATCH * STEPS, seed=1)
+    x, y = nets.data(GLOBAL_BATCH * STEPS, seed=1)
     arrays = {}
     for kind in ("one", "data", "model_out", "model_in"):
         model, steps, shards = _train(kind, x, y)

@@ -1,4 +1,4 @@
-"""Turn the `rescale=` argument into a list of `Selection`s.
+"""The `rescale=` argument: which kernels an optimizer rescales.
 
 `rescale` may be a model, a list of variables or paths, a regex, a callable or
 a `{path: channel_axes}` dict. It is checked when the optimizer is created

@@ -6,8 +6,8 @@ import math
 
 import keras
 
-from keras_wrs.optimizers import WRSMixin
-from keras_wrs.resolve import resolve_rescale
+from keras_wrs.optimizers.factory import base_optimizer
+from keras_wrs.optimizers.wrs_mixin import WRSMixin
 
 __all__ = ["describe_rescaling", "parameter_coverage"]
 
@@ -15,8 +15,7 @@ __all__ = ["describe_rescaling", "parameter_coverage"]
 def _unwrap(obj):
     if isinstance(obj, keras.Model):
         obj = obj.optimizer
-    if isinstance(obj, keras.optimizers.LossScaleOptimizer):
-        obj = obj.inner_optimizer
+    obj = base_optimizer(obj)
     if not isinstance(obj, WRSMixin):
         raise ValueError(
             "`describe_rescaling` needs a keras-wrs optimizer (or a model compiled "
@@ -49,14 +48,14 @@ def describe_rescaling(optimizer) -> str:
     """
     opt = _unwrap(optimizer)
     if opt.built:
-        rows = [(r.selection, r.target) for r in opt._wrs.rescaled.values()]
-    elif isinstance(opt._wrs.spec, keras.Model):
-        model = opt._wrs.spec
+        rows = opt.rescale_targets
+    elif isinstance(opt.rescale_spec, keras.Model):
+        model = opt.rescale_spec
         target = None if opt.target_norm == "initial" else opt.target_norm
-        rows = [(s, target) for s in resolve_rescale(model, model.trainable_variables)]
+        rows = [(s, target) for s in opt.resolved_selection(model.trainable_variables)]
     else:
         return (
-            f"{type(opt).__name__}: rescale={opt._wrs.spec!r}, resolved when the "
+            f"{type(opt).__name__}: rescale={opt.rescale_spec!r}, resolved when the "
             "optimizer is built (after the first training step)."
         )
     header = ("path", "shape", "granularity", "target", "reason")
@@ -100,8 +99,8 @@ def parameter_coverage(model, selections) -> dict:
 
 def _coverage_line(opt, selections):
     """How much of the model the rescaled kernels are (when the model is known)."""
-    if not isinstance(opt._wrs.spec, keras.Model):
+    if not isinstance(opt.rescale_spec, keras.Model):
         return ""
-    found = parameter_coverage(opt._wrs.spec, selections)
+    found = parameter_coverage(opt.rescale_spec, selections)
     return (f"\nCoverage: {found['kernel_params']:,} of the model's {found['trainable_params']:,} "
             f"trainable parameters ({100 * found['param_fraction']:.1f}%) are in rescaled kernels.")
