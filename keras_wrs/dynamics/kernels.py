@@ -94,7 +94,7 @@ def tracked_kernels(model, kernels: Sequence[str] = (), default: bool = True) ->
     out = []
     if default:
         try:
-            out = _default_kernels(model)
+            out = list(_default_kernels(model))  # a copy: the entries are replaced below
         except ValueError as e:
             if not kernels:
                 raise ValueError(

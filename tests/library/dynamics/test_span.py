@@ -1,6 +1,5 @@
 """Span and weight noise: im2col, Gram spans, randomized range finder against explicit twins."""
 
-import math
 import re
 
 import keras
@@ -11,6 +10,7 @@ from keras import ops
 from keras_wrs import _backend
 from keras_wrs import math as wmath
 from keras_wrs.dynamics import span as wspan
+from support.twins import np_noise, np_patches
 
 L = keras.layers
 RNG = np.random.default_rng(0)
@@ -21,32 +21,6 @@ def float64():
     """float64 on every backend (JAX computes it only in x64 mode), as `SpanNoise` does."""
     with _backend.float64_scope("float64"):
         yield
-
-
-def np_patches(x, ksize, strides, padding, dilation):
-    """im2col by explicit loops, TF's padding rule, rows in (taps..., channel) order."""
-    spatial = x.shape[1:-1]
-    outs, pads = [], []
-    for n, k, s, d in zip(spatial, ksize, strides, dilation):
-        span = (k - 1) * d + 1
-        if padding == "same":
-            out = math.ceil(n / s)
-            total = max((out - 1) * s + span - n, 0)
-            pads.append((total // 2, total - total // 2))
-        elif padding == "causal":
-            out, _ = n, pads.append((span - 1, 0))
-        else:
-            out = (n - span) // s + 1
-            pads.append((0, 0))
-        outs.append(out)
-    xp = np.pad(x, [(0, 0), *pads, (0, 0)])
-    rows = []
-    for b in range(x.shape[0]):
-        for pos in np.ndindex(*outs):
-            taps = [xp[(b, *[p * s + t * d for p, s, t, d in zip(pos, strides, tap, dilation)])]
-                    for tap in np.ndindex(*ksize)]
-            rows.append(np.concatenate(taps))
-    return np.array(rows)
 
 
 CONVS = [
@@ -93,16 +67,6 @@ def test_dense_patches_are_input_rows():
 )
 def test_unsupported_layers_say_why(layer, reason):
     assert re.search(reason, wspan.span_unsupported_reason(layer))
-
-
-def np_noise(w2d, x_rows, rel):
-    """Twin: span from the SVD of the input rows, singular values^2 vs rel * max."""
-    u, s, _ = np.linalg.svd(x_rows.T.astype(np.float64), full_matrices=False)
-    basis = u[:, s**2 > rel * s[0] ** 2]
-    w = w2d.astype(np.float64)
-    perp = w - basis @ (basis.T @ w)
-    ratio = np.linalg.norm(perp, axis=0) / np.linalg.norm(w, axis=0)
-    return np.array([ratio.mean(), ratio.max(), np.linalg.norm(perp), np.linalg.norm(w - perp), basis.shape[1]])
 
 
 def low_rank_rows(n=200, d=20, r=6, decay=False):

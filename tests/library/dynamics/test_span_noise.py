@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from support.nets import conv_bn, loss
 from sklearn.datasets import load_digits
-from test_span import np_noise, np_patches
+from support.twins import np_noise, np_patches
 
 from keras_wrs.dynamics import span as wspan
 from keras_wrs.dynamics import SpanNoise
