@@ -17,9 +17,12 @@ operator (each backend's own product), `sum / count` and `where` instead.
 
 from __future__ import annotations
 
+import math as _pymath
 from collections.abc import Sequence
 
 from keras import ops
+
+from keras_wrs.checks import GRANULARITIES, check_granularity
 
 __all__ = [
     "GRANULARITIES",
@@ -33,9 +36,12 @@ __all__ = [
     "gram",
     "span_basis",
     "project",
+    "abs_cosine",
+    "remove_radial",
+    "normalize",
+    "bias_correction",
 ]
 
-GRANULARITIES = ("filter", "layer")
 
 # Norms below this are treated as zero: the filter is left as it is.
 EPSILON = 1e-12
@@ -61,11 +67,7 @@ def reduction_axes(
         >>> reduction_axes(4, (-1,))
         (0, 1, 2)
     """
-    if granularity not in GRANULARITIES:
-        raise ValueError(
-            f"`granularity` must be one of {GRANULARITIES}. "
-            f"Received: granularity={granularity!r}"
-        )
+    check_granularity(granularity)
     if granularity == "layer":
         return tuple(range(ndim))
     kept = {a % ndim for a in channel_axes}
@@ -256,3 +258,67 @@ def project(w2d, basis):
     """
     w2d = ops.convert_to_tensor(w2d, basis.dtype)
     return basis @ (ops.transpose(basis) @ w2d)
+
+
+def abs_cosine(a, b, axes: Sequence[int], epsilon: float = 1e-8):
+    """`|cos|` between matching slices of `a` and `b`, float32, reduced axes kept.
+
+    Each slice is divided by `max(||slice||, epsilon)` before the dot product,
+    as `torch.nn.functional.cosine_similarity` does (the AdamP reference's test).
+
+    Args:
+        a, b: tensors of the same shape (e.g. a gradient and its weight).
+        axes: reduction axes (one slice per remaining index).
+        epsilon: lower bound of each norm.
+    """
+    a = ops.cast(a, "float32")
+    b = ops.cast(b, "float32")
+    a = a / ops.maximum(filter_norms(a, axes), epsilon)
+    b = b / ops.maximum(filter_norms(b, axes), epsilon)
+    return ops.abs(ops.sum(a * b, axis=tuple(axes), keepdims=True))
+
+
+def remove_radial(update, w, axes: Sequence[int], epsilon: float = 1e-8):
+    """`update` without its part along each slice of `w`: `u_k - w^_k <w^_k, u_k>`.
+
+    `w^_k = w_k / (||w_k|| + epsilon)`, the AdamP reference's projection (it
+    adds `epsilon` to the norm, where `radial_tangential` clamps it).
+
+    Args:
+        update: the step direction.
+        w: the weights the step starts from.
+        axes: reduction axes.
+        epsilon: added to each norm.
+
+    Returns:
+        float32 tensor shaped like `update`.
+
+    References:
+        Heo et al., "AdamP", ICLR 2021, arXiv 2006.08217.
+    """
+    update = ops.cast(update, "float32")
+    unit = ops.cast(w, "float32") / (filter_norms(w, axes) + epsilon)
+    return update - unit * ops.sum(unit * update, axis=tuple(axes), keepdims=True)
+
+
+def normalize(x, axes: Sequence[int], epsilon: float = EPSILON):
+    """`x_k / max(||x_k||, epsilon)` per slice, float32 (a zero slice stays zero)."""
+    x = ops.cast(x, "float32")
+    return x / ops.maximum(filter_norms(x, axes), epsilon)
+
+
+def bias_correction(beta: float, step):
+    """`1 - beta**step` in float32, as `-expm1(step * log(beta))`.
+
+    The direct form cancels: in float32, `1 - 0.999**1` is off by 1.3e-5
+    relative (0.999 is not a float32 number). The logarithm is taken in
+    double precision, so the result is accurate to a few ulps.
+
+    Args:
+        beta: a decay rate in [0, 1).
+        step: the step count (1 for the first step), scalar tensor.
+    """
+    step = ops.cast(step, "float32")
+    if beta == 0:
+        return ops.ones_like(step)
+    return -ops.expm1(step * _pymath.log(beta))

@@ -18,24 +18,15 @@ from collections.abc import Callable, Sequence
 import keras
 
 from keras_wrs._backend import read, require_tensorflow
+from keras_wrs.checks import positive_int
 
 __all__ = [
     "DynamicsCallback",
     "step_schedule",
-    "positive_int",
     "learning_rate_power",
 ]
 
 logger = logging.getLogger("keras_wrs")
-
-
-def positive_int(value, name: str, none_ok: bool = False):
-    """Checks an integer argument `>= 1`; returns it."""
-    if value is None and none_ok:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
-    return value
 
 
 def _log_spaced(per_decade: int = 10) -> Callable[[int], bool]:

@@ -259,6 +259,11 @@ def plot_dynamics(runs, out_dir: str, max_layers: int = 8, dpi: int = 100) -> li
         raise ImportError(
             "plot_dynamics needs matplotlib: `pip install 'keras-wrs[recipes]'`."
         ) from None
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(
+            f"`out_dir` must be a directory (created if needed); {str(out_dir)!r} is an "
+            "existing file. Pass a folder path, e.g. 'figures/'."
+        )
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for name in FIGURES:

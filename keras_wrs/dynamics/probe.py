@@ -17,7 +17,10 @@ from keras import ops
 
 from keras_wrs._backend import is_tf_dataset, num_replicas
 
-__all__ = ["probe_batches", "take_examples", "check_probe_inputs", "probe_loss", "loss_function", "as_tensor_batch"]
+__all__ = [
+    "probe_batches", "take_examples", "check_probe_inputs", "check_probe_targets", "probe_loss",
+    "loss_function", "as_tensor_batch",
+]
 
 _FORMS = (
     "an array of inputs, a tuple `(x, y)` of arrays, or an iterable of "
@@ -95,7 +98,27 @@ def probe_batches(
             f"`{name}` must hold targets, `(x, y)`, to evaluate the loss. "
             f"Received inputs only (x of shape {tuple(keras.tree.flatten(batches[0][0])[0].shape)})."
         )
+    for x, y in batches:
+        _check_batch(x, y, name)
     return batches
+
+
+def _check_batch(x, y, name):
+    """Equal row counts in `x` and `y`, and finite values: a probe fails here, not mid-`fit`."""
+    arrays = keras.tree.flatten(x) + ([] if y is None else keras.tree.flatten(y))
+    rows = {int(a.shape[0]) if len(a.shape) else 0 for a in arrays}
+    if len(rows) > 1:
+        raise ValueError(
+            f"`{name}` holds inputs and targets with different numbers of examples "
+            f"({sorted(rows)}). Pass `(x, y)` with one target per example."
+        )
+    for a in arrays:
+        values = ops.convert_to_numpy(a)
+        if values.dtype.kind in "fc" and not np.isfinite(values).all():
+            raise ValueError(
+                f"`{name}` holds NaN or infinite values (an array of shape {values.shape}). "
+                "Pass finite examples, e.g. a batch of the training data after preprocessing."
+            )
 
 
 def take_examples(batches: list[tuple], limit: int | None) -> list[tuple]:
@@ -142,6 +165,30 @@ def check_probe_inputs(model, x, name: str = "probe"):
                 f"{want} (None: any size). Pass probe examples shaped like the "
                 "training inputs."
             )
+
+
+def check_probe_targets(model, y, name: str = "probe"):
+    """Raises a ValueError if integer class labels in `y` fall outside the model's classes.
+
+    Only checked where the answer is certain: a single output with a known
+    number of classes (its last dimension) and integer targets of one
+    label per example, as sparse categorical losses take them.
+    """
+    outputs = getattr(model, "outputs", None)
+    if y is None or not outputs or len(outputs) != 1 or len(keras.tree.flatten(y)) != 1:
+        return
+    classes = outputs[0].shape[-1]
+    labels = ops.convert_to_numpy(keras.tree.flatten(y)[0])
+    if classes is None or labels.dtype.kind not in "iu" or labels.size == 0:
+        return
+    if labels.ndim > 1 and labels.shape[-1] == classes:
+        return  # one-hot or multi-label targets
+    low, high = int(labels.min()), int(labels.max())
+    if classes > 1 and (low < 0 or high >= classes):
+        raise ValueError(
+            f"`{name}` labels run from {low} to {high}, but model {model.name!r} has "
+            f"{classes} outputs (labels 0 to {classes - 1}). Pass targets of the training data."
+        )
 
 
 def probe_loss(model, x, y, training: bool = True):

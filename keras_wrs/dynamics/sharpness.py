@@ -21,11 +21,13 @@ import numpy as np
 from keras import ops
 
 from keras_wrs import _backend
-from keras_wrs.dynamics.callback import DynamicsCallback, positive_int, step_schedule
+from keras_wrs.checks import positive_int
+from keras_wrs.dynamics.callback import DynamicsCallback, step_schedule
 from keras_wrs.dynamics.logkeys import SHARPNESS_METRICS
 from keras_wrs.dynamics.probe import (
     as_tensor_batch,
     check_probe_inputs,
+    check_probe_targets,
     loss_function,
     probe_batches,
 )
@@ -178,6 +180,7 @@ class Sharpness(DynamicsCallback):
 
     def setup(self):
         check_probe_inputs(self.model, self._x, "probe")
+        check_probe_targets(self.model, self._y, "probe")
         vs = self._variables if self._variables is not None else self.model.trainable_variables
         if not vs:
             raise ValueError("`variables` is empty: the Hessian needs at least one trainable variable.")

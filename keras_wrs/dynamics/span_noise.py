@@ -13,7 +13,8 @@ from keras_wrs import math as wmath
 from keras_wrs._backend import float64_scope, jit
 from keras_wrs.dynamics import logkeys
 from keras_wrs.dynamics import span as wspan
-from keras_wrs.dynamics.callback import DynamicsCallback, positive_int
+from keras_wrs.checks import positive_int
+from keras_wrs.dynamics.callback import DynamicsCallback
 from keras_wrs.dynamics.kernels import kernel_keys, tracked_kernels
 from keras_wrs.dynamics.logkeys import NOISE_METRICS
 from keras_wrs.dynamics.probe import (

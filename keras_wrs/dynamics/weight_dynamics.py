@@ -18,6 +18,7 @@ from keras import ops
 from keras_wrs import math as wmath
 from keras_wrs._backend import gradient, jit
 from keras_wrs._files import atomic_write_npz
+from keras_wrs.checks import check_granularity
 from keras_wrs.dynamics import logkeys
 from keras_wrs.dynamics.callback import DynamicsCallback, learning_rate_power, step_schedule
 from keras_wrs.dynamics.kernels import kernel_keys, tracked_kernels
@@ -25,6 +26,7 @@ from keras_wrs.dynamics.logkeys import GRADIENT_METRICS, STATE_METRICS, STEP_MET
 from keras_wrs.dynamics.probe import (
     as_tensor_batch,
     check_probe_inputs,
+    check_probe_targets,
     loss_function,
     probe_batches,
 )
@@ -149,8 +151,7 @@ class WeightDynamics(DynamicsCallback):
         self.default = default
         self._due = step_schedule(schedule, "schedule")
         self.lr_power = lr_power
-        wmath.reduction_axes(1, (-1,), granularity)  # validates granularity
-        self.granularity = granularity
+        self.granularity = check_granularity(granularity)
         self._probe = None if probe is None else probe_batches(probe, "probe", True, None, 1)[0]
         if not (initial is None or isinstance(initial, (str, os.PathLike, Mapping))):
             raise TypeError(f"`initial` must be None, a dict from kernel key to array or the "
@@ -163,6 +164,7 @@ class WeightDynamics(DynamicsCallback):
     def setup(self):
         if self._probe is not None:
             check_probe_inputs(self.model, self._probe[0], "probe")
+            check_probe_targets(self.model, self._probe[1], "probe")
         self._power = learning_rate_power(self.model.optimizer, self.lr_power)
         self.selections = tracked_kernels(self.model, self.kernels, self.default)
         self.keys = kernel_keys(self.selections)

@@ -8,6 +8,7 @@ built (`resolve_rescale`); `serialize_rescale` gives its `get_config` form.
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import keras
@@ -33,8 +34,10 @@ def validate_rescale(rescale):
     Raises:
         ValueError: for an invalid regex or an unsupported type.
     """
-    if rescale is None or isinstance(rescale, keras.Model) or callable(rescale):
+    if rescale is None or isinstance(rescale, keras.Model):
         return rescale
+    if callable(rescale):
+        return _checked_filter(rescale)
     if isinstance(rescale, str):
         try:
             re.compile(rescale)
@@ -55,6 +58,27 @@ def validate_rescale(rescale):
                 )
         return list(rescale)
     raise ValueError(f"`rescale` must be {_ACCEPTED}. Received: rescale={rescale!r}")
+
+
+def _checked_filter(fn):
+    """A `variable -> bool` callable; Layers, classes and other callables are refused."""
+    if isinstance(fn, (keras.Layer, type)):
+        what = f"the class {fn.__name__}" if isinstance(fn, type) else f"the {type(fn).__name__} {getattr(fn, 'name', '')!r}"
+        raise ValueError(
+            f"`rescale` was given {what}, which is not a filter `variable -> bool`. For "
+            "automatic selection pass the whole model (`rescale=model`); for one layer's "
+            "kernel pass `rescale=[layer.kernel]`. Accepted: " + _ACCEPTED + "."
+        )
+    try:
+        inspect.signature(fn).bind(object())
+    except TypeError:
+        raise ValueError(
+            f"`rescale` callable {fn!r} must take one argument (a variable) and return a "
+            "bool, e.g. `lambda v: v.path.endswith('kernel')`. Accepted: " + _ACCEPTED + "."
+        ) from None
+    except ValueError:  # no signature to read (some builtins): called as given
+        pass
+    return fn
 
 
 def _validate_axes(path, axes):

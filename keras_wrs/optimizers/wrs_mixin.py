@@ -12,7 +12,6 @@ exclusion, pickling) live in `keras_hooks.py`; every write goes through
 from __future__ import annotations
 
 import dataclasses
-import math as _pymath
 import re
 
 import keras
@@ -20,6 +19,7 @@ from keras import ops
 
 from keras_wrs import math as wmath
 from keras_wrs._backend import init_scope
+from keras_wrs.checks import check_granularity, check_rescale_every, check_target_norm
 from keras_wrs.optimizers.kernel_spec import (
     checked_reduction_axes,
     resolve_rescale,
@@ -29,7 +29,7 @@ from keras_wrs.optimizers.kernel_spec import (
 from keras_wrs.optimizers.keras_hooks import KerasHookOverrides
 from keras_wrs.selection import Selection
 
-__all__ = ["WRSMixin", "WRS_ARGS_DOC", "validate_target_norm", "validate_rescale_every"]
+__all__ = ["WRSMixin", "WRS_ARGS_DOC"]
 
 WRS_ARGS_DOC = """
     Weight rescaling (keras-wrs) arguments:
@@ -73,27 +73,6 @@ class _WRSState:
     rescaled: dict = dataclasses.field(default_factory=dict)  # var index -> _Rescaled
 
 
-def validate_target_norm(target_norm):
-    if target_norm == "initial" and isinstance(target_norm, str):
-        return target_norm
-    ok = isinstance(target_norm, (int, float)) and not isinstance(target_norm, bool)
-    if not ok or not _pymath.isfinite(target_norm) or target_norm <= 0:
-        raise ValueError(
-            "`target_norm` must be a positive finite number or the string "
-            f'"initial". Received: target_norm={target_norm!r}'
-        )
-    return float(target_norm)
-
-
-def validate_rescale_every(rescale_every):
-    if isinstance(rescale_every, bool) or not isinstance(rescale_every, int) or rescale_every < 1:
-        raise ValueError(
-            "`rescale_every` must be an integer >= 1 (rescale after every n-th "
-            f"step). Received: rescale_every={rescale_every!r}"
-        )
-    return rescale_every
-
-
 class WRSMixin(KerasHookOverrides):
     """Adds weight rescaling to a Keras optimizer class. Use `wrs(cls)`."""
 
@@ -103,10 +82,9 @@ class WRSMixin(KerasHookOverrides):
         self, *args, rescale=None, target_norm=1.0, granularity="filter", rescale_every=1, **kwargs
     ):
         super().__init__(*args, **kwargs)
-        wmath.reduction_axes(1, (-1,), granularity)  # validates granularity
-        self.target_norm = validate_target_norm(target_norm)
-        self.granularity = granularity
-        self.rescale_every = validate_rescale_every(rescale_every)
+        self.target_norm = check_target_norm(target_norm)
+        self.granularity = check_granularity(granularity)
+        self.rescale_every = check_rescale_every(rescale_every)
         self._wrs = _WRSState(spec=validate_rescale(rescale))
 
     @property

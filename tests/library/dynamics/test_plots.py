@@ -131,7 +131,7 @@ def test_comparison_plot_says_which_split_and_keeps_identical_groups_apart(tmp_p
     import matplotlib
 
     matplotlib.use("Agg")
-    from keras_wrs.recipes import plotting
+    from keras_wrs.recipes.sweeps import figures as plotting
 
     path = tmp_path / "h.csv"
     path.write_text("epoch,accuracy,val_accuracy\n0,0.5,0.4\n1,0.7,0.6\n")
