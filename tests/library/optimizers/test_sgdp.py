@@ -110,6 +110,7 @@ def test_sgdp_with_a_schedule_matches_the_reference_given_the_same_rates():
     assert max(rel.values()) < TOLERANCE, rel
 
 
+@pytest.mark.tensorflow_only  # backend-independent logic; two short fits cost 80 s on eager JAX
 def test_projection_by_keras_wrs_selection_equals_cosine_where_they_agree():
     # On conv_bn the cosine test projects c1 and c2 per channel and nothing
     # else; the graph walk selects the same two kernels.
