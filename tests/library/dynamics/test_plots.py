@@ -125,28 +125,3 @@ def test_no_dynamics_metric_is_an_error(tmp_path):
         plot_dynamics({"loss": [1.0, 0.5]}, str(tmp_path))
     with pytest.raises(ValueError, match=r"A run must be a keras History, a dict of epoch logs or a CSVLogger file path\. Received: int"):
         load_history(3)
-
-
-def test_comparison_plot_says_which_split_and_keeps_identical_groups_apart(tmp_path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from keras_wrs.recipes.sweeps import figures as plotting
-
-    path = tmp_path / "h.csv"
-    path.write_text("epoch,accuracy,val_accuracy\n0,0.5,0.4\n1,0.7,0.6\n")
-    assert plotting.metric_label("val_accuracy") == "test accuracy"
-    assert plotting.metric_label("loss") == "train loss"
-    figures = []
-    real_close = matplotlib.pyplot.close
-    matplotlib.pyplot.close = figures.append  # keep the figure to inspect it
-    try:
-        out = plotting.plot_comparison({f"g{i}": [path] for i in range(6)}, tmp_path / "acc.png")
-    finally:
-        matplotlib.pyplot.close = real_close
-    (fig,) = figures
-    ax = fig.axes[0]
-    assert out == tmp_path / "acc.png" and (tmp_path / "acc.png").stat().st_size > 0
-    assert ax.get_ylabel() == "test accuracy" and ax.get_title().startswith("test accuracy")
-    assert len({(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in ax.get_lines()}) == 6
-    assert ax.get_legend() is None and len(fig.legends) == 1
