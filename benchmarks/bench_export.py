@@ -40,16 +40,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from keras_wrs.export import Tolerance, export_model  # noqa: E402
-from keras_wrs.export.parity import FLOAT16, FLOAT32  # noqa: E402
-from keras_wrs.export.metadata import library_versions  # noqa: E402
-from keras_wrs.export.onnx_export import load_onnx_runner  # noqa: E402
-from keras_wrs.export.saved_model import load_signature  # noqa: E402
-from keras_wrs.export.tflite_export import load_tflite_runner  # noqa: E402
-from keras_wrs.recipes.models import resnet, vgg16_bn  # noqa: E402
+from keras_wrs.export import Tolerance, export_model
+from keras_wrs.export.formats.litert import load_tflite_runner
+from keras_wrs.export.formats.onnx import load_onnx_runner
+from keras_wrs.export.formats.saved_model import load_signature
+from keras_wrs.export.metadata import library_versions
+from keras_wrs.export.parity import FLOAT16, FLOAT32
+from keras_wrs.recipes.models import resnet, vgg16_bn
 
 __all__ = ["BUILDERS", "measure", "precision_rows", "main"]
 
@@ -178,7 +178,7 @@ def _paired_speedup(rows: list[dict], model: str, batch: int) -> float:
     """Median over repeats of SavedModel time / ONNX Runtime time of adjacent calls."""
     by_runtime = {r["runtime"]: r["seconds"] for r in rows
                   if (r["model"], r["batch"]) == (model, batch)}
-    pairs = zip(by_runtime["tf_saved_model"], by_runtime["onnxruntime"])
+    pairs = zip(by_runtime["tf_saved_model"], by_runtime["onnxruntime"], strict=True)
     return statistics.median(tf_s / ort_s for tf_s, ort_s in pairs)
 
 
@@ -223,16 +223,13 @@ QUANT_FORMATS = "saved_model,onnx,tflite,tflite_int8,tflite_dynamic,onnx_int8"
 
 def fashion_mnist(train_examples: int, seed: int = 0):
     """Fashion-MNIST, preprocessed as a run would, padded to 32x32x1."""
-    from keras_wrs.export.run_data import preprocess
-    from keras_wrs.recipes.data import load_splits
+    from keras_wrs.recipes.data import load_splits, normalize
 
     splits = load_splits("fashion_mnist")
-    info = splits.info
-    prep = {"rescale": info.rescale, "mean": info.mean, "std": info.std}
     pad = ((0, 0), (2, 2), (2, 2), (0, 0))
     index = np.random.default_rng(seed).permutation(len(splits.x_train))[:train_examples]
-    x_train = np.pad(preprocess(splits.x_train[index], prep), pad)
-    x_test = np.pad(preprocess(splits.x_test, prep), pad)
+    x_train = np.pad(normalize(splits.x_train[index], splits.info), pad)
+    x_test = np.pad(normalize(splits.x_test, splits.info), pad)
     return x_train, splits.y_train[index], x_test, splits.y_test
 
 

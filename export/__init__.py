@@ -2,8 +2,6 @@
 
 from keras_wrs.export.api import FORMATS, ExportResult, export_model, parse_formats
 from keras_wrs.export.atomic import ExportInterrupted
-from keras_wrs.export.batch import ParityBatch, load_batch, random_batch
-from keras_wrs.export.calibration import CalibrationSet, check_calibration, load_calibration
 from keras_wrs.export.cli import add_export_arguments, run_export
 from keras_wrs.export.errors import (
     ConversionError,
@@ -11,11 +9,19 @@ from keras_wrs.export.errors import (
     ParityError,
     TfliteConversionError,
 )
+from keras_wrs.export.formats.litert import read_tflite_metadata
+from keras_wrs.export.formats.onnx import DEFAULT_OPSET, SUPPORTED_OPSETS, read_metadata
 from keras_wrs.export.inference import inference_copy
-from keras_wrs.export.onnx_export import DEFAULT_OPSET, SUPPORTED_OPSETS, read_metadata
+from keras_wrs.export.inputs import (
+    CalibrationSet,
+    ParityBatch,
+    check_calibration,
+    load_batch,
+    load_calibration,
+    random_batch,
+)
 from keras_wrs.export.parity import FLOAT16, FLOAT32, INT8, ParityReport, ParityRow, Tolerance
 from keras_wrs.export.source import ExportSource, load_source
-from keras_wrs.export.tflite_export import read_tflite_metadata
 
 __all__ = [
     "DEFAULT_OPSET",

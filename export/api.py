@@ -22,33 +22,33 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from pathlib import Path
 
 from keras_wrs.export import atomic
 from keras_wrs.export import formats as fm
-from keras_wrs.export import onnx_export as ox
-from keras_wrs.export import onnx_quant as oq
-from keras_wrs.export import saved_model as sm
-from keras_wrs.export.batch import ParityBatch, as_parity_batch, load_batch, random_batch
-from keras_wrs.export.calibration import (
-    DEFAULT_CALIBRATION_SIZE,
-    check_calibration,
-    load_calibration,
-)
 from keras_wrs.export.errors import ConversionError, ParityError
 from keras_wrs.export.formats import FORMATS, parse_formats
+from keras_wrs.export.formats import onnx as ox
+from keras_wrs.export.formats import saved_model as sm
 from keras_wrs.export.inference import all_layers, inference_copy, input_shape
+from keras_wrs.export.inputs import (
+    DEFAULT_CALIBRATION_SIZE,
+    ParityBatch,
+    as_parity_batch,
+    check_calibration,
+    load_batch,
+    load_calibration,
+    random_batch,
+)
 from keras_wrs.export.metadata import build_metadata, library_versions
 from keras_wrs.export.parity import FLOAT16, FLOAT32, INT8, ParityReport, Tolerance, run_parity
-from keras_wrs.export.run_data import run_calibration, run_test_batch
-from keras_wrs.export.source import ExportSource, load_source
+from keras_wrs.export.plan import ExportPlan, make_plan
+from keras_wrs.export.source import ExportSource, load_source, run_calibration, run_test_batch
 
 __all__ = ["FORMATS", "ExportResult", "export_model", "parse_formats"]
 
 MANIFEST_FILE = atomic.MANIFEST_FILE
 DEFAULT_REAL_BATCH = 256  # see keras_wrs.export.parity: the quantized top-1 rule needs >= 100
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,19 +93,6 @@ def _human(size: int) -> str:
     return f"{size} B"
 
 
-def _check_names(input_name: str, output_name: str) -> None:
-    for arg, name in (("input_name", input_name), ("output_name", output_name)):
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(
-                f"`{arg}` must be an identifier (letters, digits, underscore). "
-                f"Received: {arg}={name!r}"
-            )
-    if input_name == output_name:
-        raise ValueError(
-            f"`input_name` and `output_name` must differ. Received: both {input_name!r}"
-        )
-
-
 def _default_output(source: ExportSource) -> Path:
     if source.run_dir is not None:
         return source.run_dir / "export"
@@ -129,33 +116,40 @@ def _check_not_source(output: Path, source: ExportSource) -> None:
         )
 
 
-def _parity_batch(batch, batch_key, batch_size, seed: int, shape, source) -> ParityBatch:
+def _parity_batch(plan: ExportPlan, shape, source: ExportSource) -> ParityBatch:
+    batch = plan.batch
     if isinstance(batch, (str, Path)):
-        batch = load_batch(batch, batch_key=batch_key)
+        batch = load_batch(batch, batch_key=plan.batch_key)
     if batch is not None:
         return as_parity_batch(batch, shape)
-    if batch_size is not None:
-        random_batch(shape, batch_size=batch_size)  # validates batch_size
     real, reason = (None, "no run config.json names the data set")
     if source.config is not None:
-        size = DEFAULT_REAL_BATCH if batch_size is None else batch_size
+        size = DEFAULT_REAL_BATCH if plan.batch_size is None else plan.batch_size
         real, reason = run_test_batch(source.config, size)
     if real is not None:
         return as_parity_batch(real, shape)
-    fallback = random_batch(shape, batch_size=8 if batch_size is None else batch_size, seed=seed)
+    size = 8 if plan.batch_size is None else plan.batch_size
+    fallback = random_batch(shape, batch_size=size, seed=plan.seed)
     return dataclasses.replace(fallback, description=f"{fallback.description}; {reason}")
 
 
-def _calibration(calibration, calibration_key, size, seed, shape, source, formats):
-    if not set(formats) & set(fm.CALIBRATED):
+def _check_real(pbatch: ParityBatch, formats) -> None:
+    quantized = [f for f in formats if f in fm.QUANTIZED]
+    if quantized and not pbatch.real:
+        raise ValueError(
+            f"Formats {quantized} are checked by top-1 agreement on real examples, but the "
+            f"parity batch is {pbatch.description}. Pass `batch=` (CLI: --batch FILE.npz) with "
+            "held-out model inputs, or export a run directory whose data can be read.")
+
+
+def _calibration(plan: ExportPlan, shape, source: ExportSource):
+    if not plan.calibrated:
         return None
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"`calibration_size` must be a positive integer. Received: "
-                         f"calibration_size={size!r}. The default is {DEFAULT_CALIBRATION_SIZE}.")
+    calibration = plan.calibration
     if isinstance(calibration, (str, Path)):
-        calibration = load_calibration(calibration, key=calibration_key)
+        calibration = load_calibration(calibration, key=plan.calibration_key)
     if calibration is None:
-        calibration = run_calibration(source.config, size, seed)
+        calibration = run_calibration(source.config, plan.calibration_size, plan.seed)
     return check_calibration(calibration, shape)
 
 
@@ -188,7 +182,7 @@ def _artifacts(files, staging, sizes, details, report, labels) -> dict:
             for name, path in files.items()}
 
 
-def _manifest(source, written, staging, sizes, metadata, opset, report, labels, cal) -> dict:
+def _manifest(source, plan, written, staging, sizes, metadata, report, labels, cal) -> dict:
     files = written.files
     return {
         "kind": atomic.MANIFEST_KIND,
@@ -198,7 +192,7 @@ def _manifest(source, written, staging, sizes, metadata, opset, report, labels, 
         "artifacts": _artifacts(files, staging, sizes, written.details, report, labels),
         "serving": {"signature": "serving_default", "endpoint": sm.ENDPOINT,
                     "onnx_batch_dim": ox.BATCH_DIM},
-        "opset": opset,
+        "opset": plan.opset,
         "metadata": metadata,
         "calibration": None if cal is None else cal.summary(),
         "parity": report.as_dict(),
@@ -207,41 +201,32 @@ def _manifest(source, written, staging, sizes, metadata, opset, report, labels, 
     }
 
 
-def _build_verified(staging, source, copy, pbatch, formats, opts, tolerances):
+def _build_verified(staging, source, copy, pbatch, plan: ExportPlan, metadata, cal):
     """Writes every format into `staging`, checks parity, writes the manifest."""
-    written = fm.write_formats(copy, staging, formats, opts)
+    written = fm.write_formats(staging, plan.artifacts, model=copy, names=plan.names,
+                               opset=plan.opset, metadata=metadata, calibration=cal)
     if not written.files:
         _raise_conversion(next(iter(written.errors.values())), None)
-    checks = [_source_runtime(source.model, tolerances)]
-    checks += fm.runtimes(written, opts["names"], opts["opset"], tolerances)
+    checks = [_source_runtime(source.model, plan.tolerances)]
+    checks += fm.runtimes(written, plan.names, plan.opset, plan.tolerances)
     if not written.files:
         _raise_conversion(next(iter(written.errors.values())), None)
     labels = {label: artifact for label, _, _, _, artifact in checks}
     label = f"keras float32 copy of {copy.name!r}"
     report = run_parity(lambda x: copy(x, training=False), [c[:4] for c in checks], pbatch,
-                        opts["names"][1], label)
+                        plan.names[1], label)
     atomic.raise_if_interrupted()
     if not report.passed:
         failed = ", ".join(row.runtime for row in report.failures())
         raise ParityError(f"Parity check failed for: {failed}. Nothing was written and an "
                           f"existing export is untouched.\n{report.table()}", report)
     sizes = {name: _size(path) for name, path in written.files.items()}
-    manifest = _manifest(source, written, staging, sizes, opts["metadata"], opts["opset"],
-                         report, labels, opts["calibration"])
+    manifest = _manifest(source, plan, written, staging, sizes, metadata, report, labels, cal)
     files = dict(written.files)
     files["manifest"] = staging / MANIFEST_FILE
     files["manifest"].write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     sizes["manifest"] = _size(files["manifest"])
     return files, sizes, report, written.errors
-
-
-def _check_tolerances(**tolerances) -> None:
-    for arg, value in tolerances.items():
-        if not isinstance(value, Tolerance):
-            raise TypeError(
-                f"`{arg}` must be a keras_wrs.export.Tolerance, e.g. Tolerance(atol=1e-5, "
-                f"rtol=1e-4). Received: {arg}={value!r}"
-            )
 
 
 def _raise_conversion(err: ConversionError, result) -> None:
@@ -252,26 +237,6 @@ def _raise_conversion(err: ConversionError, result) -> None:
     else:
         note = f" The other formats passed parity and were written to {result.output}."
     raise type(err)(str(err) + note, err.unsupported, result, err.format) from err
-
-
-def _check_arguments(formats, opset, float16, names, tolerances) -> None:
-    if float16 and "onnx" not in formats:
-        raise ValueError("`float16=True` makes an ONNX file; add 'onnx' to `formats`.")
-    if "onnx_int8" in formats and opset < oq.MIN_OPSET:
-        raise ValueError(f"Format 'onnx_int8' quantizes weights per channel, which needs opset "
-                         f">= {oq.MIN_OPSET}. Received: opset={opset}. Pass opset={oq.MIN_OPSET} "
-                         "or more (the default is 15).")
-    _check_names(*names)
-    _check_tolerances(**{f"tolerance{k}": v for k, v in tolerances.items()})
-
-
-def _check_real(pbatch: ParityBatch, formats) -> None:
-    quantized = [f for f in formats if f in fm.QUANTIZED]
-    if quantized and not pbatch.real:
-        raise ValueError(
-            f"Formats {quantized} are checked by top-1 agreement on real examples, but the "
-            f"parity batch is {pbatch.description}. Pass `batch=` (CLI: --batch FILE.npz) with "
-            "held-out model inputs, or export a run directory whose data can be read.")
 
 
 def export_model(
@@ -312,7 +277,7 @@ def export_model(
         formats: names from `FORMATS` (list or comma-separated):
             `saved_model`, `onnx`, `tflite`, `tflite_int8`, `tflite_dynamic`,
             `onnx_int8`.
-        opset: ONNX opset, 9-18 (default 15, see `onnx_export`; 13 or more
+        opset: ONNX opset, 9-18 (default 15, see `keras_wrs.export.formats.onnx`; 13 or more
             with `onnx_int8`).
         float16: also write `model.float16.onnx` (float16 weights, for GPUs).
         batch: parity inputs: an array, a `ParityBatch`, or a `.npy`/`.npz`
@@ -355,49 +320,40 @@ def export_model(
         ExportInterrupted: SIGTERM or Ctrl-C arrived; nothing is left behind.
             It is a `KeyboardInterrupt`.
     """
-    formats = parse_formats(formats)
-    uses_onnx = bool({"onnx", "onnx_int8"} & set(formats))
-    opset = ox.validate_opset(opset) if uses_onnx else None
-    names = (input_name, output_name)
-    tolerances = {"": tolerance, "_float16": tolerance_float16, "_int8": tolerance_int8}
-    _check_arguments(formats, opset or ox.DEFAULT_OPSET, float16, names, tolerances)
+    plan = make_plan(
+        formats=formats, opset=opset, float16=float16, input_name=input_name,
+        output_name=output_name,
+        tolerances={"float32": tolerance, "float16": tolerance_float16, "int8": tolerance_int8},
+        batch=batch, batch_key=batch_key, batch_size=batch_size, seed=seed,
+        calibration=calibration, calibration_key=calibration_key,
+        calibration_size=calibration_size, overwrite=overwrite, check_only=check_only)
     if not isinstance(source, ExportSource):
         source = load_source(source, custom_objects=custom_objects)
     with atomic.interruptible():
-        if check_only:
-            return _export(source, None, formats, opset, float16, names, tolerances,
-                           (batch, batch_key, batch_size, seed),
-                           (calibration, calibration_key, calibration_size), False)
+        if plan.check_only:
+            return _export(source, None, plan)
         output = Path(output) if output is not None else _default_output(source)
         _check_not_source(output, source)
-        output = atomic.check_target(output, overwrite)
+        output = atomic.check_target(output, plan.overwrite)
         with atomic.export_lock(output):
-            return _export(source, output, formats, opset, float16, names, tolerances,
-                           (batch, batch_key, batch_size, seed),
-                           (calibration, calibration_key, calibration_size), overwrite)
+            return _export(source, output, plan)
 
 
-def _export(source, output, formats, opset, float16, names, tolerances, batch_args, cal_args,
-            overwrite) -> ExportResult:
+def _export(source: ExportSource, output: Path | None, plan: ExportPlan) -> ExportResult:
     copy = inference_copy(source.model)
     shape = input_shape(copy)
-    batch, batch_key, batch_size, seed = batch_args
-    pbatch = _parity_batch(batch, batch_key, batch_size, seed, shape, source)
-    _check_real(pbatch, formats)
-    cal = _calibration(*cal_args[:2], cal_args[2], seed, shape, source, formats)
-    metadata = build_metadata(source, copy, *names)
-    opts = {"names": names, "opset": opset, "float16": float16, "metadata": metadata,
-            "calibration": cal}
-    tols = {"float32": tolerances[""], "float16": tolerances["_float16"],
-            "int8": tolerances["_int8"]}
+    pbatch = _parity_batch(plan, shape, source)
+    _check_real(pbatch, plan.formats)
+    cal = _calibration(plan, shape, source)
+    metadata = build_metadata(source, copy, *plan.names)
     atomic.raise_if_interrupted()
     with atomic.staging_directory(None if output is None else output.parent) as staging:
-        files, sizes, report, errors = _build_verified(staging, source, copy, pbatch, formats,
-                                                       opts, tols)
-        final = None if output is None else atomic.commit(staging, output, overwrite)
+        files, sizes, report, errors = _build_verified(staging, source, copy, pbatch, plan,
+                                                       metadata, cal)
+        final = None if output is None else atomic.commit(staging, output, plan.overwrite)
     base = final if final is not None else Path(".")
     files = {name: base / path.relative_to(staging) for name, path in files.items()}
-    result = ExportResult(final, files, sizes, report, metadata, opset,
+    result = ExportResult(final, files, sizes, report, metadata, plan.opset,
                           {fmt: str(err) for fmt, err in errors.items()})
     if errors:
         _raise_conversion(next(iter(errors.values())), result)

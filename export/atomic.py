@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import shutil
+import signal
 import tempfile
 import threading
 import uuid

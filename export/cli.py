@@ -15,10 +15,9 @@ import sys
 
 from keras_wrs.export.api import FORMATS, export_model
 from keras_wrs.export.atomic import ExportInterrupted
-from keras_wrs.export.batch import load_batch
-from keras_wrs.export.calibration import DEFAULT_CALIBRATION_SIZE
 from keras_wrs.export.errors import ConversionError, ParityError
-from keras_wrs.export.onnx_export import DEFAULT_OPSET, SUPPORTED_OPSETS
+from keras_wrs.export.formats.onnx import DEFAULT_OPSET, SUPPORTED_OPSETS
+from keras_wrs.export.inputs import DEFAULT_CALIBRATION_SIZE, load_batch
 from keras_wrs.export.parity import FLOAT16, FLOAT32, INT8, Tolerance
 from keras_wrs.export.source import load_source
 

@@ -10,7 +10,7 @@ callbacks cannot reach an export.
 State is copied layer by layer through the hooks `keras.saving.load_model`
 itself calls (`save_own_variables`/`load_own_variables`, and
 `save_assets`/`load_assets` where a layer has assets). Audit of the stateful
-layers (tests in `tests/test_export_defects.py`): `Normalization` (adapted or
+layers (tests in `tests/export/test_inference.py`): `Normalization` (adapted or
 loaded) recomputes its mean and variance tensors in `load_own_variables`
 (copying variables alone left them at 0 and 1); `BatchNormalization` keeps
 its moving statistics in variables; `Discretization` keeps adapted bin
@@ -144,16 +144,17 @@ def _custom_classes(model) -> dict:
 
 def _pairs(source, target) -> list[tuple]:
     """Corresponding layers of a model and its rebuilt copy, checked by class and name."""
-    pairs = list(zip(all_layers(source), all_layers(target)))
-    if len(all_layers(source)) != len(all_layers(target)) or any(
-        type(s).__name__ != type(t).__name__ or s.name != t.name for s, t in pairs
+    sources, targets = all_layers(source), all_layers(target)
+    if len(sources) != len(targets) or any(
+        type(s).__name__ != type(t).__name__ or s.name != t.name
+        for s, t in zip(sources, targets, strict=True)
     ):
         raise RuntimeError(
             f"The float32 copy of {source.name!r} does not have the same layers as the model. "
             "A custom layer probably builds sub-layers that its `get_config` does not "
             "describe; fix its `get_config`."
         )
-    return pairs
+    return list(zip(sources, targets, strict=True))
 
 
 def _as_float32(value):
@@ -187,7 +188,7 @@ def _check_variables(source, target) -> None:
             f"model {len(source.weights)}. A custom layer probably creates variables that "
             "its `get_config` does not describe; fix its `get_config`."
         )
-    for src, dst in zip(source.weights, target.weights):
+    for src, dst in zip(source.weights, target.weights, strict=True):
         if tuple(src.shape) != tuple(dst.shape):
             raise RuntimeError(
                 f"Variable {src.path!r} has shape {tuple(src.shape)} but its float32 copy "
@@ -208,7 +209,7 @@ def _copy_variables(source, target) -> None:
         for src, dst in pairs:
             _copy_layer_state(src, dst, Path(scratch))
     # Variables of sub-layers that no `.layers` list reaches (custom layers holding layers).
-    for src, dst in zip(source.weights, target.weights):
+    for src, dst in zip(source.weights, target.weights, strict=True):
         dst.assign(_as_float32(src.numpy()).astype(keras.backend.standardize_dtype(dst.dtype)))
 
 

@@ -166,9 +166,9 @@ class ParityReport:
         cols = ("runtime", "output", "max |diff|", "mean |diff|", "max |ref|", "top-1 agree",
                 "atol/rtol", "ok")
         body = [_cells(row) for row in self.rows]
-        widths = [max(len(c) for c in col) for col in zip(cols, *body)]
-        lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths))]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(cells, widths)) for cells in body]
+        widths = [max(len(c) for c in col) for col in zip(cols, *body, strict=True)]
+        lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in body]
         return "\n".join([line.rstrip() for line in lines] + list(self.warnings))
 
     def as_dict(self) -> dict:
@@ -286,7 +286,7 @@ def compare_logits(runtime: str, output: str, outputs, reference, tolerance) -> 
 def _warnings(expected: np.ndarray) -> tuple[str, ...]:
     if not is_probability(expected):
         return ()
-    found = [f"Outputs are softmax probabilities: float runtimes are also compared on their "
+    found = ["Outputs are softmax probabilities: float runtimes are also compared on their "
              "logit differences log p_k - log p_top (rows marked '(logits)')."]
     share = saturated_fraction(expected)
     if share > 0:

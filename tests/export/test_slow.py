@@ -13,7 +13,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_export.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_export.py"
 ALL = "saved_model,onnx,tflite,tflite_int8,onnx_int8"
 
 

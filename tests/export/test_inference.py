@@ -118,8 +118,8 @@ def test_tensor_left_as_a_graph_input_is_named_by_layer():
     """The live-function conversion keras-wrs used before: the error now names the layer."""
     import tf2onnx
 
-    from keras_wrs.export.onnx_export import _raise_if_extra_inputs
     from keras_wrs.export.errors import OnnxConversionError
+    from keras_wrs.export.formats.onnx import check_graph_inputs
 
     copy = inference_copy(normalized())
     spec = tf.TensorSpec((None, 8, 8, 4), tf.float32, name="images")
@@ -127,18 +127,18 @@ def test_tensor_left_as_a_graph_input_is_named_by_layer():
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=15)
     with pytest.raises(OnnxConversionError, match=r"besides 'images'.*layer 'norm' \(class "
                                                   r"Normalization"):
-        _raise_if_extra_inputs(proto, copy, "images")
+        check_graph_inputs(proto, copy, "images")
 
 
 def test_saved_model_is_still_written_when_only_onnx_fails_to_load(tmp_path, monkeypatch):
     """ONNX Runtime refusing the file is an ONNX failure, not the end of the export."""
-    from keras_wrs.export import formats
     from keras_wrs.export.errors import OnnxConversionError
+    from keras_wrs.export.formats import onnx as onnx_format
 
     def refuse(path, input_name):  # what load_onnx_runner raises when ORT cannot load a file
         raise OnnxConversionError(f"ONNX Runtime cannot load {path}", unsupported=[])
 
-    monkeypatch.setattr(formats.ox, "load_onnx_runner", refuse)
+    monkeypatch.setattr(onnx_format, "load_onnx_runner", refuse)
     with pytest.raises(OnnxConversionError, match="cannot load.*written to") as info:
         export_model(normalized(), tmp_path / "out", batch=inputs(8))
     assert info.value.result.report.passed

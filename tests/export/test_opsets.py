@@ -6,8 +6,8 @@ import onnxruntime as ort
 import pytest
 
 from keras_wrs.export import SUPPORTED_OPSETS, inference_copy
-from keras_wrs.export.onnx_export import convert_to_onnx, validate_opset
-from keras_wrs.export.saved_model import write_saved_model
+from keras_wrs.export.formats.onnx import convert_to_onnx, validate_opset
+from keras_wrs.export.formats.saved_model import write_saved_model
 
 L = keras.layers
 

@@ -22,13 +22,11 @@ the model's `opset_import`, its metadata and the export manifest.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 from pathlib import Path
 
 from keras_wrs.export.errors import OnnxConversionError
-from keras_wrs.export.inference import all_layers
+from keras_wrs.export.formats._common import WriteJob, layer_classes, layer_of, quiet, require
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -36,10 +34,14 @@ __all__ = [
     "BATCH_DIM",
     "validate_opset",
     "convert_to_onnx",
+    "check_graph_inputs",
+    "unconverted_ops",
     "float16_copy",
     "save_onnx",
     "read_metadata",
     "load_onnx_runner",
+    "write",
+    "write_float16",
 ]
 
 DEFAULT_OPSET = 15
@@ -49,15 +51,7 @@ _ONNX_DOMAINS = ("", "ai.onnx")
 
 
 def _require(module: str):
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ImportError(
-            f"ONNX export needs {module!r}, which is not installed. Install the export "
-            "extra: `pip install 'keras-wrs[export]'`."
-        ) from err
+    return require(module, "ONNX export")
 
 
 def validate_opset(opset) -> int:
@@ -79,18 +73,6 @@ def validate_opset(opset) -> int:
             f"{DEFAULT_OPSET}, suits CNN classifiers."
         )
     return opset
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    """Silences a logger whose errors this module reports itself."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def convert_to_onnx(saved_model, model, opset: int, input_name: str, output_name: str):
@@ -117,7 +99,7 @@ def convert_to_onnx(saved_model, model, opset: int, input_name: str, output_name
     from tf2onnx import tf_loader
 
     try:
-        with _quiet("tf2onnx"), _quiet("tensorflow"):
+        with quiet("tf2onnx", "tensorflow"):
             graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
                 str(saved_model), None, None, signatures=["serving_default"],
                 return_tensors_to_rename=True)
@@ -132,19 +114,28 @@ def convert_to_onnx(saved_model, model, opset: int, input_name: str, output_name
             unsupported=[],
         ) from err
     _raise_if_unconverted(proto, model, opset, tf2onnx.__version__)
-    _raise_if_extra_inputs(proto, model, input_name)
+    check_graph_inputs(proto, model, input_name)
     _name_batch_axis(proto)
     return proto
 
 
-def _raise_if_extra_inputs(proto, model, input_name: str) -> None:
-    """Refuses a graph that needs inputs besides the model's (captured tensors)."""
+def check_graph_inputs(proto, model, input_name: str) -> None:
+    """Refuses a graph that needs inputs besides the model's (captured tensors).
+
+    Args:
+        proto: the converted `onnx.ModelProto`.
+        model: the Keras model that was converted (names layers in the error).
+        input_name: the model's own input.
+
+    Raises:
+        OnnxConversionError: names each extra input and the layer it came from.
+    """
     initializers = {init.name for init in proto.graph.initializer}
     extra = [v.name for v in proto.graph.input if v.name != input_name and v.name not in initializers]
     if not extra:
         return
-    layers = {layer.name: type(layer).__name__ for layer in all_layers(model)}
-    found = [(_layer_of(name, layers), name) for name in extra]
+    layers = layer_classes(model)
+    found = [(layer_of(name, layers), name) for name in extra]
     listed = "; ".join(f"layer {layer!r} (class {layers.get(layer, '?')}, tensor {name!r})"
                        for layer, name in found)
     raise OnnxConversionError(
@@ -167,24 +158,13 @@ def unconverted_ops(proto, model, opset: int) -> list[tuple[str, str, str, str]]
         `(layer, layer_class, op_type, node_name)` tuples.
     """
     onnx = _require("onnx")
-    layers = {layer.name: type(layer).__name__ for layer in all_layers(model)}
+    layers = layer_classes(model)
     found = []
     for node in proto.graph.node:
         if node.domain in _ONNX_DOMAINS and not onnx.defs.has(node.op_type, opset, ""):
-            layer = _layer_of(node.name, layers)
+            layer = layer_of(node.name, layers)
             found.append((layer, layers.get(layer, "?"), node.op_type, node.name))
     return found
-
-
-def _layer_of(node_name: str, layers: dict[str, str]) -> str:
-    """The innermost layer named in a graph node's scope (`.../model_1/layer_1/Op`)."""
-    scopes = node_name.split(":")[0].split("/")
-    for scope in reversed(scopes):
-        base = scope.rsplit("_", 1)[0] if scope.rsplit("_", 1)[-1].isdigit() else scope
-        for candidate in (scope, base):
-            if candidate in layers:
-                return candidate
-    return "<outside any layer>"
 
 
 def _raise_if_unconverted(proto, model, opset: int, version: str) -> None:
@@ -244,6 +224,35 @@ def float16_copy(proto):
             unsupported=[],
         ) from err
     return half.model
+
+
+def _metadata(job: WriteJob, precision: str) -> dict:
+    return {**job.metadata, "format": "onnx", "opset": job.opset, "precision": precision}
+
+
+def write(job: WriteJob, path: Path) -> dict:
+    """Writes the float32 ONNX file, converted from `job.saved_model`.
+
+    Args:
+        job: what the export writes.
+        path: the `.onnx` file to write.
+
+    Returns:
+        The file's facts for the manifest.
+
+    Raises:
+        OnnxConversionError: see `convert_to_onnx` and `save_onnx`.
+    """
+    proto = convert_to_onnx(job.saved_model, job.model, job.opset, *job.names)
+    save_onnx(proto, path, _metadata(job, "float32"))
+    return {"precision": "float32", "opset": job.opset}
+
+
+def write_float16(job: WriteJob, path: Path) -> dict:
+    """As `write`, for the float16 file made from `job.float_onnx` (see `float16_copy`)."""
+    proto = _require("onnx").load(str(job.float_onnx))
+    save_onnx(float16_copy(proto), path, _metadata(job, "float16"))
+    return {"precision": "float16 weights, float32 input and output"}
 
 
 def save_onnx(proto, path, metadata: dict) -> Path:

@@ -15,9 +15,8 @@ from keras_wrs.export import (
     read_metadata,
     read_tflite_metadata,
 )
-from keras_wrs.export.run_data import preprocess
-from keras_wrs.export.tflite_export import _quantize, load_tflite_runner
-from keras_wrs.recipes.data import load_splits
+from keras_wrs.export.formats.litert import load_tflite_runner, quantize
+from keras_wrs.recipes.data import load_splits, normalize
 
 L = keras.layers
 ALL = "saved_model,onnx,tflite,tflite_int8,tflite_dynamic,onnx_int8"
@@ -50,7 +49,7 @@ def digits_run(tmp_path_factory):
     """A run directory like `keras-wrs train digits` writes: WRS SGD, mixed_float16."""
     splits = load_splits("digits")
     config = run_config(splits)
-    x = preprocess(splits.x_train, config["preprocessing"])
+    x = normalize(splits.x_train, splits.info)
     keras.config.set_dtype_policy("mixed_float16")
     try:
         keras.utils.set_random_seed(0)
@@ -101,7 +100,7 @@ def test_manifest_lists_every_file_with_size_parity_and_calibration(digits_run, 
     artifacts = manifest["artifacts"]
     assert set(artifacts) == {"saved_model", "onnx", "onnx_float16", "tflite", "tflite_int8",
                               "tflite_dynamic", "onnx_int8"}
-    for name, entry in artifacts.items():
+    for entry in artifacts.values():
         path = out / entry["path"]
         size = path.stat().st_size if path.is_file() else sum(
             p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -161,8 +160,8 @@ def test_dynamic_range_file_has_int8_weights_and_float_input_and_output(exported
 def test_int8_input_quantization_by_hand():
     x = np.array([-1.0, 0.0, 0.26, 100.0], np.float32)
     # q = clip(round(x / scale) + zero_point, -128, 127)
-    np.testing.assert_array_equal(_quantize(x, np.int8, 0.5, -3), [-5, -3, -2, 127])
-    np.testing.assert_array_equal(_quantize(x, np.float32, 0.0, 0), x)
+    np.testing.assert_array_equal(quantize(x, np.int8, 0.5, -3), [-5, -3, -2, 127])
+    np.testing.assert_array_equal(quantize(x, np.float32, 0.0, 0), x)
 
 
 def test_calibration_and_batch_from_npz_files(tmp_path):

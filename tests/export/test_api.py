@@ -3,7 +3,6 @@
 import hashlib
 import json
 import os
-import shutil
 
 import keras
 import numpy as np
@@ -97,7 +96,7 @@ def test_inference_copy_is_float32_uncompiled_with_the_trained_weights(run_dir):
     assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
     assert getattr(copy, "optimizer", None) is None and model.optimizer is not None
     assert not copy.compiled
-    for src, dst in zip(model.weights, copy.weights):
+    for src, dst in zip(model.weights, copy.weights, strict=True):
         np.testing.assert_array_equal(src.numpy(), dst.numpy())
     x, _ = data(8, seed=1)
     out = copy(x, training=False)

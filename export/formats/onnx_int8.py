@@ -25,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from keras_wrs.export.errors import OnnxConversionError
+from keras_wrs.export.formats._common import WriteJob
+from keras_wrs.export.formats.onnx import save_onnx
 
-__all__ = ["MIN_OPSET", "quantize_onnx", "quantization_summary"]
+__all__ = ["MIN_OPSET", "quantize_onnx", "quantization_summary", "write"]
 
 MIN_OPSET = 13
 _CALIBRATION_BATCH = 16
@@ -105,3 +107,25 @@ def quantization_summary(proto) -> dict:
         "qdq_pairs": sum(n.op_type == "QuantizeLinear" for n in nodes),
         "ops_left_in_float": float_ops,
     }
+
+
+def write(job: WriteJob, path: Path) -> dict:
+    """Writes `model.int8.onnx`, quantized from `job.float_onnx` on `job.calibration`.
+
+    Args:
+        job: what the export writes.
+        path: the `.onnx` file to write.
+
+    Returns:
+        The file's facts for the manifest: precision, scheme, QDQ pairs, ops
+        left in float and the calibration set.
+
+    Raises:
+        OnnxConversionError: the quantizer or the ONNX checker failed.
+    """
+    proto = quantize_onnx(job.float_onnx, path, job.calibration.inputs, job.names[0])
+    summary = {**quantization_summary(proto), "calibration": job.calibration.summary()}
+    meta = {**job.metadata, "format": "onnx_int8", "opset": job.opset, "precision": "int8",
+            "quantization": summary}
+    save_onnx(proto, path, meta)
+    return {"precision": "int8", "quantization": summary}

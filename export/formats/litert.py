@@ -28,7 +28,6 @@ Metadata (the same JSON as the ONNX file's) is stored in the flatbuffer's
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from pathlib import Path
@@ -36,8 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_wrs.export.errors import TfliteConversionError
-from keras_wrs.export.inference import all_layers
-from keras_wrs.export.onnx_export import _layer_of
+from keras_wrs.export.formats._common import WriteJob, layer_classes, layer_of, quiet
 
 __all__ = [
     "METADATA_NAME",
@@ -46,12 +44,22 @@ __all__ = [
     "add_metadata",
     "read_tflite_metadata",
     "io_quantization",
+    "quantize",
     "load_tflite_runner",
+    "write",
 ]
 
 METADATA_NAME = "keras_wrs"
 _SIGNATURE = "serving_default"
 _BOUNDARY = ("QUANTIZE", "DEQUANTIZE")
+_PRECISION = {"tflite": "float32", "tflite_int8": "int8", "tflite_dynamic": "dynamic-range int8"}
+_SCHEME = {
+    "tflite_int8": "full-integer post-training quantization: weights int8 per channel, "
+                   "activations int8, int8 input and output",
+    "tflite_dynamic": "dynamic-range quantization: weights int8, activations float32 "
+                      "(quantized on the fly where a kernel supports it), float32 input and "
+                      "output, no calibration",
+}
 
 
 def _interpreter_class():
@@ -63,17 +71,6 @@ def _interpreter_class():
             "tf.lite.Interpreter). Install the export extra: `pip install 'keras-wrs[export]'`."
         ) from err
     return Interpreter
-
-
-@contextlib.contextmanager
-def _quiet():
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def convert_tflite(saved_model, model, calibration=None, dynamic_range: bool = False) -> bytes:
@@ -109,7 +106,7 @@ def convert_tflite(saved_model, model, calibration=None, dynamic_range: bool = F
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        with _quiet():
+        with quiet("tensorflow", level=logging.ERROR):
             content = converter.convert()
     except Exception as err:  # the converter raises ConverterError and others
         raise TfliteConversionError(
@@ -119,6 +116,37 @@ def convert_tflite(saved_model, model, calibration=None, dynamic_range: bool = F
     if calibration is not None:
         _raise_if_float(content, model)
     return content
+
+
+def write(job: WriteJob, path: Path, fmt: str) -> dict:
+    """Writes one LiteRT file, converted from `job.saved_model`, with its metadata.
+
+    Args:
+        job: what the export writes.
+        path: the `.tflite` file to write.
+        fmt: `tflite`, `tflite_int8` (calibrated on `job.calibration`) or
+            `tflite_dynamic`.
+
+    Returns:
+        The file's facts for the manifest: precision, input and output
+        quantization, whether the batch is dynamic, and the scheme.
+
+    Raises:
+        TfliteConversionError: see `convert_tflite`.
+    """
+    cal = job.calibration if fmt == "tflite_int8" else None
+    content = convert_tflite(job.saved_model, job.model, None if cal is None else cal.inputs,
+                             dynamic_range=fmt == "tflite_dynamic")
+    path.write_bytes(content)
+    io = io_quantization(path)
+    dynamic = io["input"]["shape_signature"][0] == -1
+    detail = {"precision": _PRECISION[fmt], "input_output": io, "dynamic_batch": dynamic}
+    if fmt in _SCHEME:
+        detail["quantization"] = {"scheme": _SCHEME[fmt]}
+        if cal is not None:
+            detail["quantization"]["calibration"] = cal.summary()
+    path.write_bytes(add_metadata(content, {**job.metadata, "format": fmt, **detail}))
+    return detail
 
 
 def _first_lines(err, n: int = 6) -> str:
@@ -163,8 +191,8 @@ def _raise_if_float(content: bytes, model) -> None:
     found = float_ops(content)
     if not found:
         return
-    layers = {layer.name: type(layer).__name__ for layer in all_layers(model)}
-    rows = [(_layer_of(name.split(";")[0], layers), op, name) for op, name in found]
+    layers = layer_classes(model)
+    rows = [(layer_of(name.split(";")[0], layers), op, name) for op, name in found]
     listed = "; ".join(f"op {op} in layer {layer!r} (class {layers.get(layer, '?')}, tensor "
                        f"{name!r})" for layer, op, name in rows)
     raise TfliteConversionError(
@@ -240,7 +268,18 @@ def io_quantization(path) -> dict:
             "output": describe(runner.get_output_details())}
 
 
-def _quantize(x: np.ndarray, dtype, scale: float, zero: int) -> np.ndarray:
+def quantize(x: np.ndarray, dtype, scale: float, zero: int) -> np.ndarray:
+    """Float inputs to a LiteRT tensor's type: `clip(round(x / scale) + zero, min, max)`.
+
+    Args:
+        x: float32 values.
+        dtype: the tensor's NumPy type.
+        scale: its scale; 0 marks a float tensor (`x` is only cast).
+        zero: its zero point.
+
+    Returns:
+        An array of `dtype`.
+    """
     if scale == 0:
         return x.astype(dtype)
     info = np.iinfo(dtype)
@@ -270,7 +309,7 @@ def load_tflite_runner(path, input_name: str, output_name: str, num_threads: int
     out_scale, out_zero = out["quantization"]
 
     def run(inputs: np.ndarray) -> np.ndarray:
-        x = _quantize(np.asarray(inputs, np.float32), inp["dtype"], in_scale, in_zero)
+        x = quantize(np.asarray(inputs, np.float32), inp["dtype"], in_scale, in_zero)
         y = runner(**{input_name: x})[output_name]
         if out_scale:
             return (y.astype(np.float32) - out_zero) * np.float32(out_scale)

@@ -13,8 +13,13 @@ import keras
 import numpy as np
 import pytest
 
-from keras_wrs.export import ExportInterrupted, add_export_arguments, export_model, run_export
-from keras_wrs.export import atomic
+from keras_wrs.export import (
+    ExportInterrupted,
+    add_export_arguments,
+    atomic,
+    export_model,
+    run_export,
+)
 
 L = keras.layers
 

@@ -13,7 +13,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-__all__ = ["ENDPOINT", "serving_function", "write_saved_model", "load_signature", "load_tfsm_layer"]
+from keras_wrs.export.formats._common import WriteJob
+
+__all__ = ["ENDPOINT", "serving_function", "write_saved_model", "write", "load_signature",
+           "load_tfsm_layer"]
 
 ENDPOINT = "serve"  # ExportArchive also publishes the first endpoint as "serving_default".
 
@@ -61,6 +64,20 @@ def write_saved_model(model, path, input_name: str, output_name: str) -> Path:
     archive.add_endpoint(ENDPOINT, serving_function(model, input_name, output_name))
     archive.write_out(str(path), verbose=False)
     return Path(path)
+
+
+def write(job: WriteJob, path: Path) -> dict:
+    """Writes the SavedModel of `job.model` (every other format is converted from it).
+
+    Args:
+        job: what the export writes.
+        path: the directory to create.
+
+    Returns:
+        The artifact's facts for the manifest.
+    """
+    write_saved_model(job.model, path, *job.names)
+    return {"precision": "float32"}
 
 
 def load_signature(path, input_name: str, output_name: str):
