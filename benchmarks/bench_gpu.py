@@ -5,9 +5,9 @@ PyTorch but no TensorFlow and no Keras). Stages, in this order, each written
 to `--out` as soon as it is measured (a run cut short keeps what it did):
 
 1. `pipeline`: images/s of the recipes' training stream alone
-   (`keras_wrs.recipes.pipeline`, pad-crop + flip + normalization in NumPy),
+   (`keras_wrs.recipes.data.pipeline`, pad-crop + flip + normalization in NumPy),
    with its prefetch threads and without.
-2. `feed`: the recipe trainer (`keras_wrs.recipes.train`, the code behind
+2. `feed`: the recipe trainer (`keras_wrs.recipes.training.train`, the code behind
    `keras-wrs train`, on synthetic 32x32x3 shapes) against a bare
    `model.fit` of the same model, optimizer and batch on device-resident
    arrays, per dtype policy; XLA on (on JAX every step is XLA-compiled). The
@@ -20,10 +20,10 @@ to `--out` as soon as it is measured (a run cut short keeps what it did):
 4. `fmnist`: the Fashion-MNIST GPU protocol: recipe `fmnist_resnet20`
    (full 60,000 images, ResNet-20, pad-crop + flip, SGD-momentum 0.1, WD
    5e-4 for WD), WD vs WRS x `--fmnist-seeds`, `--fmnist-epochs` epochs,
-   through `keras_wrs.recipes.compare.run_grid` (resumable: a second call
+   through `keras_wrs.recipes.sweeps.grid.run_grid` (resumable: a second call
    with the same `--fmnist-dir` continues).
 
-Every measurement: `recipes.meters.Throughput` (second epoch, clock started
+Every measurement: `recipes.training.callbacks.Throughput` (second epoch, clock started
 after its first step, validation excluded), so trainer and bare fit are
 timed alike. `--budget-s` stops starting new measurements after that many
 seconds; what was skipped is listed.
@@ -60,15 +60,17 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_wrs  # noqa: E402
-from keras_wrs.recipes import compare, data, optim, system  # noqa: E402
-from keras_wrs.recipes import config as cfg  # noqa: E402
-from keras_wrs.recipes.meters import Throughput  # noqa: E402
-from keras_wrs.recipes.models import build_model  # noqa: E402
-from keras_wrs.recipes.train import train  # noqa: E402
+import keras_wrs
+from keras_wrs.recipes import config as cfg
+from keras_wrs.recipes import data
+from keras_wrs.recipes.models import build_model
+from keras_wrs.recipes.sweeps import grid as compare
+from keras_wrs.recipes.training import optim, system
+from keras_wrs.recipes.training.callbacks import Throughput
+from keras_wrs.recipes.training.train import train
 
 STAGES = ("pipeline", "feed", "optimizers", "fmnist")
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -98,16 +100,27 @@ class Budget:
 def base_config(args, policy="float32", model="resnet20"):
     """The `shapes_resnet20` recipe cut to two epochs of `--steps` steps."""
     return dataclasses.replace(
-        cfg.RECIPES["shapes_resnet20"], model=model, epochs=2, steps_per_epoch=args.steps,
-        batch_size=args.batch_size, warmup_epochs=0.0, precision=policy, jit_compile=True,
-        synthetic_train=args.steps * args.batch_size, synthetic_test=args.batch_size,
-        dynamics=False, tensorboard=False, plots=False)
+        cfg.RECIPES["shapes_resnet20"],
+        model=model,
+        epochs=2,
+        steps_per_epoch=args.steps,
+        batch_size=args.batch_size,
+        warmup_epochs=0.0,
+        precision=policy,
+        jit_compile=True,
+        synthetic_train=args.steps * args.batch_size,
+        synthetic_test=args.batch_size,
+        dynamics=False,
+        tensorboard=False,
+        plots=False,
+    )
 
 
 def measure_pipeline(args, splits, prefetch):
     """Images/s of iterating the training stream, no model."""
-    stream, steps = data.train_dataset(splits, args.batch_size, epochs=2,
-                                       steps_per_epoch=args.steps, prefetch=prefetch)
+    stream, steps = data.train_dataset(
+        splits, args.batch_size, epochs=2, steps_per_epoch=args.steps, prefetch=prefetch
+    )
     stream[0]
     start = time.perf_counter()
     for i in range(1, len(stream)):
@@ -120,15 +133,23 @@ def measure_pipeline(args, splits, prefetch):
 def compiled_model(config, splits, rescale_off=False):
     """The recipe's model and optimizer for `config`, compiled as `train` does."""
     hp = optim.resolve_hyperparameters(config, config.steps_per_epoch)
-    model = build_model(config.model, splits.info.input_shape, splits.info.num_classes,
-                        kernel_regularizer=optim.kernel_regularizer(config, hp),
-                        **config.model_kwargs)
+    model = build_model(
+        config.model,
+        splits.info.input_shape,
+        splits.info.num_classes,
+        kernel_regularizer=optim.kernel_regularizer(config, hp),
+        **config.model_kwargs,
+    )
     # `rescale=[]`: the same keras-wrs optimizer and arguments, rescaling off.
-    optimizer = optim.make_optimizer(config, hp, optim.learning_rate_schedule(config, hp),
-                                     [] if rescale_off else model)
-    model.compile(optimizer=optimizer, jit_compile=True,
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")])
+    optimizer = optim.make_optimizer(
+        config, hp, optim.learning_rate_schedule(config, hp), [] if rescale_off else model
+    )
+    model.compile(
+        optimizer=optimizer,
+        jit_compile=True,
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
     return model
 
 
@@ -136,17 +157,23 @@ def device_arrays(config, splits):
     """`steps * batch` normalized inputs and one-hot labels, put on the device."""
     import jax
 
-    stream, _ = data.train_dataset(splits, config.batch_size, augment="none",
-                                   steps_per_epoch=config.steps_per_epoch, prefetch=0)
-    x, y = (np.concatenate(a) for a in zip(*(stream[i] for i in range(len(stream)))))
+    stream, _ = data.train_dataset(
+        splits,
+        config.batch_size,
+        augment="none",
+        steps_per_epoch=config.steps_per_epoch,
+        prefetch=0,
+    )
+    x, y = (np.concatenate(a) for a in zip(*(stream[i] for i in range(len(stream))), strict=True))
     return jax.device_put(x), jax.device_put(y)
 
 
 def bare_fit(model, arrays, batch_size, epochs=2):
     """Images/s of the last epoch of `fit` on device arrays."""
     meter = Throughput(batch_size)
-    model.fit(*arrays, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
-              callbacks=[meter])
+    model.fit(
+        *arrays, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0, callbacks=[meter]
+    )
     return meter.rates[-1]
 
 
@@ -174,8 +201,9 @@ def measure_optimizers(args, model_name, policy):
         models = {}
         for name, (_, reg, off) in OPTIMIZERS.items():
             keras.utils.set_random_seed(0)
-            models[name] = compiled_model(dataclasses.replace(config, regularization=reg),
-                                          splits, rescale_off=off)
+            models[name] = compiled_model(
+                dataclasses.replace(config, regularization=reg), splits, rescale_off=off
+            )
             bare_fit(models[name], arrays, config.batch_size, epochs=1)  # compile
         for _ in range(args.repeats):
             for name, model in models.items():
@@ -186,28 +214,36 @@ def measure_optimizers(args, model_name, policy):
 
 def run_fmnist(args):
     """The Fashion-MNIST protocol through `compare.run_grid`; returns its table."""
-    base = dataclasses.replace(cfg.RECIPES["fmnist_resnet20"], epochs=args.fmnist_epochs,
-                               data_dir=args.data_dir, precision=args.fmnist_precision,
-                               jit_compile=True, plots=False)
+    base = dataclasses.replace(
+        cfg.RECIPES["fmnist_resnet20"],
+        epochs=args.fmnist_epochs,
+        data_dir=args.data_dir,
+        precision=args.fmnist_precision,
+        jit_compile=True,
+        plots=False,
+    )
     base = cfg.override(base, args.fmnist_set)
     grid = compare.Grid(("wd", "wrs"), ("sgdm",), tuple(args.fmnist_seeds))
-    return compare.run_grid(base, grid, args.fmnist_dir, resume=True, verbose=2,
-                            recipe="fmnist_resnet20")
+    return compare.run_grid(
+        base, grid, args.fmnist_dir, resume=True, verbose=2, recipe="fmnist_resnet20"
+    )
 
 
 def header(args, argv):
     import jax
 
     d = jax.devices()[0]
-    return (f"# GPU benchmark through Keras's JAX backend (`benchmarks/bench_gpu.py`)\n\n"
-            f"Command: `KERAS_BACKEND=jax python benchmarks/bench_gpu.py {' '.join(argv)}`\n"
-            f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
-            f"Device: {d.device_kind} ({d.platform}), {len(jax.devices())} device(s); host "
-            f"{platform.machine()}, {os.cpu_count()} logical cores.\n"
-            f"Versions: Python {platform.python_version()}, jax {jax.__version__}, keras "
-            f"{keras.__version__}, keras-wrs {keras_wrs.__version__}, numpy {np.__version__}.\n"
-            f"Sizes: batch {args.batch_size}, {args.steps} steps per epoch, images/s of the "
-            f"second epoch after its first step.\n")
+    return (
+        f"# GPU benchmark through Keras's JAX backend (`benchmarks/bench_gpu.py`)\n\n"
+        f"Command: `KERAS_BACKEND=jax python benchmarks/bench_gpu.py {' '.join(argv)}`\n"
+        f"Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC. "
+        f"Device: {d.device_kind} ({d.platform}), {len(jax.devices())} device(s); host "
+        f"{platform.machine()}, {os.cpu_count()} logical cores.\n"
+        f"Versions: Python {platform.python_version()}, jax {jax.__version__}, keras "
+        f"{keras.__version__}, keras-wrs {keras_wrs.__version__}, numpy {np.__version__}.\n"
+        f"Sizes: batch {args.batch_size}, {args.steps} steps per epoch, images/s of the "
+        f"second epoch after its first step.\n"
+    )
 
 
 class Report:
@@ -237,8 +273,10 @@ def stage_pipeline(args, report, budget):
             label = "threads (default)" if prefetch is None else "none"
             rows.append(f"| {label} | {rate:.0f} |")
             report.add("", stage="pipeline", prefetch=prefetch, images_per_second=rate)
-    report.add("## Input pipeline alone (synthetic 32x32x3, pad-crop + flip)\n\n"
-               "| prefetch | images/s |\n|---|---|\n" + "\n".join(rows) + "\n")
+    report.add(
+        "## Input pipeline alone (synthetic 32x32x3, pad-crop + flip)\n\n"
+        "| prefetch | images/s |\n|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 def stage_feed(args, report, budget, workdir):
@@ -246,12 +284,15 @@ def stage_feed(args, report, budget, workdir):
     for policy in args.policies:
         if budget.ok(f"feed {policy}"):
             recipe, bare = measure_feed(args, policy, workdir)
-            rows.append(f"| ResNet-20 | {policy} | {recipe:.0f} | {bare:.0f} | "
-                        f"{recipe / bare:.2f} |")
+            rows.append(
+                f"| ResNet-20 | {policy} | {recipe:.0f} | {bare:.0f} | {recipe / bare:.2f} |"
+            )
             report.add("", stage="feed", policy=policy, recipe=recipe, bare=bare)
-    report.add("## Recipe trainer vs bare `fit` on device arrays (XLA on)\n\n"
-               "| model | dtype policy | recipe trainer images/s | bare fit images/s | "
-               "ratio |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    report.add(
+        "## Recipe trainer vs bare `fit` on device arrays (XLA on)\n\n"
+        "| model | dtype policy | recipe trainer images/s | bare fit images/s | "
+        "ratio |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
 
 
 def stage_optimizers(args, report, budget):
@@ -266,14 +307,18 @@ def stage_optimizers(args, report, budget):
                 rows.append(
                     f"| {MODELS[model_name]} | {policy} | {desc} | {med[name]:.0f} | "
                     f"{', '.join(f'{r:.0f}' for r in rates[name])} | "
-                    f"{med['wd'] / med[name]:.3f}x | {med['off'] / med[name]:.3f}x |")
+                    f"{med['wd'] / med[name]:.3f}x | {med['off'] / med[name]:.3f}x |"
+                )
             report.add("", stage="optimizers", model=model_name, policy=policy, rates=rates)
-    report.add("## WRS vs rescaling off vs SGD + WD (bare `fit`, device arrays, XLA on)\n\n"
-               "Step time ratios: a setting's step time divided by the WD row's and by the "
-               "rescaling-off row's (WRS goal: <= 1.03x of off).\n\n"
-               "| model | dtype policy | setting | images/s (median) | each repeat | "
-               "step time vs WD | step time vs off |\n|---|---|---|---|---|---|---|\n"
-               + "\n".join(rows) + "\n")
+    report.add(
+        "## WRS vs rescaling off vs SGD + WD (bare `fit`, device arrays, XLA on)\n\n"
+        "Step time ratios: a setting's step time divided by the WD row's and by the "
+        "rescaling-off row's (WRS goal: <= 1.03x of off).\n\n"
+        "| model | dtype policy | setting | images/s (median) | each repeat | "
+        "step time vs WD | step time vs off |\n|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
 
 
 def main(argv=None):
@@ -290,25 +335,35 @@ def main(argv=None):
     parser.add_argument("--fmnist-epochs", type=int, default=30)
     parser.add_argument("--fmnist-seeds", default="0,1,2")
     parser.add_argument("--fmnist-precision", default="mixed_bfloat16")
-    parser.add_argument("--fmnist-set", action="append", default=[],
-                        help="KEY=VALUE override of the fmnist_resnet20 config (repeatable)")
+    parser.add_argument(
+        "--fmnist-set",
+        action="append",
+        default=[],
+        help="KEY=VALUE override of the fmnist_resnet20 config (repeatable)",
+    )
     parser.add_argument("--fmnist-dir", help="comparison directory (default: beside --out)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__),
-                                                      "bench_gpu_results.md"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "bench_gpu_results.md")
+    )
     args = parser.parse_args(argv)
     args.stages, args.policies, args.models = (
-        [s for s in v.split(",") if s] for v in (args.stages, args.policies, args.models))
+        [s for s in v.split(",") if s] for v in (args.stages, args.policies, args.models)
+    )
     args.fmnist_seeds = [int(s) for s in args.fmnist_seeds.split(",") if s]
-    for what, given, valid in (("--stages", args.stages, STAGES),
-                               ("--policies", args.policies, POLICIES),
-                               ("--models", args.models, MODELS)):
+    for what, given, valid in (
+        ("--stages", args.stages, STAGES),
+        ("--policies", args.policies, POLICIES),
+        ("--models", args.models, MODELS),
+    ):
         if not given or set(given) - set(valid):
             parser.error(f"{what}: {','.join(given)!r}; valid: {', '.join(valid)}")
     if keras.backend.backend() != "jax":
-        parser.error(f"runs on Keras's JAX backend (KERAS_BACKEND=jax); got "
-                     f"{keras.backend.backend()!r}")
-    args.fmnist_dir = args.fmnist_dir or os.path.join(os.path.dirname(os.path.abspath(
-        args.out)), "fmnist_gpu")
+        parser.error(
+            f"runs on Keras's JAX backend (KERAS_BACKEND=jax); got {keras.backend.backend()!r}"
+        )
+    args.fmnist_dir = args.fmnist_dir or os.path.join(
+        os.path.dirname(os.path.abspath(args.out)), "fmnist_gpu"
+    )
     budget = Budget(args.budget_s)
     report = Report(args.out, header(args, argv))
     with tempfile.TemporaryDirectory() as workdir:
@@ -319,12 +374,16 @@ def main(argv=None):
         if "optimizers" in args.stages:
             stage_optimizers(args, report, budget)
     if "fmnist" in args.stages and budget.ok("fmnist"):
-        report.add("## Fashion-MNIST GPU protocol (`fmnist_resnet20`, WD vs WRS, "
-                   f"SGD-momentum, {args.fmnist_epochs} epochs, {args.fmnist_precision})\n\n"
-                   + run_fmnist(args) + "\n")
+        report.add(
+            "## Fashion-MNIST GPU protocol (`fmnist_resnet20`, WD vs WRS, "
+            f"SGD-momentum, {args.fmnist_epochs} epochs, {args.fmnist_precision})\n\n"
+            + run_fmnist(args)
+            + "\n"
+        )
     if budget.skipped:
-        report.add(f"Skipped (budget of {args.budget_s:.0f} s spent): "
-                   f"{', '.join(budget.skipped)}.\n")
+        report.add(
+            f"Skipped (budget of {args.budget_s:.0f} s spent): {', '.join(budget.skipped)}.\n"
+        )
     print(open(args.out).read())
     return 0
 

@@ -63,19 +63,22 @@ ratios within one run.
 
 # ------------------------------------------------------------ one process
 
+
 def _strategy(kind):
     import tensorflow as tf
 
     if kind == "multi_worker":
-        from keras_wrs.recipes.cluster import multi_worker_strategy
+        from keras_wrs.recipes.training.cluster import multi_worker_strategy
 
         return multi_worker_strategy(connect_timeout=120)
     if kind == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
         return tf.distribute.MirroredStrategy(
-            [d.name for d in tf.config.list_logical_devices("CPU")])
+            [d.name for d in tf.config.list_logical_devices("CPU")]
+        )
     return tf.distribute.get_strategy()
 
 
@@ -110,18 +113,28 @@ def worker(args):
 
     with strategy.scope():
         model = build_model("small_cnn", (8, 8, 1), 10, sync_bn=args.sync_bn)
-        model.compile(optimizer=SGD(0.1, momentum=0.9, rescale=model),
-                      loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer=SGD(0.1, momentum=0.9, rescale=model),
+            loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        )
     timer = Timer()
     total = args.warmup + args.steps
-    model.fit(_dataset(args.batch, total), epochs=1, steps_per_epoch=total,
-              verbose=0, callbacks=[timer])
+    model.fit(
+        _dataset(args.batch, total), epochs=1, steps_per_epoch=total, verbose=0, callbacks=[timer]
+    )
     seconds = timer.end - timer.start
-    print(json.dumps({"images_per_second": args.steps * args.batch / seconds,
-                      "replicas": strategy.num_replicas_in_sync}))
+    print(
+        json.dumps(
+            {
+                "images_per_second": args.steps * args.batch / seconds,
+                "replicas": strategy.num_replicas_in_sync,
+            }
+        )
+    )
 
 
 # ------------------------------------------------------------ orchestration
+
 
 def _ports(n):
     sockets = [socket.socket() for _ in range(n)]
@@ -134,18 +147,38 @@ def _ports(n):
 
 
 def _run(spec, args):
-    command = [sys.executable, os.path.abspath(__file__), "--worker", "--kind", spec["kind"],
-               "--batch", str(args.batch), "--steps", str(args.steps),
-               "--warmup", str(args.warmup)] + (["--sync-bn"] if spec["sync_bn"] else [])
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--kind",
+        spec["kind"],
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+    ] + (["--sync-bn"] if spec["sync_bn"] else [])
     base = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     envs = [base]
     if spec["kind"] == "multi_worker":
         addresses = [f"127.0.0.1:{p}" for p in _ports(spec["workers"])]
-        envs = [{**base, "TF_CONFIG": json.dumps(
-            {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}})}
-            for i in range(spec["workers"])]
-    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for env in envs]
+        envs = [
+            {
+                **base,
+                "TF_CONFIG": json.dumps(
+                    {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": i}}
+                ),
+            }
+            for i in range(spec["workers"])
+        ]
+    procs = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for env in envs
+    ]
     try:
         outs = [p.communicate(timeout=args.timeout) for p in procs]
     finally:
@@ -160,12 +193,16 @@ def _run(spec, args):
 
 def _table(results, args):
     base = statistics.median(results["1 process"])
-    lines = ["| configuration | images/s (median) | every repeat | vs 1 process |",
-             "|---|---|---|---|"]
+    lines = [
+        "| configuration | images/s (median) | every repeat | vs 1 process |",
+        "|---|---|---|---|",
+    ]
     for name, rates in results.items():
         median = statistics.median(rates)
-        lines.append(f"| {name} | {median:.0f} | {', '.join(f'{r:.0f}' for r in rates)} "
-                     f"| {median / base:.2f} |")
+        lines.append(
+            f"| {name} | {median:.0f} | {', '.join(f'{r:.0f}' for r in rates)} "
+            f"| {median / base:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -174,9 +211,11 @@ def _machine():
     import tensorflow as tf
 
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras "
-            f"{keras.__version__}; load average at the end {load}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, TensorFlow {tf.__version__}, Keras "
+        f"{keras.__version__}; load average at the end {load}"
+    )
 
 
 def main():
@@ -201,12 +240,14 @@ def main():
     table = _table(results, args)
     print(table)
     if args.write:
-        text = (f"# Several workers and synchronized BatchNorm: cost on one CPU machine\n\n"
-                f"Command: `python benchmarks/bench_multiworker.py --batch {args.batch} "
-                f"--steps {args.steps} --warmup {args.warmup} --repeats {args.repeats} "
-                f"--write {args.write}`\n\nModel: `small_cnn` (width 32, 8x8x1 inputs, "
-                f"65,834 parameters), keras-wrs SGD with WRS, global batch {args.batch}, "
-                f"float32, no XLA.\n\nMachine: {_machine()}.\n\n{table}\n\n{NOTES}")
+        text = (
+            f"# Several workers and synchronized BatchNorm: cost on one CPU machine\n\n"
+            f"Command: `python benchmarks/bench_multiworker.py --batch {args.batch} "
+            f"--steps {args.steps} --warmup {args.warmup} --repeats {args.repeats} "
+            f"--write {args.write}`\n\nModel: `small_cnn` (width 32, 8x8x1 inputs, "
+            f"65,834 parameters), keras-wrs SGD with WRS, global batch {args.batch}, "
+            f"float32, no XLA.\n\nMachine: {_machine()}.\n\n{table}\n\n{NOTES}"
+        )
         with open(args.write, "w") as f:
             f.write(text)
     return 0

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from keras_wrs.recipes import console
-from keras_wrs.recipes.console import UsageError as _UsageError
+from keras_wrs.recipes.console import UsageError
 
 __all__ = ["main", "build_parser"]
 
@@ -62,32 +62,61 @@ def _seeds(text):
 
 def _add_run_arguments(parser):
     add = parser.add_argument
-    add("recipe", nargs="?", default=_DEFAULT_RECIPE,
-        help=f"recipe name (default {_DEFAULT_RECIPE}; `keras-wrs list` shows all)")
+    add(
+        "recipe",
+        nargs="?",
+        default=_DEFAULT_RECIPE,
+        help=f"recipe name (default {_DEFAULT_RECIPE}; `keras-wrs list` shows all)",
+    )
     add("--epochs", type=_positive_int, help="training epochs")
     add("--batch-size", type=_positive_int, help="global batch size")
     add("--lr", type=_positive_float, help="base learning rate")
-    add("--precision", help="float32 | mixed (float16 on GPU, bfloat16 on CPU) "
-        "| mixed_float16 | mixed_bfloat16")
+    add(
+        "--precision",
+        help="float32 | mixed (float16 on GPU, bfloat16 on CPU) | mixed_float16 | mixed_bfloat16",
+    )
     add("--xla", action="store_true", help="compile with XLA (jit_compile=True)")
-    add("--strategy", help="default | one_device | mirrored | multi_worker "
-        "(multi_worker: the cluster from TF_CONFIG; run the same command on every worker)")
-    add("--sync-bn", action="store_true",
-        help="synchronized BatchNormalization: batch statistics over all replicas")
+    add(
+        "--strategy",
+        help="default | one_device | mirrored | multi_worker "
+        "(multi_worker: the cluster from TF_CONFIG; run the same command on every worker)",
+    )
+    add(
+        "--sync-bn",
+        action="store_true",
+        help="synchronized BatchNormalization: batch statistics over all replicas",
+    )
     add("--data-dir", help="TensorFlow Datasets data directory")
-    add("--download", action="store_true",
-        help="let TensorFlow Datasets download a missing data set (needs a network)")
-    add("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+    add(
+        "--download",
+        action="store_true",
+        help="let TensorFlow Datasets download a missing data set (needs a network)",
+    )
+    add(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override any config field, e.g. --set warmup_epochs=0 "
-             "--set model_kwargs.width=8 (repeatable)")
-    add("--smoke", action="store_true",
-        help="tiny widths, 2 epochs of 2 steps; TFDS data replaced by synthetic shapes")
+        "--set model_kwargs.width=8 (repeatable)",
+    )
+    add(
+        "--smoke",
+        action="store_true",
+        help="tiny widths, 2 epochs of 2 steps; TFDS data replaced by synthetic shapes",
+    )
     add("--out", help="output directory (default runs/<recipe>-<time>)")
     add("--resume", action="store_true", help="continue the unfinished run(s) in --out")
     add("--overwrite", action="store_true", help="delete --out first")
-    add("--verbose", type=int, choices=(0, 1, 2, 3), default=None,
+    add(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2, 3),
+        default=None,
         help="Keras progress output: 0 silent, 1 progress bar, 2 one line per "
-             "epoch, 3 as 2 plus TensorFlow's own log messages")
+        "epoch, 3 as 2 plus TensorFlow's own log messages",
+    )
 
 
 def build_parser():
@@ -97,65 +126,99 @@ def build_parser():
         description="Weight rescaling (WRS) vs weight decay for Keras BatchNorm networks.",
         epilog="Start with `keras-wrs train`: weight decay vs weight rescaling on "
         "the digits data set, offline, about a minute on a CPU. "
-        "`keras-wrs COMMAND --help` describes each command.")
+        "`keras-wrs COMMAND --help` describes each command.",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = sub.add_parser(
-        "train", help="train a recipe (default: digits, WD vs WRS)",
+        "train",
+        help="train a recipe (default: digits, WD vs WRS)",
         description="Train a recipe. With several --regularization values "
-        "(default wd,wrs) it trains one run each and prints a comparison table.")
+        "(default wd,wrs) it trains one run each and prints a comparison table.",
+    )
     _add_run_arguments(train)
-    train.add_argument("--regularization", type=_names, default=("wd", "wrs"),
-                       help="none | wd | l2 | wrs, comma-separated (default wd,wrs)")
-    train.add_argument("--optimizer", help="sgd | sgdm | adam | adamw | rmsprop | "
-                       "nadam | lion | lamb (default: the recipe's)")
+    train.add_argument(
+        "--regularization",
+        type=_names,
+        default=("wd", "wrs"),
+        help="none | wd | l2 | wrs, comma-separated (default wd,wrs)",
+    )
+    train.add_argument(
+        "--optimizer",
+        help="sgd | sgdm | adam | adamw | rmsprop | nadam | lion | lamb (default: the recipe's)",
+    )
     train.add_argument("--seed", type=int, default=None, help="random seed")
     compare = sub.add_parser(
-        "compare", help="grid of regularization x optimizer x seeds, results table",
+        "compare",
+        help="grid of regularization x optimizer x seeds, results table",
         description="Train every regularization x optimizer x seed cell and write "
-        "results.md, results.csv and plots to --out.")
+        "results.md, results.csv and plots to --out.",
+    )
     _add_run_arguments(compare)
-    compare.add_argument("--regularizations", type=_names, default=("none", "wd", "wrs"),
-                         help="comma-separated (default none,wd,wrs)")
-    compare.add_argument("--optimizers", type=_names, default=("sgdm", "adam"),
-                         help="comma-separated (default sgdm,adam)")
-    compare.add_argument("--seeds", type=_seeds, default=(0, 1, 2),
-                         help="comma-separated (default 0,1,2)")
+    compare.add_argument(
+        "--regularizations",
+        type=_names,
+        default=("none", "wd", "wrs"),
+        help="comma-separated (default none,wd,wrs)",
+    )
+    compare.add_argument(
+        "--optimizers",
+        type=_names,
+        default=("sgdm", "adam"),
+        help="comma-separated (default sgdm,adam)",
+    )
+    compare.add_argument(
+        "--seeds", type=_seeds, default=(0, 1, 2), help="comma-separated (default 0,1,2)"
+    )
     sweep = sub.add_parser(
-        "sweep", help="grid over any config fields, per group; results and sensitivity",
+        "sweep",
+        help="grid over any config fields, per group; results and sensitivity",
         description="Train the cartesian product of each --grid group (any config "
         "fields) for every seed, then write results.md (rows grouped by every "
         "field that differs), per-layer noise, sensitivity, and plots to --out. "
         'Example: --grid "regularization=wrs lr=0.03,0.1,0.3,1" --grid '
-        '"regularization=wd lr=0.03,0.3 weight_decay=5e-5,5e-4,5e-3".')
+        '"regularization=wd lr=0.03,0.3 weight_decay=5e-5,5e-4,5e-3".',
+    )
     _add_run_arguments(sweep)
-    sweep.add_argument("--grid", dest="groups", action="append", required=True,
-                       metavar="'FIELD=V1,V2 ...'",
-                       help="one group of axes (repeatable); groups are trained one "
-                       "after the other, each as its cartesian product")
-    sweep.add_argument("--seeds", type=_seeds, default=(0,),
-                       help="comma-separated (default 0)")
-    report = sub.add_parser("report", help="tables and plots from run directories",
-                            description="Rebuild results tables and plots from run "
-                            "or comparison directories.")
+    sweep.add_argument(
+        "--grid",
+        dest="groups",
+        action="append",
+        required=True,
+        metavar="'FIELD=V1,V2 ...'",
+        help="one group of axes (repeatable); groups are trained one "
+        "after the other, each as its cartesian product",
+    )
+    sweep.add_argument("--seeds", type=_seeds, default=(0,), help="comma-separated (default 0)")
+    report = sub.add_parser(
+        "report",
+        help="tables and plots from run directories",
+        description="Rebuild results tables and plots from run or comparison directories.",
+    )
     report.add_argument("dirs", nargs="+", metavar="DIR", help="run or comparison directories")
-    report.add_argument("--out", help="where to write results.md/csv and plots "
-                        "(default: the first DIR)")
+    report.add_argument(
+        "--out", help="where to write results.md/csv and plots (default: the first DIR)"
+    )
     _add_export_parser(sub)
     sub.add_parser("list", help="recipes, models, data sets, optimizers, regularizations")
     return parser
 
 
-_EXPORT_DESCRIPTION = ("Export a run directory's model.keras to SavedModel and ONNX "
-                       "and check that they agree with Keras.")
+_EXPORT_DESCRIPTION = (
+    "Export a run directory's model.keras to SavedModel and ONNX "
+    "and check that they agree with Keras."
+)
 
 
 def _add_export_parser(sub):
     # The export arguments live in keras_wrs.export, which imports TensorFlow:
     # they are parsed by `_export_parser` once `export` is the command.
     sub.add_parser(
-        "export", add_help=False, prefix_chars="\0",
+        "export",
+        add_help=False,
+        prefix_chars="\0",
         help="export a run's model to SavedModel and ONNX, with a parity check "
-        "(needs keras-wrs[export])", description=_EXPORT_DESCRIPTION,
+        "(needs keras-wrs[export])",
+        description=_EXPORT_DESCRIPTION,
     ).add_argument("export_args", nargs=argparse.REMAINDER)
 
 
@@ -163,10 +226,10 @@ def _export_parser():
     try:
         from keras_wrs.export.cli import add_export_arguments
     except ImportError as err:
-        raise _UsageError(f"export is unavailable ({err}); "
-                          "`pip install 'keras-wrs[export]'`") from err
-    parser = argparse.ArgumentParser(prog="keras-wrs export",
-                                     description=_EXPORT_DESCRIPTION)
+        raise UsageError(
+            f"export is unavailable ({err}); `pip install 'keras-wrs[export]'`"
+        ) from err
+    parser = argparse.ArgumentParser(prog="keras-wrs export", description=_EXPORT_DESCRIPTION)
     return add_export_arguments(parser)
 
 
@@ -175,7 +238,7 @@ def _preflight(fn, *args):
     try:
         return fn(*args)
     except ValueError as err:
-        raise _UsageError(str(err)) from err
+        raise UsageError(str(err)) from err
 
 
 def _config_from_args(args):
@@ -184,15 +247,20 @@ def _config_from_args(args):
 
 
 def _build_config(args):
-    from keras_wrs.recipes import cluster, names
     from keras_wrs.recipes import config as cfg
+    from keras_wrs.recipes.training import cluster
 
     config = cfg.get_recipe(args.recipe)
     if args.smoke:  # first, so that --epochs and --set still apply on top
         config = cfg.smoke(config, offline=True)
-    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-             "precision": args.precision, "strategy": args.strategy,
-             "data_dir": args.data_dir}
+    flags = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "precision": args.precision,
+        "strategy": args.strategy,
+        "data_dir": args.data_dir,
+    }
     changes = {k: v for k, v in flags.items() if v is not None}
     if args.xla:
         changes["jit_compile"] = True
@@ -205,7 +273,7 @@ def _build_config(args):
             changes[name] = getattr(args, name)
     config = cfg.override(dataclasses.replace(config, **changes), args.assignments)
     cfg.validate(config)
-    if config.dataset not in names.BUILTIN_DATASETS:  # TFDS or registered: loads data
+    if config.dataset not in cfg.BUILTIN_DATASETS:  # TFDS or registered: loads data
         from keras_wrs.recipes.data import check_dataset_name
 
         check_dataset_name(config.dataset)
@@ -214,15 +282,16 @@ def _build_config(args):
 
 
 def _out_dir(args, kind):
-    if args.out and args.resume and not (Path(args.out).is_dir()
-                                         and any(Path(args.out).iterdir())):
-        raise _UsageError(f"--resume: there is no run to continue in {args.out!r} "
-                          f"(it does not exist or is empty). Drop --resume to start "
-                          f"a new run there, or check the --out path.")
+    if args.out and args.resume and not (Path(args.out).is_dir() and any(Path(args.out).iterdir())):
+        raise UsageError(
+            f"--resume: there is no run to continue in {args.out!r} "
+            f"(it does not exist or is empty). Drop --resume to start "
+            f"a new run there, or check the --out path."
+        )
     if args.out:
         return args.out
     if args.resume:
-        raise _UsageError("--resume needs --out: the directory to continue.")
+        raise UsageError("--resume needs --out: the directory to continue.")
     return f"runs/{args.recipe}-{kind}{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -235,7 +304,7 @@ def _verbose(args):
 def _start(args, out, extras_config=None, report=False):
     """Check the extras, print the run directory, remember it for Ctrl-C."""
     if extras_config is not None:
-        from keras_wrs.recipes.extras import check_extras
+        from keras_wrs.recipes.config import check_extras
 
         check_extras(extras_config, report=report)
     args.run_dir = out
@@ -244,66 +313,91 @@ def _start(args, out, extras_config=None, report=False):
 
 def _run_train(args):
     config = _config_from_args(args)  # first: a usage error loads no backend
-    from keras_wrs.recipes import compare
     from keras_wrs.recipes import config as cfg
-    from keras_wrs.recipes.train import train
+    from keras_wrs.recipes.sweeps import grid as grids
+    from keras_wrs.recipes.training.train import train
 
     if len(args.regularization) != 1:
-        grid = compare.Grid(args.regularization, (config.optimizer,), (config.seed,))
+        grid = grids.Grid(args.regularization, (config.optimizer,), (config.seed,))
         return _run_grid(args, config, grid, _out_dir(args, ""))
     config = dataclasses.replace(config, regularization=args.regularization[0])
     _preflight(cfg.validate, config)
     out = _out_dir(args, f"{config.regularization}-")
     _start(args, out, config)
-    summary = train(config, out, resume=args.resume, overwrite=args.overwrite,
-                    verbose=_verbose(args), recipe=args.recipe)
-    print(f"\n{config.regularization} / {config.optimizer}: test accuracy "
-          f"{summary['test_accuracy']:.4f}, {summary['wall_seconds']:.0f} s. Run: {out}")
+    summary = train(
+        config,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        verbose=_verbose(args),
+        recipe=args.recipe,
+    )
+    print(
+        f"\n{config.regularization} / {config.optimizer}: test accuracy "
+        f"{summary['test_accuracy']:.4f}, {summary['wall_seconds']:.0f} s. Run: {out}"
+    )
     return 0
 
 
 def _run_grid(args, config, grid, out):
-    from keras_wrs.recipes import cluster, compare
+    from keras_wrs.recipes.sweeps import grid as grids
+    from keras_wrs.recipes.training import cluster
 
-    _preflight(compare.grid_configs, config, grid)
+    _preflight(grids.grid_configs, config, grid)
     _start(args, out, config, report=True)
-    table = compare.run_grid(config, grid, cluster.worker_run_dir(out, config),
-                             resume=args.resume,
-                             overwrite=args.overwrite, verbose=_verbose(args),
-                             recipe=args.recipe)
-    print(f"\nRecipe {args.recipe} ({config.dataset}, {config.model}, "
-          f"{config.epochs} epochs), results in {out}:\n\n{table}")
+    table = grids.run_grid(
+        config,
+        grid,
+        cluster.worker_run_dir(out, config),
+        resume=args.resume,
+        overwrite=args.overwrite,
+        verbose=_verbose(args),
+        recipe=args.recipe,
+    )
+    print(
+        f"\nRecipe {args.recipe} ({config.dataset}, {config.model}, "
+        f"{config.epochs} epochs), results in {out}:\n\n{table}"
+    )
     return 0
 
 
 def _run_compare(args):
     config = _config_from_args(args)  # first: a usage error loads no backend
-    from keras_wrs.recipes import compare
+    from keras_wrs.recipes.sweeps import grid as grids
 
-    grid = compare.Grid(args.regularizations, args.optimizers, args.seeds)
+    grid = grids.Grid(args.regularizations, args.optimizers, args.seeds)
     return _run_grid(args, config, grid, _out_dir(args, "compare-"))
 
 
 def _run_sweep(args):
-    from keras_wrs.recipes import sweep
+    from keras_wrs.recipes.sweeps import grid as grids
 
     config = _config_from_args(args)
-    cells = _preflight(sweep.sweep_configs, config, args.groups, args.seeds)
+    cells = _preflight(grids.sweep_configs, config, args.groups, args.seeds)
     out = _out_dir(args, "sweep-")
     _start(args, out, config, report=True)
-    text = sweep.run_sweep(config, args.groups, args.seeds, out, resume=args.resume,
-                           overwrite=args.overwrite, verbose=_verbose(args),
-                           recipe=args.recipe)
+    text = grids.run_sweep(
+        config,
+        args.groups,
+        args.seeds,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        verbose=_verbose(args),
+        recipe=args.recipe,
+    )
     print(f"\nSweep of {len(cells)} runs on {args.recipe}, results in {out}:\n\n{text}")
     return 0
 
 
 def _run_report(args):
-    from keras_wrs.recipes import extras, report
+    from keras_wrs.recipes.config import extras
+    from keras_wrs.recipes.sweeps import report
 
-    if not extras._installed("matplotlib"):
-        raise extras.MissingExtraError("report draws plots with matplotlib, which "
-                                       "is not installed: `pip install matplotlib`.")
+    if not extras.installed("matplotlib"):
+        raise extras.MissingExtraError(
+            "report draws plots with matplotlib, which is not installed: `pip install matplotlib`."
+        )
 
     print(report.write_report(args.dirs, args.out or args.dirs[0]))
     return 0
@@ -311,13 +405,19 @@ def _run_report(args):
 
 def _run_list(args):
     from keras_wrs.recipes import config as cfg
-    from keras_wrs.recipes import models, names, optim
+    from keras_wrs.recipes import models
+    from keras_wrs.recipes.training import optim
 
-    rows = [("recipes", cfg.RECIPES), ("models", models.MODELS),
-            ("datasets", list(names.BUILTIN_DATASETS) + ["<any TFDS image classification set>"]),
-            ("optimizers", optim.OPTIMIZERS), ("regularizations", optim.REGULARIZATIONS),
-            ("schedules", optim.SCHEDULES), ("precisions", cfg.PRECISIONS),
-            ("strategies", cfg.STRATEGIES)]
+    rows = [
+        ("recipes", cfg.RECIPES),
+        ("models", models.MODELS),
+        ("datasets", list(cfg.BUILTIN_DATASETS) + ["<any TFDS image classification set>"]),
+        ("optimizers", optim.OPTIMIZERS),
+        ("regularizations", cfg.REGULARIZATIONS),
+        ("schedules", cfg.SCHEDULES),
+        ("precisions", cfg.PRECISIONS),
+        ("strategies", cfg.STRATEGIES),
+    ]
     for title, names in rows:
         print(f"{title}: {', '.join(names)}")
     return 0
@@ -330,9 +430,14 @@ def _run_export(args):
     return run_export(args)
 
 
-_COMMANDS = {"train": _run_train, "compare": _run_compare, "sweep": _run_sweep,
-             "report": _run_report,
-             "list": _run_list, "export": _run_export}
+_COMMANDS = {
+    "train": _run_train,
+    "compare": _run_compare,
+    "sweep": _run_sweep,
+    "report": _run_report,
+    "list": _run_list,
+    "export": _run_export,
+}
 
 
 def main(argv=None):

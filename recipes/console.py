@@ -14,17 +14,16 @@ import os
 import shlex
 import sys
 
-__all__ = ["UsageError", "quiet_tensorflow", "resume_command", "interrupted",
-           "failed"]
+__all__ = ["UsageError", "quiet_tensorflow", "resume_command", "interrupted", "failed"]
 
 # Errors that mean "bad input or state, nothing trained": (module, class name).
 _USAGE_ERRORS = (
-    ("keras_wrs.recipes.rundir", "RunDirError"),
-    ("keras_wrs.recipes.data", "DatasetUnavailableError"),
-    ("keras_wrs.recipes.train", "ConfigMismatchError"),
-    ("keras_wrs.recipes.train", "RunSetupError"),
-    ("keras_wrs.recipes.backup", "BackupError"),
-    ("keras_wrs.recipes.extras", "MissingExtraError"),
+    ("keras_wrs.recipes.runs.rundir", "RunDirError"),
+    ("keras_wrs.recipes.data.sources", "DatasetUnavailableError"),
+    ("keras_wrs.recipes.training.train", "ConfigMismatchError"),
+    ("keras_wrs.recipes.training.train", "RunSetupError"),
+    ("keras_wrs.recipes.runs.backup", "BackupError"),
+    ("keras_wrs.recipes.config.extras", "MissingExtraError"),
 )
 
 
@@ -88,12 +87,14 @@ def interrupted(command, argv, out):
         out: the run directory, or None if no run had started.
     """
     if out is None:
-        print(f"\nkeras-wrs {command}: interrupted before any run started.",
-              file=sys.stderr)
+        print(f"\nkeras-wrs {command}: interrupted before any run started.", file=sys.stderr)
     else:
-        print(f"\nkeras-wrs {command}: interrupted; the run directory {out} "
-              f"keeps every finished epoch. Continue with: "
-              f"{resume_command(argv, out)}", file=sys.stderr)
+        print(
+            f"\nkeras-wrs {command}: interrupted; the run directory {out} "
+            f"keeps every finished epoch. Continue with: "
+            f"{resume_command(argv, out)}",
+            file=sys.stderr,
+        )
     return 130
 
 
@@ -104,12 +105,13 @@ def failed(command, err):
         Exception: `err` itself when it is not a known error (a bug shows its
             traceback).
     """
-    diverged = _loaded("keras_wrs.recipes.train", "DivergedError")
+    diverged = _loaded("keras_wrs.recipes.training.train", "DivergedError")
     if diverged is not None and isinstance(err, diverged):
         print(f"keras-wrs {command}: {err}", file=sys.stderr)
         return 1
     if isinstance(err, _usage_error_classes()) or (
-            isinstance(err, ImportError) and "pip install" in str(err)):
+        isinstance(err, ImportError) and "pip install" in str(err)
+    ):
         print(f"keras-wrs {command}: error: {err}", file=sys.stderr)
         return 2
     raise err

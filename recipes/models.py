@@ -26,7 +26,7 @@ import importlib
 import inspect
 from collections.abc import Callable
 
-from keras_wrs.recipes._lazykeras import keras, layers
+from keras_wrs._lazy import keras, layers
 
 __all__ = [
     "MODELS",
@@ -40,27 +40,31 @@ __all__ = [
     "small_cnn",
 ]
 
-_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-          512, 512, 512, "M")
+_VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
 def _conv(x, filters, kernel_size=3, strides=1, regularizer=None, name=None):
     return layers.Conv2D(
-        filters, kernel_size, strides=strides, padding="same", use_bias=False,
-        kernel_initializer="he_normal", kernel_regularizer=regularizer,
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        kernel_regularizer=regularizer,
         name=name,
     )(x)
 
 
 def _bn(x, momentum, name=None):
-    return layers.BatchNormalization(momentum=momentum, epsilon=1e-5,
-                                     name=name)(x)
+    return layers.BatchNormalization(momentum=momentum, epsilon=1e-5, name=name)(x)
 
 
 def _head(x, num_classes, regularizer):
     # float32 logits keep the softmax stable under mixed precision.
-    return layers.Dense(num_classes, kernel_regularizer=regularizer,
-                        dtype="float32", name="logits")(x)
+    return layers.Dense(
+        num_classes, kernel_regularizer=regularizer, dtype="float32", name="logits"
+    )(x)
 
 
 def _pad_shortcut(x, filters):
@@ -79,18 +83,27 @@ def _pad_shortcut(x, filters):
 
 def _basic_block(x, filters, strides, bn_momentum, regularizer, name):
     shortcut = x
-    y = _conv(x, filters, strides=strides, regularizer=regularizer,
-              name=f"{name}_conv1")
+    y = _conv(x, filters, strides=strides, regularizer=regularizer, name=f"{name}_conv1")
     y = layers.ReLU()(_bn(y, bn_momentum, name=f"{name}_bn1"))
-    y = _bn(_conv(y, filters, regularizer=regularizer, name=f"{name}_conv2"),
-            bn_momentum, name=f"{name}_bn2")
+    y = _bn(
+        _conv(y, filters, regularizer=regularizer, name=f"{name}_conv2"),
+        bn_momentum,
+        name=f"{name}_bn2",
+    )
     if strides != 1 or x.shape[-1] != filters:
         shortcut = _pad_shortcut(x, filters)
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
-def resnet(input_shape=(32, 32, 3), num_classes=10, depth=20, width=16,
-           bn_momentum=0.9, kernel_regularizer=None, name=None):
+def resnet(
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    depth=20,
+    width=16,
+    bn_momentum=0.9,
+    kernel_regularizer=None,
+    name=None,
+):
     """CIFAR ResNet v1 (He et al. 2016, section 4.2) with option-A shortcuts.
 
     Three stages of `(depth - 2) / 6` basic blocks with `width`, `2 width`,
@@ -118,8 +131,7 @@ def resnet(input_shape=(32, 32, 3), num_classes=10, depth=20, width=16,
         CVPR 2016.
     """
     if depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"`depth` must be 6n+2 (20, 32, 44, 56, 110). "
-                         f"Received: depth={depth}")
+        raise ValueError(f"`depth` must be 6n+2 (20, 32, 44, 56, 110). Received: depth={depth}")
     blocks = (depth - 2) // 6
     inputs = keras.Input(input_shape)
     x = _conv(inputs, width, regularizer=kernel_regularizer, name="stem_conv")
@@ -127,15 +139,23 @@ def resnet(input_shape=(32, 32, 3), num_classes=10, depth=20, width=16,
     for stage, filters in enumerate((width, 2 * width, 4 * width)):
         for block in range(blocks):
             strides = 2 if stage > 0 and block == 0 else 1
-            x = _basic_block(x, filters, strides, bn_momentum,
-                             kernel_regularizer, f"s{stage + 1}b{block + 1}")
+            x = _basic_block(
+                x, filters, strides, bn_momentum, kernel_regularizer, f"s{stage + 1}b{block + 1}"
+            )
     x = layers.GlobalAveragePooling2D()(x)
     outputs = _head(x, num_classes, kernel_regularizer)
     return keras.Model(inputs, outputs, name=name or f"resnet{depth}")
 
 
-def vgg16_bn(input_shape=(32, 32, 3), num_classes=10, width=64, head="linear",
-             bn_momentum=0.9, kernel_regularizer=None, name="vgg16_bn"):
+def vgg16_bn(
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    width=64,
+    head="linear",
+    bn_momentum=0.9,
+    kernel_regularizer=None,
+    name="vgg16_bn",
+):
     """VGG16 with BatchNormalization after every convolution, CIFAR version.
 
     Thirteen 3x3 convolutions in five blocks (`width` to `8 width` filters),
@@ -169,15 +189,14 @@ def vgg16_bn(input_shape=(32, 32, 3), num_classes=10, width=64, head="linear",
             x = layers.MaxPooling2D(2)(x)
             continue
         index += 1
-        x = _conv(x, item * width // 64, regularizer=kernel_regularizer,
-                  name=f"conv{index}")
+        x = _conv(x, item * width // 64, regularizer=kernel_regularizer, name=f"conv{index}")
         x = layers.ReLU()(_bn(x, bn_momentum, name=f"bn{index}"))
     x = layers.Flatten()(x)
     if head == "mlp":
         for i in (1, 2):
-            x = layers.Dense(8 * width, use_bias=False,
-                             kernel_regularizer=kernel_regularizer,
-                             name=f"fc{i}")(x)
+            x = layers.Dense(
+                8 * width, use_bias=False, kernel_regularizer=kernel_regularizer, name=f"fc{i}"
+            )(x)
             x = layers.ReLU()(_bn(x, bn_momentum, name=f"fc{i}_bn"))
     outputs = _head(x, num_classes, kernel_regularizer)
     return keras.Model(inputs, outputs, name=name)
@@ -185,22 +204,35 @@ def vgg16_bn(input_shape=(32, 32, 3), num_classes=10, width=64, head="linear",
 
 def _wide_block(x, filters, strides, dropout, bn_momentum, regularizer, name):
     preact = layers.ReLU()(_bn(x, bn_momentum, name=f"{name}_bn1"))
-    y = _conv(preact, filters, strides=strides, regularizer=regularizer,
-              name=f"{name}_conv1")
+    y = _conv(preact, filters, strides=strides, regularizer=regularizer, name=f"{name}_conv1")
     y = layers.ReLU()(_bn(y, bn_momentum, name=f"{name}_bn2"))
     if dropout:
         y = layers.Dropout(dropout)(y)
     y = _conv(y, filters, regularizer=regularizer, name=f"{name}_conv2")
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = _conv(preact, filters, kernel_size=1, strides=strides,
-                         regularizer=regularizer, name=f"{name}_shortcut")
+        shortcut = _conv(
+            preact,
+            filters,
+            kernel_size=1,
+            strides=strides,
+            regularizer=regularizer,
+            name=f"{name}_shortcut",
+        )
     return layers.Add()([y, shortcut])
 
 
-def wide_resnet(input_shape=(32, 32, 3), num_classes=10, depth=28,
-                widen_factor=10, dropout=0.0, base_width=16, bn_momentum=0.9,
-                kernel_regularizer=None, name=None):
+def wide_resnet(
+    input_shape=(32, 32, 3),
+    num_classes=10,
+    depth=28,
+    widen_factor=10,
+    dropout=0.0,
+    base_width=16,
+    bn_momentum=0.9,
+    kernel_regularizer=None,
+    name=None,
+):
     """Wide ResNet WRN-depth-k with pre-activation basic blocks.
 
     WRN-16-8: 11.0M parameters; WRN-28-10: 36.5M.
@@ -223,27 +255,37 @@ def wide_resnet(input_shape=(32, 32, 3), num_classes=10, depth=28,
         Zagoruyko, Komodakis. Wide Residual Networks. BMVC 2016.
     """
     if depth < 10 or (depth - 4) % 6:
-        raise ValueError(f"`depth` must be 6n+4 (10, 16, 22, 28, 40). "
-                         f"Received: depth={depth}")
+        raise ValueError(f"`depth` must be 6n+4 (10, 16, 22, 28, 40). Received: depth={depth}")
     blocks = (depth - 4) // 6
     inputs = keras.Input(input_shape)
-    x = _conv(inputs, base_width, regularizer=kernel_regularizer,
-              name="stem_conv")
+    x = _conv(inputs, base_width, regularizer=kernel_regularizer, name="stem_conv")
     for group in range(3):
         filters = base_width * widen_factor * 2**group
         for block in range(blocks):
             strides = 2 if group > 0 and block == 0 else 1
-            x = _wide_block(x, filters, strides, dropout, bn_momentum,
-                            kernel_regularizer, f"g{group + 1}b{block + 1}")
+            x = _wide_block(
+                x,
+                filters,
+                strides,
+                dropout,
+                bn_momentum,
+                kernel_regularizer,
+                f"g{group + 1}b{block + 1}",
+            )
     x = layers.ReLU()(_bn(x, bn_momentum, name="final_bn"))
     x = layers.GlobalAveragePooling2D()(x)
     outputs = _head(x, num_classes, kernel_regularizer)
-    return keras.Model(inputs, outputs,
-                       name=name or f"wrn{depth}_{widen_factor}")
+    return keras.Model(inputs, outputs, name=name or f"wrn{depth}_{widen_factor}")
 
 
-def small_cnn(input_shape=(8, 8, 1), num_classes=10, width=32, bn_momentum=0.9,
-              kernel_regularizer=None, name="small_cnn"):
+def small_cnn(
+    input_shape=(8, 8, 1),
+    num_classes=10,
+    width=32,
+    bn_momentum=0.9,
+    kernel_regularizer=None,
+    name="small_cnn",
+):
     """A small Conv-BN-ReLU network for 8x8 digits and other tiny images.
 
     Two stages of two 3x3 convolutions (`width`, `2 width` filters) with
@@ -300,8 +342,7 @@ def register_model(name, builder):
         `builder`, so this works as a decorator factory's target.
     """
     if not isinstance(name, str) or not name or ":" in name:
-        raise ValueError(f"A model name is a non-empty string without ':'. "
-                         f"Received: name={name!r}")
+        raise ValueError(f"A model name is a non-empty string without ':'. Received: name={name!r}")
     if not callable(builder):
         raise ValueError(f"`builder` must be callable. Received: {builder!r}")
     MODELS[name] = builder
@@ -322,17 +363,20 @@ def resolve_builder(name):
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise ValueError(f"Model {name!r}: module {module_name!r} does not "
-                             f"import ({err}). Put it on PYTHONPATH, or use a "
-                             f"registered model.") from err
+            raise ValueError(
+                f"Model {name!r}: module {module_name!r} does not "
+                f"import ({err}). Put it on PYTHONPATH, or use a "
+                f"registered model."
+            ) from err
         builder = getattr(module, attr, None)
         if not callable(builder):
-            raise ValueError(f"Model {name!r}: {module_name!r} has no function "
-                             f"{attr!r}.")
+            raise ValueError(f"Model {name!r}: {module_name!r} has no function {attr!r}.")
         return builder
-    raise ValueError(f"Unknown model {name!r}. Valid models: "
-                     f"{', '.join(sorted(MODELS))}, or your own builder as "
-                     f"'package.module:function'.")
+    raise ValueError(
+        f"Unknown model {name!r}. Valid models: "
+        f"{', '.join(sorted(MODELS))}, or your own builder as "
+        f"'package.module:function'."
+    )
 
 
 def check_model_kwargs(name, kwargs):
@@ -348,8 +392,10 @@ def check_model_kwargs(name, kwargs):
     valid = sorted(set(params) - fixed)
     for key in kwargs:
         if key not in params or key in fixed:
-            raise ValueError(f"`model_kwargs.{key}` is not an argument of model "
-                             f"{name!r}. Valid: {', '.join(valid) or 'none'}.")
+            raise ValueError(
+                f"`model_kwargs.{key}` is not an argument of model "
+                f"{name!r}. Valid: {', '.join(valid) or 'none'}."
+            )
 
 
 def _bn_layers(model):
@@ -380,11 +426,11 @@ def build_model(name, input_shape, num_classes, sync_bn=False, **kwargs):
     Raises:
         ValueError: for an unknown name, listing the valid ones.
     """
-    model = resolve_builder(name)(input_shape=tuple(input_shape),
-                                  num_classes=num_classes, **kwargs)
+    model = resolve_builder(name)(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
     if not isinstance(model, keras.Model):
-        raise ValueError(f"Model builder {name!r} returned "
-                         f"{type(model).__name__}, not a keras.Model.")
+        raise ValueError(
+            f"Model builder {name!r} returned {type(model).__name__}, not a keras.Model."
+        )
     if sync_bn and keras.backend.backend() == "tensorflow":
         for layer in _bn_layers(model):
             layer.synchronized = True  # read at call time, saved by get_config

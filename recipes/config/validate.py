@@ -1,0 +1,241 @@
+"""`validate(config)`: every name and number of a `Config`, before any work.
+
+Types first (every field), then names, numbers and the relations between
+fields; each message names the field, the value and the fix. Nothing here
+loads Keras unless `optimizer_kwargs` must be checked against an optimizer's
+signature, so the command line answers a bad value at once.
+"""
+
+from __future__ import annotations
+
+import math
+
+from keras_wrs import checks
+from keras_wrs.recipes.config.schema import (
+    AUGMENTATIONS,
+    BUILTIN_DATASETS,
+    FIELD_TYPES,
+    LR_SCALINGS,
+    PRECISIONS,
+    REGULARIZATIONS,
+    SCHEDULES,
+    STRATEGIES,
+    unknown_name,
+)
+
+__all__ = ["validate"]
+
+
+def _check_number(config, name, kind, low, low_ok=False, allow_none=False):
+    value = getattr(config, name)
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        ok = ok and float(value).is_integer()
+    ok = ok and math.isfinite(value) and (value >= low if low_ok else value > low)
+    if not ok:
+        bound = f">= {low}" if low_ok else f"> {low}"
+        raise ValueError(
+            f"`{name}` must be a{'n integer' if kind is int else ' number'} "
+            f"{bound}. Received: {name}={value!r}"
+        )
+
+
+def _check_choice(config, name, valid):
+    value = getattr(config, name)
+    if value not in valid:
+        raise ValueError(unknown_name(name, value, valid))
+
+
+_PY_TYPES = {
+    "bool": (bool,),
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "tuple": (tuple, list),
+    "dict": (dict,),
+}
+_TYPE_WORDS = {
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "tuple": "a list",
+    "dict": "a dict",
+}
+
+
+def _check_types(config):
+    """Every field holds a value of its annotated type (bools are not numbers)."""
+    for name, kind in FIELD_TYPES.items():
+        value = getattr(config, name)
+        base = kind.removesuffix("|None")
+        if base not in _PY_TYPES or (value is None and kind.endswith("|None")):
+            continue
+        ok = isinstance(value, _PY_TYPES[base])
+        if base != "bool" and isinstance(value, bool):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"`{name}` must be {_TYPE_WORDS[base]}. "
+                f"Received: {name}={value!r} ({type(value).__name__})"
+            )
+    for name, kinds, word in (
+        ("step_epochs", (int, float), "numbers"),
+        ("noise_kernels", (str,), "layer names or paths"),
+    ):
+        bad = [v for v in getattr(config, name) if not isinstance(v, kinds) or isinstance(v, bool)]
+        if bad:
+            raise ValueError(
+                f"`{name}` must be a list of {word}. Received: "
+                f"{name}={list(getattr(config, name))!r}"
+            )
+
+
+def _check_optimizer_kwargs(config):
+    if not config.optimizer_kwargs:
+        return  # nothing to check: keep Keras (and its backend) unloaded
+    import inspect
+
+    import keras
+
+    from keras_wrs.recipes.training.optim import OPTIMIZERS
+
+    cls = getattr(keras.optimizers, OPTIMIZERS[config.optimizer].class_name)
+    params = inspect.signature(cls.__init__).parameters
+    for key in config.optimizer_kwargs:
+        if key not in params or key in ("self", "learning_rate", "weight_decay"):
+            valid = sorted(set(params) - {"self", "kwargs", "learning_rate", "weight_decay"})
+            raise ValueError(
+                f"`optimizer_kwargs.{key}` is not an argument of "
+                f"keras.optimizers.{cls.__name__} (learning_rate and "
+                f"weight_decay are the `lr` and `weight_decay` fields). "
+                f"Valid: {', '.join(valid)}."
+            )
+
+
+def validate(config):
+    """Check every field of `config`; raise ValueError on the first bad one.
+
+    Dataset names other than the built-in ones are checked against the TFDS
+    catalogue later, when the data is loaded (still before any training).
+
+    Args:
+        config: a `Config`.
+
+    Returns:
+        `config`, unchanged.
+
+    Raises:
+        ValueError: the first bad field, named with its value and the fix.
+    """
+    from keras_wrs.recipes.models import check_model_kwargs, resolve_builder
+    from keras_wrs.recipes.training.optim import OPTIMIZERS
+
+    _check_types(config)
+    for name, valid in (
+        ("optimizer", OPTIMIZERS),
+        ("regularization", REGULARIZATIONS),
+        ("schedule", SCHEDULES),
+        ("lr_scaling", LR_SCALINGS),
+        ("precision", PRECISIONS),
+        ("strategy", STRATEGIES),
+        ("augment", AUGMENTATIONS),
+    ):
+        _check_choice(config, name, valid)
+    # The rescaling arguments: the library's own checks (keras_wrs.checks).
+    checks.check_granularity(config.granularity)
+    checks.check_rescale_every(config.rescale_every)
+    checks.check_target_norm(config.target_norm)
+    resolve_builder(config.model)
+    check_model_kwargs(config.model, config.model_kwargs)
+    _check_optimizer_kwargs(config)
+    if not config.dataset:
+        raise ValueError(
+            f"`dataset` must be a name such as "
+            f"{', '.join(BUILTIN_DATASETS)} or a TFDS name. "
+            f"Received: dataset={config.dataset!r}"
+        )
+    for name in (
+        "epochs",
+        "batch_size",
+        "base_batch_size",
+        "synthetic_train",
+        "synthetic_test",
+        "noise_every",
+        "probe_examples",
+    ):
+        _check_number(config, name, int, 0)
+    for name in ("steps_per_epoch", "image_size", "train_examples", "channels"):
+        _check_number(config, name, int, 0, allow_none=True)
+    _check_number(config, "pad", int, 0, low_ok=True)
+    _check_number(config, "seed", int, 0, low_ok=True)
+    _check_number(config, "lr", float, 0, allow_none=True)
+    _check_number(config, "weight_decay", float, 0, low_ok=True, allow_none=True)
+    _check_number(config, "warmup_epochs", float, 0, low_ok=True)
+    _check_number(config, "step_factor", float, 0)
+    _check_number(config, "label_smoothing", float, 0, low_ok=True)
+    _check_number(config, "noise_threshold", float, 0, low_ok=True)
+    _validate_relations(config)
+    return config
+
+
+def _suggest_steps(config):
+    """The recipe's step epochs scaled to `epochs` (what to pass instead)."""
+    full = max(config.step_epochs) / 0.8 if config.step_epochs else config.epochs
+    steps = sorted(
+        {
+            max(1, min(config.epochs - 1, round(e * config.epochs / full)))
+            for e in config.step_epochs
+        }
+        or {max(1, config.epochs // 2)}
+    )
+    return "[" + ",".join(str(e) for e in steps) + "]"
+
+
+def _validate_schedule(config):
+    if config.warmup_epochs >= config.epochs:
+        raise ValueError(
+            f"`warmup_epochs` ({config.warmup_epochs}) must be less than `epochs` "
+            f"({config.epochs}): for a run this short pass --set warmup_epochs="
+            f"{0 if config.epochs < 2 else config.epochs / 4:g}."
+        )
+    if config.schedule == "step":
+        if config.warmup_epochs:
+            raise ValueError(
+                "Warmup works with the cosine and constant "
+                "schedules; pass --set warmup_epochs=0 for 'step'."
+            )
+        bad = [e for e in config.step_epochs if not 0 < e < config.epochs]
+        if not config.step_epochs or bad or config.epochs < 2:
+            fix = (
+                f"pass --set step_epochs={_suggest_steps(config)}"
+                if config.epochs >= 2
+                else "use --set schedule=cosine"
+            )
+            raise ValueError(
+                f"The step schedule needs `step_epochs` inside "
+                f"(0, epochs={config.epochs}). Received: "
+                f"step_epochs={list(config.step_epochs)!r}; {fix}."
+            )
+
+
+def _validate_relations(config):
+    if config.label_smoothing >= 1:
+        raise ValueError(
+            f"`label_smoothing` must be in [0, 1). "
+            f"Received: label_smoothing={config.label_smoothing}"
+        )
+    if config.noise_threshold >= 1:
+        raise ValueError(
+            f"`noise_threshold` (relative eigenvalue threshold) must "
+            f"be in [0, 1). Received: {config.noise_threshold}"
+        )
+    _validate_schedule(config)
+    if config.channels is not None and config.channels < 2:
+        raise ValueError(
+            f"`channels` replicates grayscale images to 2 or more "
+            f"channels (3 for an RGB network), or is none. "
+            f"Received: channels={config.channels}"
+        )

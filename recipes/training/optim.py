@@ -1,0 +1,203 @@
+"""Optimizers, regularization and learning-rate schedules of the recipes.
+
+Regularization is one field, and the four choices differ only in it:
+
+* `none`: the plain Keras optimizer;
+* `wd`: the Keras optimizer with decoupled `weight_decay` on every variable;
+* `l2`: the plain optimizer and `keras.regularizers.L2(weight_decay / 2)` on
+  every kernel (for plain SGD the same step as `wd`);
+* `wrs`: the keras-wrs optimizer of the same name with `rescale=model`
+  (kernels feeding BatchNormalization rescaled to `target_norm` after each
+  step); its `weight_decay` applies to the other variables only (BatchNorm
+  gamma/beta, biases, the classifier head), or to none with
+  `wrs_other_decay=False`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from keras_wrs._lazy import keras
+
+__all__ = [
+    "OptimizerSpec",
+    "OPTIMIZERS",
+    "Hyperparameters",
+    "resolve_hyperparameters",
+    "learning_rate_schedule",
+    "kernel_regularizer",
+    "applies_weight_decay",
+    "make_optimizer",
+    "coverage",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """A named optimizer: Keras class, family and default hyperparameters.
+
+    `family` picks the batch-size scaling rule of `lr_scaling="auto"`:
+    linear for `"sgd"`, square root for `"adam"`-like optimizers.
+    `weight_decay` is Keras's decoupled decay (`w -= lr * wd * w` per step).
+    """
+
+    class_name: str
+    family: str
+    lr: float
+    weight_decay: float
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgd": OptimizerSpec("SGD", "sgd", 0.1, 5e-4),
+    "sgdm": OptimizerSpec("SGD", "sgd", 0.1, 5e-4, {"momentum": 0.9}),
+    "adam": OptimizerSpec("Adam", "adam", 1e-3, 5e-2),
+    "adamw": OptimizerSpec("AdamW", "adam", 1e-3, 5e-2),
+    "rmsprop": OptimizerSpec("RMSprop", "adam", 1e-3, 5e-2),
+    "nadam": OptimizerSpec("Nadam", "adam", 1e-3, 5e-2),
+    "lion": OptimizerSpec("Lion", "adam", 1e-4, 0.5),
+    "lamb": OptimizerSpec("Lamb", "adam", 1e-3, 5e-2),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Hyperparameters:
+    """Resolved numbers of a run, as written to `config.json`."""
+
+    learning_rate: float
+    weight_decay: float
+    lr_scale: float
+    steps_per_epoch: int
+    total_steps: int
+
+
+def _lr_scale(config, family):
+    rule = config.lr_scaling
+    if rule == "auto":
+        rule = "linear" if family == "sgd" else "sqrt"
+    ratio = config.batch_size / config.base_batch_size
+    return {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[rule]
+
+
+def resolve_hyperparameters(config, steps_per_epoch):
+    """Fill in optimizer defaults and scale the learning rate with batch size.
+
+    With `lr_scaling` `"linear"` the learning rate is multiplied by
+    `batch_size / base_batch_size`, with `"sqrt"` by its square root, with
+    `"auto"` by the rule of the optimizer's family (linear for SGD, square
+    root for Adam-like optimizers).
+
+    Args:
+        config: a validated `Config`.
+        steps_per_epoch: optimizer steps per epoch.
+
+    Returns:
+        A `Hyperparameters`.
+    """
+    spec = OPTIMIZERS[config.optimizer]
+    lr = spec.lr if config.lr is None else config.lr
+    wd = spec.weight_decay if config.weight_decay is None else config.weight_decay
+    scale = _lr_scale(config, spec.family)
+    return Hyperparameters(lr * scale, wd, scale, steps_per_epoch, steps_per_epoch * config.epochs)
+
+
+def learning_rate_schedule(config, hp):
+    """The learning rate as a float or a built-in Keras schedule.
+
+    `constant` and `cosine` warm up linearly from 0 over `warmup_epochs`;
+    `cosine` then decays to 0 at the end of training; `step` multiplies the
+    rate by `step_factor` at each of `step_epochs`. Only built-in schedules
+    are used, so a saved model reloads without importing the recipes.
+    """
+    warmup = int(round(config.warmup_epochs * hp.steps_per_epoch))
+    if config.schedule == "step":
+        # PiecewiseConstantDecay switches *after* a boundary step: the first
+        # step of epoch e (0-based step e * steps) gets the new rate.
+        boundaries = [max(0, int(e * hp.steps_per_epoch) - 1) for e in config.step_epochs]
+        values = [hp.learning_rate * config.step_factor**i for i in range(len(boundaries) + 1)]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    if config.schedule == "constant" and not warmup:
+        return hp.learning_rate
+    alpha = 1.0 if config.schedule == "constant" else 0.0
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else hp.learning_rate,
+        decay_steps=max(1, hp.total_steps - warmup),
+        alpha=alpha,
+        warmup_target=hp.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def kernel_regularizer(config, hp):
+    """`L2(weight_decay / 2)` for the `l2` regularization, else None."""
+    if config.regularization != "l2":
+        return None
+    return keras.regularizers.L2(hp.weight_decay / 2)
+
+
+def applies_weight_decay(regularization, wrs_other_decay=True):
+    """Whether the optimizer of a run gets the decoupled `weight_decay`.
+
+    `wd` decays every variable; `wrs` decays the variables it does not
+    rescale, unless `wrs_other_decay` is off; `none` and `l2` (whose decay is
+    the kernel regularizer) do not decay in the optimizer.
+
+    Args:
+        regularization: one of `keras_wrs.recipes.config.REGULARIZATIONS`.
+        wrs_other_decay: the config's field of that name.
+    """
+    return regularization == "wd" or (regularization == "wrs" and bool(wrs_other_decay))
+
+
+def make_optimizer(config, hp, learning_rate, model):
+    """Build the optimizer of `config.optimizer` for `config.regularization`.
+
+    Args:
+        config: a validated `Config`.
+        hp: the run's `Hyperparameters`.
+        learning_rate: a float or schedule from `learning_rate_schedule`.
+        model: the model (the `rescale` argument of WRS optimizers).
+
+    Returns:
+        A `keras.optimizers.Optimizer`.
+    """
+    spec = OPTIMIZERS[config.optimizer]
+    kwargs = {**spec.kwargs, **config.optimizer_kwargs, "learning_rate": learning_rate}
+    if applies_weight_decay(config.regularization, config.wrs_other_decay):
+        kwargs["weight_decay"] = hp.weight_decay
+    elif spec.class_name == "AdamW":
+        kwargs["weight_decay"] = 0.0  # AdamW insists on a float
+    if config.regularization != "wrs":
+        return getattr(keras.optimizers, spec.class_name)(**kwargs)
+    from keras_wrs import optimizers as wrs_optimizers
+
+    return getattr(wrs_optimizers, spec.class_name)(
+        rescale=model,
+        target_norm=config.target_norm,
+        granularity=config.granularity,
+        rescale_every=config.rescale_every,
+        **kwargs,
+    )
+
+
+def coverage(model, applied):
+    """How much of `model` WRS rescales: kernels and their share of the parameters.
+
+    Args:
+        model: the run's model.
+        applied: whether the run rescales (regularization `wrs`); the numbers
+            are the same either way, so WD and WRS runs can be read side by side.
+
+    Returns:
+        `{"applied", "kernels", "kernel_params", "trainable_params",
+        "param_fraction"}`, as `config.json` records it.
+    """
+    from keras_wrs.optimizers.describe import parameter_coverage
+    from keras_wrs.selection import select_scale_invariant
+
+    try:
+        selected = select_scale_invariant(model)
+    except ValueError:  # no scale-invariant kernel at all
+        selected = []
+    return {"applied": bool(applied), **parameter_coverage(model, selected)}

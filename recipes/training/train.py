@@ -1,0 +1,329 @@
+"""One training entry point over `model.fit`.
+
+`train(config, run_dir)` validates the config and checks the optional
+packages it needs, prepares the run directory, loads the data, builds and
+compiles the model under the configured precision policy and distribution
+strategy, and fits it with Keras callbacks only: `TerminateOnNaN` (extended to
+the validation loss), a throughput meter, the keras-wrs dynamics callbacks,
+`CSVLogger`, `TensorBoard` and `keras_wrs.recipes.runs.backup.AtomicBackup` (a run
+killed at any moment resumes from its last finished epoch, checked). It then
+evaluates on the test split, saves `model.keras`, plots, and writes
+`summary.json` from the whole `history.csv`, so a resumed run's summary
+describes all its epochs. A run whose loss stops being finite is recorded as
+diverged and raises `DivergedError`. See `keras_wrs.recipes.runs.rundir` for
+the directory layout and `keras_wrs.recipes.runs.record` for its record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import time
+from pathlib import Path
+
+import keras
+
+from keras_wrs.recipes import data
+from keras_wrs.recipes.config import check_extras, to_dict, validate
+from keras_wrs.recipes.models import build_model
+from keras_wrs.recipes.runs import backup, record, rundir
+from keras_wrs.recipes.sweeps import figures
+from keras_wrs.recipes.training import cluster, optim, system
+from keras_wrs.recipes.training.callbacks import (
+    ShortProgbar,
+    StopOnNaN,
+    Throughput,
+    dynamics_callbacks,
+)
+
+__all__ = ["train", "ConfigMismatchError", "DivergedError", "RunSetupError"]
+
+logger = logging.getLogger("keras_wrs")
+
+
+class ConfigMismatchError(ValueError):
+    """A resumed run's configuration differs from the one it started with."""
+
+
+class RunSetupError(ValueError):
+    """A setting the data cannot honour (found before training starts)."""
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the run stopped.
+
+    Attributes:
+        summary: the run's `summary.json` (status `"diverged"`).
+    """
+
+    def __init__(self, message, summary):
+        super().__init__(message)
+        self.summary = summary
+
+
+def _check_resumable(files, config):
+    stored = rundir.read_json(files["config"])
+    if stored is None:
+        return
+    if stored.get("config_hash") != record.config_hash(config):
+        theirs = stored.get("config", {})
+        diff = sorted(k for k, v in to_dict(config).items() if theirs.get(k) != v)
+        raise ConfigMismatchError(
+            f"Cannot resume {str(files['config'].parent)!r}: its config differs "
+            f"in {', '.join(diff) or 'its hash'}. Resume with the same settings, "
+            f"or pass --overwrite to start again."
+        )
+
+
+def _finished_summary(files, config):
+    """The summary of a finished run being resumed, else None (checked first)."""
+    _check_resumable(files, config)
+    done = rundir.read_json(files["summary"])
+    if done is not None:
+        backup.remove_backup(files["backup"])  # killed just before removing it
+        return _finished(done)
+    return None
+
+
+def _finished(summary):
+    """`summary`, or DivergedError if it records a diverged run."""
+    where = summary.get("diverged")
+    if summary.get("status") == "diverged" and where:
+        raise DivergedError(
+            f"Training diverged: {where.get('metric', 'loss')} became "
+            f"{where['loss']} in epoch {where['epoch']}, so the run stopped; "
+            f'summary.json records status "diverged". Lower the learning '
+            f"rate (--lr) and start again with --overwrite.",
+            summary,
+        )
+    return summary
+
+
+def _files(run_dir):
+    return {key: Path(run_dir) / name for key, name in rundir.FILES.items()}
+
+
+def _compile(config, hp, splits, schedule):
+    reg = optim.kernel_regularizer(config, hp)
+    model = build_model(
+        config.model,
+        splits.info.input_shape,
+        splits.info.num_classes,
+        kernel_regularizer=reg,
+        sync_bn=config.sync_bn,
+        **config.model_kwargs,
+    )
+    optimizer = optim.make_optimizer(config, hp, schedule, model)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing
+        ),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        jit_compile=system.resolve_jit_compile(config.jit_compile),
+    )
+    return model
+
+
+def _tensorboard_available():
+    if importlib.util.find_spec("tensorflow") is None:
+        # Keras's TensorBoard callback writes through tf.summary.
+        logger.warning(
+            "keras-wrs: TensorBoard logs skipped: Keras's TensorBoard "
+            "callback needs TensorFlow, which is not installed."
+        )
+        return False
+    if importlib.util.find_spec("tensorboard") is not None:
+        return True
+    logger.warning(
+        "keras-wrs: TensorBoard logs skipped: the `tensorboard` "
+        "package is not installed (`pip install tensorboard`)."
+    )
+    return False
+
+
+def _callbacks(config, files, meter, dynamics, extra, verbose, saver):
+    callbacks = [
+        StopOnNaN(),
+        meter,
+        *dynamics,
+        keras.callbacks.CSVLogger(str(files["history"]), append=True),
+    ]
+    if config.tensorboard and _tensorboard_available():
+        callbacks.append(
+            keras.callbacks.TensorBoard(
+                str(files["tensorboard"]), write_graph=False, profile_batch=0
+            )
+        )
+    # Last, so that a crash after it never leaves a backup ahead of the logs.
+    callbacks.append(saver)
+    if verbose != 0:
+        callbacks.append(ShortProgbar(verbose))
+    return callbacks + list(extra)
+
+
+@dataclasses.dataclass
+class _Run:
+    """What `_build` prepares for `model.fit`."""
+
+    model: keras.Model
+    train_ds: object
+    eval_ds: object
+    steps: int
+    resolved: dict
+    probe: object
+
+
+def _build(config, policy, point):
+    """Data, model and resolved config of a run, restored from `point` if given."""
+    start = point.epoch if point else 0
+    strategy = system.make_strategy(config.strategy, config.jit_compile)
+    keras.utils.set_random_seed(config.seed)
+    splits = data.splits_for(config)
+    try:
+        train_ds, steps = data.train_dataset(
+            splits,
+            config.batch_size,
+            config.seed,
+            config.augment,
+            config.pad,
+            start,
+            config.epochs,
+            steps_per_epoch=config.steps_per_epoch,
+        )
+    except ValueError as err:  # e.g. a batch larger than the training set
+        raise RunSetupError(str(err)) from err
+    hp = optim.resolve_hyperparameters(config, steps)
+    with strategy.scope():
+        model = _compile(config, hp, splits, optim.learning_rate_schedule(config, hp))
+        if point is not None:  # before fit: callbacks begin on the restored state
+            backup.restore(model, point)
+    resolved = record.resolved_config(
+        config,
+        hp,
+        splits,
+        policy,
+        strategy,
+        cluster.describe(strategy, config),
+        optim.coverage(model, config.regularization == "wrs"),
+    )
+    # The span probe: the first `probe_examples` training images, normalized.
+    probe = data.probe_batch(splits, config.probe_examples)
+    return _Run(
+        model, train_ds, data.eval_dataset(splits, config.batch_size), steps, resolved, probe
+    )
+
+
+def _fit(config, run, files, extra, verbose, saver):
+    """`model.fit` from the restored epoch; returns (StopOnNaN, dynamics)."""
+    meter = Throughput(config.batch_size)
+    dynamics = dynamics_callbacks(
+        config, run.probe, every=max(1, run.steps // 2), initial=files["initial_kernels"]
+    )
+    callbacks = _callbacks(config, files, meter, dynamics, extra, verbose, saver)
+    start = saver.restored.epoch if saver.restored else 0
+    if start >= config.epochs:  # killed after the last epoch's backup
+        return callbacks[0], dynamics
+    run.model.fit(
+        run.train_ds,
+        epochs=config.epochs,
+        initial_epoch=start,
+        steps_per_epoch=run.steps,
+        validation_data=run.eval_ds,
+        verbose=0,
+        shuffle=False,
+        callbacks=callbacks,
+    )
+    return callbacks[0], dynamics
+
+
+def _write_plots(config, files, dynamics):
+    if not config.plots:
+        return
+    files["plots"].mkdir(exist_ok=True)
+    figures.plot_history(files["history"], files["plots"] / "history.png")
+    if dynamics:
+        figures.write_dynamics_plots(str(files["history"]), files["plots"])
+
+
+def train(
+    config, run_dir, *, resume=False, overwrite=False, callbacks=(), verbose="auto", recipe=None
+):
+    """Train one configuration into `run_dir` and return its summary.
+
+    Args:
+        config: a `Config` (validated here, before any work).
+        run_dir: the run directory (see `keras_wrs.recipes.runs.rundir`).
+        resume: continue an unfinished run in `run_dir` (a finished one is
+            returned as it is); the config must equal the stored one.
+        overwrite: delete `run_dir` first.
+        callbacks: extra Keras callbacks, appended last.
+        verbose: progress output (`"auto"`/1 progress bar, 2 one line per
+            epoch, 0 silent).
+        recipe: recipe name recorded in the summary.
+
+    Returns:
+        The summary dict also written to `summary.json`.
+
+    Raises:
+        DivergedError: the loss stopped being finite (`summary.json` says
+            `"status": "diverged"`); also when resuming such a run.
+        keras_wrs.recipes.runs.backup.BackupError: `resume` of a run whose
+            finished epochs have no usable backup.
+        keras_wrs.recipes.config.MissingExtraError: a package the run needs
+            is not installed (before any work).
+        RunSetupError: the data cannot honour the config (a batch larger
+            than the training set).
+
+    Example:
+        >>> from keras_wrs.recipes import get_recipe, train
+        >>> summary = train(get_recipe("digits"), "runs/digits-wrs")
+        >>> summary["test_accuracy"]
+    """
+    validate(config)
+    data.check_dataset_name(config.dataset)
+    check_extras(config)
+    t0 = time.perf_counter()
+    # Only the chief writes run_dir; another worker writes its own place.
+    files = _files(
+        rundir.prepare_run_dir(
+            cluster.worker_run_dir(run_dir, config), resume=resume, overwrite=overwrite
+        )
+    )
+    point = None
+    if resume:
+        done = _finished_summary(files, config)
+        if done is not None:
+            return done
+        point = backup.find_restore_point(files["backup"], rundir.history_rows(files["history"]))
+    before = point.elapsed_seconds if point else 0.0
+    saver = backup.AtomicBackup(
+        files["backup"], point, elapsed=lambda: before + time.perf_counter() - t0
+    )
+    with system.precision_policy(config.precision) as policy:
+        run = _build(config, policy, point)
+        record.write_config(files["config"].parent, run.resolved)
+        rundir.write_environment(files["config"].parent)
+        rundir.truncate_history(files["history"], point.epoch if point else 0)
+        guard, dynamics = _fit(config, run, files, callbacks, verbose, saver)
+        evaluation = None
+        if guard.diverged is None:
+            evaluation = run.model.evaluate(run.eval_ds, return_dict=True, verbose=0)
+            run.model.save(files["model"])
+    if guard.diverged is None:
+        _write_plots(config, files, dynamics)
+    summary = record.run_summary(
+        config,
+        run.model,
+        evaluation,
+        rundir.read_history(files["history"]),
+        saver.elapsed(),
+        run.resolved,
+        recipe,
+        guard.diverged,
+    )
+    record.write_summary(files["config"].parent, summary)
+    backup.remove_backup(files["backup"])
+    cluster.finish_worker_dir(files["config"].parent, config)
+    return _finished(summary)

@@ -1,0 +1,181 @@
+"""The command line from the outside: fast quiet help, Ctrl-C, divergence, extras, setup errors."""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from keras_wrs.recipes import cli, console
+from keras_wrs.recipes.config import extras
+from keras_wrs.recipes.runs import rundir
+
+_COMMAND = Path(sys.executable).with_name("keras-wrs")
+_SMOKE = ["--smoke", "--regularization", "wrs", "--verbose", "0", "--set", "tensorboard=false"]
+
+
+def _env():
+    """This process's environment without the test suite's TF log setting."""
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def _run_command(argv, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", str(_COMMAND), *argv],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=600,
+        **kwargs,
+    )
+
+
+def _imported(stderr):
+    return {
+        line.rsplit("|", 1)[-1].strip()
+        for line in stderr.splitlines()
+        if line.startswith("import time:")
+    }
+
+
+def _console(stderr):
+    return [line for line in stderr.splitlines() if not line.startswith("import time:")]
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [
+        (["--help"], 0),
+        ([], 0),
+        (["train", "--help"], 0),
+        (["compare", "--help"], 0),
+        (["train", "--epochs", "0"], 2),
+        (["nosuch"], 2),
+    ],
+)
+def test_help_and_parser_errors_import_neither_keras_nor_tensorflow(argv, code):
+    result = _run_command(argv)
+    assert result.returncode == code, result.stderr[-2000:]
+    imported = _imported(result.stderr)
+    assert "keras_wrs.recipes.cli" in imported
+    assert not {"keras", "tensorflow", "jax", "torch"} & imported
+    assert "usage: keras-wrs" in result.stdout + result.stderr
+
+
+@pytest.mark.tensorflow_only
+def test_tensorflow_log_lines_stay_off_the_console():
+    # `export --help` loads TensorFlow (the export stack); `list` no longer does.
+    result = _run_command(["export", "--help"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tensorflow" in _imported(result.stderr)
+    assert _console(result.stderr) == []  # no absl / cpu_feature_guard lines
+    assert "usage: keras-wrs export" in result.stdout
+
+
+def test_quiet_tensorflow_keeps_a_level_the_caller_set(monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    console.quiet_tensorflow(verbose=True)
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    console.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
+    console.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+
+
+def test_bare_command_prints_help(capsys):
+    assert cli.main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: keras-wrs") and "Start with `keras-wrs train`" in out
+
+
+def test_resume_command_adds_out_and_resume_and_drops_overwrite():
+    assert console.resume_command(["train", "--smoke"], "runs/a b") == (
+        "keras-wrs train --smoke --out 'runs/a b' --resume"
+    )
+    assert console.resume_command(["train", "--out=x", "--overwrite"], "x") == (
+        "keras-wrs train --out=x --resume"
+    )
+    assert console.resume_command(["compare", "--out", "x", "--resume"], "x") == (
+        "keras-wrs compare --out x --resume"
+    )
+
+
+def _wait_for(path, proc, timeout=300.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", *_SMOKE, "--set", "epochs=6", "--set", "steps_per_epoch=3", "--out", str(out)]
+    proc = subprocess.Popen(
+        [str(_COMMAND), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stdout.readline() == f"keras-wrs train: run directory {out}\n"
+    _wait_for(out / "backup" / "training_metadata.json", proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert f"run directory {out} keeps every finished epoch" in lines[0]
+    command = lines[0].split("Continue with: ", 1)[1]
+    assert command == shlex.join(["keras-wrs", *argv, "--resume"])
+    assert not (out / "summary.json").exists()
+    assert cli.main(shlex.split(command)[1:]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs"] == 6
+    assert rundir.history_rows(out / "history.csv") == 6
+
+
+def test_a_diverging_run_stops_exits_1_and_is_marked(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", *_SMOKE, "--lr", "1e6", "--out", str(out)]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "terminating training" in captured.out
+    assert "Training diverged" in captured.err and "--lr" in captured.err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert summary["diverged"]["epoch"] == 1 and summary["test_accuracy"] is None
+    assert not (out / "model.keras").exists() and not (out / "backup").exists()
+    assert rundir.history_rows(out / "history.csv") == 1  # stopped, not 2 epochs
+    # Resuming does not turn it into a success; report shows it.
+    assert cli.main([*argv, "--resume"]) == 1
+    assert "Training diverged" in capsys.readouterr().err
+    assert cli.main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+    assert "diverged" in capsys.readouterr().out
+
+
+def test_a_batch_larger_than_the_data_is_a_usage_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", *_SMOKE, "--batch-size", "5000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size=5000 is larger than the" in err and "Traceback" not in err
+
+
+def test_missing_extras_are_reported_before_any_work(tmp_path, capsys, monkeypatch):
+    real = extras.installed
+    monkeypatch.setattr(
+        extras, "installed", lambda module: module not in ("matplotlib", "sklearn") and real(module)
+    )
+    out = tmp_path / "run"
+    assert cli.main(["train", *_SMOKE, "--set", "plots=true", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install matplotlib scikit-learn" in err and "--set plots=false" in err
+    assert not out.exists()
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "pip install matplotlib" in capsys.readouterr().err
