@@ -79,8 +79,10 @@ class ExportResult:
         """Paths, sizes and the parity table, as printed by the CLI."""
         where = str(self.output) if self.output else "(check only: nothing written)"
         lines = [f"Export: {where}"]
-        lines += [f"  {name:<13} {path}  ({_human(self.sizes[name])})"
-                  for name, path in self.files.items()]
+        lines += [
+            f"  {name:<13} {path}  ({_human(self.sizes[name])})"
+            for name, path in self.files.items()
+        ]
         lines += [f"  {fmt:<13} NOT EXPORTED: {msg}" for fmt, msg in self.errors.items()]
         return "\n".join(lines + ["", self.report.table()])
 
@@ -139,7 +141,8 @@ def _check_real(pbatch: ParityBatch, formats) -> None:
         raise ValueError(
             f"Formats {quantized} are checked by top-1 agreement on real examples, but the "
             f"parity batch is {pbatch.description}. Pass `batch=` (CLI: --batch FILE.npz) with "
-            "held-out model inputs, or export a run directory whose data can be read.")
+            "held-out model inputs, or export a run directory whose data can be read."
+        )
 
 
 def _calibration(plan: ExportPlan, shape, source: ExportSource):
@@ -160,8 +163,13 @@ def _size(path: Path) -> int:
 
 
 def _mixed_policies(model) -> list[str]:
-    return sorted({layer.dtype_policy.name for layer in all_layers(model)
-                   if layer.dtype_policy.compute_dtype != "float32"})
+    return sorted(
+        {
+            layer.dtype_policy.name
+            for layer in all_layers(model)
+            if layer.dtype_policy.compute_dtype != "float32"
+        }
+    )
 
 
 def _source_runtime(model, tolerances) -> tuple:
@@ -169,17 +177,28 @@ def _source_runtime(model, tolerances) -> tuple:
     policies = _mixed_policies(model)
     policy = ", ".join(policies) if policies else "float32"
     tol = tolerances["float16"] if policies else tolerances["float32"]
-    return (f"keras source model as trained ({policy})", lambda x: model(x, training=False), tol,
-            True, None)
+    return (
+        f"keras source model as trained ({policy})",
+        lambda x: model(x, training=False),
+        tol,
+        True,
+        None,
+    )
 
 
 def _artifacts(files, staging, sizes, details, report, labels) -> dict:
     rows = {}
     for row in report.rows:
         rows.setdefault(labels.get(row.runtime), []).append(row.as_dict())
-    return {name: {"path": str(path.relative_to(staging)), "size": sizes[name],
-                   **details.get(name, {}), "parity": rows.get(name, [])}
-            for name, path in files.items()}
+    return {
+        name: {
+            "path": str(path.relative_to(staging)),
+            "size": sizes[name],
+            **details.get(name, {}),
+            "parity": rows.get(name, []),
+        }
+        for name, path in files.items()
+    }
 
 
 def _manifest(source, plan, written, staging, sizes, metadata, report, labels, cal) -> dict:
@@ -190,8 +209,11 @@ def _manifest(source, plan, written, staging, sizes, metadata, report, labels, c
         "files": {name: str(path.relative_to(staging)) for name, path in files.items()},
         "sizes": sizes,
         "artifacts": _artifacts(files, staging, sizes, written.details, report, labels),
-        "serving": {"signature": "serving_default", "endpoint": sm.ENDPOINT,
-                    "onnx_batch_dim": ox.BATCH_DIM},
+        "serving": {
+            "signature": "serving_default",
+            "endpoint": sm.ENDPOINT,
+            "onnx_batch_dim": ox.BATCH_DIM,
+        },
         "opset": plan.opset,
         "metadata": metadata,
         "calibration": None if cal is None else cal.summary(),
@@ -203,8 +225,15 @@ def _manifest(source, plan, written, staging, sizes, metadata, report, labels, c
 
 def _build_verified(staging, source, copy, pbatch, plan: ExportPlan, metadata, cal):
     """Writes every format into `staging`, checks parity, writes the manifest."""
-    written = fm.write_formats(staging, plan.artifacts, model=copy, names=plan.names,
-                               opset=plan.opset, metadata=metadata, calibration=cal)
+    written = fm.write_formats(
+        staging,
+        plan.artifacts,
+        model=copy,
+        names=plan.names,
+        opset=plan.opset,
+        metadata=metadata,
+        calibration=cal,
+    )
     if not written.files:
         _raise_conversion(next(iter(written.errors.values())), None)
     checks = [_source_runtime(source.model, plan.tolerances)]
@@ -213,13 +242,17 @@ def _build_verified(staging, source, copy, pbatch, plan: ExportPlan, metadata, c
         _raise_conversion(next(iter(written.errors.values())), None)
     labels = {label: artifact for label, _, _, _, artifact in checks}
     label = f"keras float32 copy of {copy.name!r}"
-    report = run_parity(lambda x: copy(x, training=False), [c[:4] for c in checks], pbatch,
-                        plan.names[1], label)
+    report = run_parity(
+        lambda x: copy(x, training=False), [c[:4] for c in checks], pbatch, plan.names[1], label
+    )
     atomic.raise_if_interrupted()
     if not report.passed:
         failed = ", ".join(row.runtime for row in report.failures())
-        raise ParityError(f"Parity check failed for: {failed}. Nothing was written and an "
-                          f"existing export is untouched.\n{report.table()}", report)
+        raise ParityError(
+            f"Parity check failed for: {failed}. Nothing was written and an "
+            f"existing export is untouched.\n{report.table()}",
+            report,
+        )
     sizes = {name: _size(path) for name, path in written.files.items()}
     manifest = _manifest(source, plan, written, staging, sizes, metadata, report, labels, cal)
     files = dict(written.files)
@@ -321,12 +354,22 @@ def export_model(
             It is a `KeyboardInterrupt`.
     """
     plan = make_plan(
-        formats=formats, opset=opset, float16=float16, input_name=input_name,
+        formats=formats,
+        opset=opset,
+        float16=float16,
+        input_name=input_name,
         output_name=output_name,
         tolerances={"float32": tolerance, "float16": tolerance_float16, "int8": tolerance_int8},
-        batch=batch, batch_key=batch_key, batch_size=batch_size, seed=seed,
-        calibration=calibration, calibration_key=calibration_key,
-        calibration_size=calibration_size, overwrite=overwrite, check_only=check_only)
+        batch=batch,
+        batch_key=batch_key,
+        batch_size=batch_size,
+        seed=seed,
+        calibration=calibration,
+        calibration_key=calibration_key,
+        calibration_size=calibration_size,
+        overwrite=overwrite,
+        check_only=check_only,
+    )
     if not isinstance(source, ExportSource):
         source = load_source(source, custom_objects=custom_objects)
     with atomic.interruptible():
@@ -348,13 +391,21 @@ def _export(source: ExportSource, output: Path | None, plan: ExportPlan) -> Expo
     metadata = build_metadata(source, copy, *plan.names)
     atomic.raise_if_interrupted()
     with atomic.staging_directory(None if output is None else output.parent) as staging:
-        files, sizes, report, errors = _build_verified(staging, source, copy, pbatch, plan,
-                                                       metadata, cal)
+        files, sizes, report, errors = _build_verified(
+            staging, source, copy, pbatch, plan, metadata, cal
+        )
         final = None if output is None else atomic.commit(staging, output, plan.overwrite)
     base = final if final is not None else Path(".")
     files = {name: base / path.relative_to(staging) for name, path in files.items()}
-    result = ExportResult(final, files, sizes, report, metadata, plan.opset,
-                          {fmt: str(err) for fmt, err in errors.items()})
+    result = ExportResult(
+        final,
+        files,
+        sizes,
+        report,
+        metadata,
+        plan.opset,
+        {fmt: str(err) for fmt, err in errors.items()},
+    )
     if errors:
         _raise_conversion(next(iter(errors.values())), result)
     return result

@@ -34,47 +34,111 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         The same parser.
     """
     add = parser.add_argument
-    add("source", metavar="RUN_DIR_OR_MODEL",
-        help="a run directory from `keras-wrs train` (holding model.keras) or a .keras file")
-    add("--format", dest="formats", default="saved_model,onnx",
-        help=f"comma-separated formats from {', '.join(FORMATS)} (default: saved_model,onnx)")
-    add("--opset", type=int, default=DEFAULT_OPSET,
-        help=f"ONNX opset, {SUPPORTED_OPSETS[0]}-{SUPPORTED_OPSETS[-1]} (default {DEFAULT_OPSET})")
-    add("--check", action="store_true",
-        help="verify only: export to a temporary directory, run the parity check, write nothing")
-    add("--output", "-o", default=None,
-        help="export directory to create (default RUN_DIR/export, or <model>_export)")
-    add("--overwrite", action="store_true",
-        help="replace an existing keras-wrs export directory (nothing else is ever deleted)")
+    add(
+        "source",
+        metavar="RUN_DIR_OR_MODEL",
+        help="a run directory from `keras-wrs train` (holding model.keras) or a .keras file",
+    )
+    add(
+        "--format",
+        dest="formats",
+        default="saved_model,onnx",
+        help=f"comma-separated formats from {', '.join(FORMATS)} (default: saved_model,onnx)",
+    )
+    add(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {SUPPORTED_OPSETS[0]}-{SUPPORTED_OPSETS[-1]} (default {DEFAULT_OPSET})",
+    )
+    add(
+        "--check",
+        action="store_true",
+        help="verify only: export to a temporary directory, run the parity check, write nothing",
+    )
+    add(
+        "--output",
+        "-o",
+        default=None,
+        help="export directory to create (default RUN_DIR/export, or <model>_export)",
+    )
+    add(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing keras-wrs export directory (nothing else is ever deleted)",
+    )
     add("--float16", action="store_true", help="also write model.float16.onnx (for GPUs)")
-    add("--batch", default=None,
+    add(
+        "--batch",
+        default=None,
         help="parity inputs as .npy or .npz (default: the run's own test data, else seeded "
-             "random inputs, reported as such)")
+        "random inputs, reported as such)",
+    )
     add("--batch-key", default=None, help="array name inside an .npz batch")
-    add("--batch-size", type=int, default=None,
-        help="parity examples of the run's test data (default 256) or random (default 8)")
-    add("--seed", type=int, default=0,
-        help="seed of the random parity inputs and the calibration draw (default 0)")
-    add("--calibration", default=None,
+    add(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="parity examples of the run's test data (default 256) or random (default 8)",
+    )
+    add(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random parity inputs and the calibration draw (default 0)",
+    )
+    add(
+        "--calibration",
+        default=None,
         help="int8 calibration inputs as .npz or .npy (default: drawn from the run's training "
-             "data)")
+        "data)",
+    )
     add("--calibration-key", default=None, help="array name inside an .npz calibration file")
-    add("--calibration-size", type=int, default=DEFAULT_CALIBRATION_SIZE,
-        help=f"training examples drawn for calibration (default {DEFAULT_CALIBRATION_SIZE})")
-    add("--atol", type=float, default=FLOAT32.atol,
-        help="float32 absolute tolerance (default 1e-5)")
-    add("--rtol", type=float, default=FLOAT32.rtol,
-        help="float32 tolerance relative to the output's largest magnitude (default 1e-4)")
-    add("--min-top1", type=float, default=FLOAT32.min_top1,
-        help="smallest float32 top-1 agreement (default 1.0)")
-    add("--atol-float16", type=float, default=FLOAT16.atol,
-        help="float16 absolute tolerance (default 1e-2)")
-    add("--rtol-float16", type=float, default=FLOAT16.rtol,
-        help="float16 tolerance relative to the output's largest magnitude (default 5e-2)")
-    add("--rtol-int8", type=float, default=INT8.rtol,
-        help=f"int8 error bound relative to the output's largest magnitude (default {INT8.rtol})")
-    add("--min-top1-int8", type=float, default=INT8.min_top1,
-        help=f"smallest int8 top-1 agreement (default {INT8.min_top1})")
+    add(
+        "--calibration-size",
+        type=int,
+        default=DEFAULT_CALIBRATION_SIZE,
+        help=f"training examples drawn for calibration (default {DEFAULT_CALIBRATION_SIZE})",
+    )
+    add(
+        "--atol", type=float, default=FLOAT32.atol, help="float32 absolute tolerance (default 1e-5)"
+    )
+    add(
+        "--rtol",
+        type=float,
+        default=FLOAT32.rtol,
+        help="float32 tolerance relative to the output's largest magnitude (default 1e-4)",
+    )
+    add(
+        "--min-top1",
+        type=float,
+        default=FLOAT32.min_top1,
+        help="smallest float32 top-1 agreement (default 1.0)",
+    )
+    add(
+        "--atol-float16",
+        type=float,
+        default=FLOAT16.atol,
+        help="float16 absolute tolerance (default 1e-2)",
+    )
+    add(
+        "--rtol-float16",
+        type=float,
+        default=FLOAT16.rtol,
+        help="float16 tolerance relative to the output's largest magnitude (default 5e-2)",
+    )
+    add(
+        "--rtol-int8",
+        type=float,
+        default=INT8.rtol,
+        help=f"int8 error bound relative to the output's largest magnitude (default {INT8.rtol})",
+    )
+    add(
+        "--min-top1-int8",
+        type=float,
+        default=INT8.min_top1,
+        help=f"smallest int8 top-1 agreement (default {INT8.min_top1})",
+    )
     add("--input-name", default="images", help="input name in both formats (default images)")
     add("--output-name", default="scores", help="output name in both formats (default scores)")
     return parser
@@ -132,8 +196,11 @@ def run_export(args: argparse.Namespace, batch_provider=None, out=None, err=None
     try:
         result = _export(args, batch_provider)
     except ExportInterrupted as error:
-        print(f"keras-wrs export: interrupted by {error.signal_name}; nothing was written and "
-              "the staging directory was removed.", file=err)
+        print(
+            f"keras-wrs export: interrupted by {error.signal_name}; nothing was written and "
+            "the staging directory was removed.",
+            file=err,
+        )
         return 143 if error.signal_name == "SIGTERM" else 130
     except KeyboardInterrupt:  # before the export began, or just after it was complete
         print("keras-wrs export: interrupted by SIGINT.", file=err)
@@ -166,6 +233,6 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="keras-wrs export",
         description="Export a trained model to SavedModel, ONNX and LiteRT (float32 and int8), "
-                    "verified against Keras.",
+        "verified against Keras.",
     )
     return run_export(add_export_arguments(parser).parse_args(argv))

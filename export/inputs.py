@@ -65,8 +65,10 @@ def count(value, arg: str, hint: str = "") -> int:
         ValueError: `value` is not an integer >= 1 (booleans are refused).
     """
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
-                         + (f". {hint}" if hint else ""))
+        raise ValueError(
+            f"`{arg}` must be a positive integer. Received: {arg}={value!r}"
+            + (f". {hint}" if hint else "")
+        )
     return value
 
 
@@ -213,8 +215,12 @@ def load_calibration(path, key: str | None = None) -> CalibrationSet:
         ValueError: wrong suffix, unreadable file or no matching array.
     """
     x, name = _read_array(
-        Path(path), key, "calibration", "Pass a .npz or .npy file of model inputs, or export "
-        "from a run directory to calibrate on its training data.")
+        Path(path),
+        key,
+        "calibration",
+        "Pass a .npz or .npy file of model inputs, or export "
+        "from a run directory to calibrate on its training data.",
+    )
     return CalibrationSet(x, f"given file {name}")
 
 
@@ -238,16 +244,22 @@ def check_calibration(calibration, shape: tuple[int, ...]) -> CalibrationSet:
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
         raise ValueError(
             f"`calibration` ({where}) has shape {x.shape}; the model takes (n,) + "
-            f"{tuple(shape)}. Pass model inputs of that shape.")
+            f"{tuple(shape)}. Pass model inputs of that shape."
+        )
     if x.shape[0] == 0:
-        raise ValueError(f"`calibration` ({where}) is empty (shape {x.shape}); pass at least one "
-                         f"example, {DEFAULT_CALIBRATION_SIZE} or so for stable ranges.")
+        raise ValueError(
+            f"`calibration` ({where}) is empty (shape {x.shape}); pass at least one "
+            f"example, {DEFAULT_CALIBRATION_SIZE} or so for stable ranges."
+        )
     if not np.issubdtype(x.dtype, np.floating):
         raise ValueError(
             f"`calibration` ({where}) has dtype {x.dtype}; it must hold floating-point model "
-            "inputs, preprocessed as in training (for a run: (x * rescale - mean) / std).")
+            "inputs, preprocessed as in training (for a run: (x * rescale - mean) / std)."
+        )
     bad = int(np.sum(~np.isfinite(x)))
     if bad:
-        raise ValueError(f"`calibration` ({where}) contains {bad} NaN or infinite values; "
-                         "remove or fix those examples.")
+        raise ValueError(
+            f"`calibration` ({where}) contains {bad} NaN or infinite values; "
+            "remove or fix those examples."
+        )
     return dataclasses.replace(calibration, inputs=x.astype(np.float32))

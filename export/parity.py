@@ -163,12 +163,22 @@ class ParityReport:
     def table(self) -> str:
         """The report as a plain-text table."""
         head = f"Parity vs {self.reference} on {self.batch} (n={self.n})"
-        cols = ("runtime", "output", "max |diff|", "mean |diff|", "max |ref|", "top-1 agree",
-                "atol/rtol", "ok")
+        cols = (
+            "runtime",
+            "output",
+            "max |diff|",
+            "mean |diff|",
+            "max |ref|",
+            "top-1 agree",
+            "atol/rtol",
+            "ok",
+        )
         body = [_cells(row) for row in self.rows]
         widths = [max(len(c) for c in col) for col in zip(cols, *body, strict=True)]
         lines = [head, "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-        lines += ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in body]
+        lines += [
+            "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in body
+        ]
         return "\n".join([line.rstrip() for line in lines] + list(self.warnings))
 
     def as_dict(self) -> dict:
@@ -278,26 +288,37 @@ def compare_logits(runtime: str, output: str, outputs, reference, tolerance) -> 
     known = ~np.isnan(ref) & ~np.isnan(out)
     out = np.where(dropped, np.inf, out)
     known |= dropped
-    row = compare(runtime, f"{output} (logits)", np.where(known, out, 0.0),
-                  np.where(known, ref, 0.0), tolerance)
+    row = compare(
+        runtime,
+        f"{output} (logits)",
+        np.where(known, out, 0.0),
+        np.where(known, ref, 0.0),
+        tolerance,
+    )
     return dataclasses.replace(row, top1_agreement=None)
 
 
 def _warnings(expected: np.ndarray) -> tuple[str, ...]:
     if not is_probability(expected):
         return ()
-    found = ["Outputs are softmax probabilities: float runtimes are also compared on their "
-             "logit differences log p_k - log p_top (rows marked '(logits)')."]
+    found = [
+        "Outputs are softmax probabilities: float runtimes are also compared on their "
+        "logit differences log p_k - log p_top (rows marked '(logits)')."
+    ]
     share = saturated_fraction(expected)
     if share > 0:
-        found.append(f"WARNING: {share:.0%} of the reference outputs are saturated (largest "
-                     "probability rounds to 1.0 in float32); the probability rows alone would "
-                     "miss errors there, the logits rows do not.")
+        found.append(
+            f"WARNING: {share:.0%} of the reference outputs are saturated (largest "
+            "probability rounds to 1.0 in float32); the probability rows alone would "
+            "miss errors there, the logits rows do not."
+        )
     unresolved = float(np.mean(np.asarray(expected) < _RESOLVED))
     if unresolved > 0:
-        found.append(f"WARNING: {unresolved:.1%} of the reference probabilities are below 1e-30, "
-                     "where float32 exp kernels lose precision; those entries are left out of "
-                     "the logits rows.")
+        found.append(
+            f"WARNING: {unresolved:.1%} of the reference probabilities are below 1e-30, "
+            "where float32 exp kernels lose precision; those entries are left out of "
+            "the logits rows."
+        )
     return tuple(found)
 
 
@@ -324,5 +345,11 @@ def run_parity(reference, runtimes, batch, output: str, reference_label: str) ->
         rows.append(compare(label, output, outputs, expected, tolerance))
         if probabilities and (not logits or logits[0]) and outputs.shape == expected.shape:
             rows.append(compare_logits(label, output, outputs, expected, tolerance))
-    return ParityReport(reference_label, batch.description, batch.real, len(batch.inputs),
-                        tuple(rows), _warnings(expected))
+    return ParityReport(
+        reference_label,
+        batch.description,
+        batch.real,
+        len(batch.inputs),
+        tuple(rows),
+        _warnings(expected),
+    )

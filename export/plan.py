@@ -23,8 +23,11 @@ __all__ = ["TOLERANCE_ARGUMENTS", "ExportPlan", "make_plan"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # The `export_model` argument that sets each precision's tolerance.
-TOLERANCE_ARGUMENTS = {"float32": "tolerance", "float16": "tolerance_float16",
-                       "int8": "tolerance_int8"}
+TOLERANCE_ARGUMENTS = {
+    "float32": "tolerance",
+    "float16": "tolerance_float16",
+    "int8": "tolerance_int8",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,8 +101,9 @@ def _check_tolerances(tolerances: dict) -> None:
             )
 
 
-def make_plan(*, formats, opset, float16, input_name, output_name, tolerances: dict,
-              **inputs) -> ExportPlan:
+def make_plan(
+    *, formats, opset, float16, input_name, output_name, tolerances: dict, **inputs
+) -> ExportPlan:
     """Checks `export_model`'s arguments before any work and groups them.
 
     Args:
@@ -125,16 +129,25 @@ def make_plan(*, formats, opset, float16, input_name, output_name, tolerances: d
     if float16 and "onnx" not in formats:
         raise ValueError("`float16=True` makes an ONNX file; add 'onnx' to `formats`.")
     if "onnx_int8" in formats and opset < oq.MIN_OPSET:
-        raise ValueError(f"Format 'onnx_int8' quantizes weights per channel, which needs opset "
-                         f">= {oq.MIN_OPSET}. Received: opset={opset}. Pass opset={oq.MIN_OPSET} "
-                         f"or more (the default is {ox.DEFAULT_OPSET}).")
+        raise ValueError(
+            f"Format 'onnx_int8' quantizes weights per channel, which needs opset "
+            f">= {oq.MIN_OPSET}. Received: opset={opset}. Pass opset={oq.MIN_OPSET} "
+            f"or more (the default is {ox.DEFAULT_OPSET})."
+        )
     _check_names(input_name, output_name)
     _check_tolerances(tolerances)
-    plan = ExportPlan(formats, opset, bool(float16), (input_name, output_name),
-                      types.MappingProxyType(dict(tolerances)), **inputs)
+    plan = ExportPlan(
+        formats,
+        opset,
+        bool(float16),
+        (input_name, output_name),
+        types.MappingProxyType(dict(tolerances)),
+        **inputs,
+    )
     if plan.batch is None and plan.batch_size is not None:
         count(plan.batch_size, "batch_size")
     if plan.calibrated:
-        count(plan.calibration_size, "calibration_size",
-              f"The default is {DEFAULT_CALIBRATION_SIZE}.")
+        count(
+            plan.calibration_size, "calibration_size", f"The default is {DEFAULT_CALIBRATION_SIZE}."
+        )
     return plan

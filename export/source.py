@@ -29,8 +29,15 @@ import numpy as np
 from keras_wrs.export.inputs import CalibrationSet, ParityBatch
 from keras_wrs.recipes.data import load_splits, preprocess
 
-__all__ = ["ExportSource", "load_source", "config_hash", "find_config_value", "data_spec",
-           "run_test_batch", "run_calibration"]
+__all__ = [
+    "ExportSource",
+    "load_source",
+    "config_hash",
+    "find_config_value",
+    "data_spec",
+    "run_test_batch",
+    "run_calibration",
+]
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -222,14 +229,23 @@ def data_spec(config: dict | None) -> dict | None:
     if not isinstance(prep, dict) or not {"rescale", "mean", "std"} <= set(prep):
         return None
     synthetic = (train.get("synthetic_train", 10_000), train.get("synthetic_test", 2_000))
-    return {"name": train["dataset"], "data_dir": train.get("data_dir"),
-            "image_size": train.get("image_size"), "synthetic_size": synthetic,
-            "preprocessing": {k: prep[k] for k in ("rescale", "mean", "std")}}
+    return {
+        "name": train["dataset"],
+        "data_dir": train.get("data_dir"),
+        "image_size": train.get("image_size"),
+        "synthetic_size": synthetic,
+        "preprocessing": {k: prep[k] for k in ("rescale", "mean", "std")},
+    }
 
 
 def _splits(spec: dict):
-    return load_splits(spec["name"], data_dir=spec["data_dir"], download=False,
-                       image_size=spec["image_size"], synthetic_size=spec["synthetic_size"])
+    return load_splits(
+        spec["name"],
+        data_dir=spec["data_dir"],
+        download=False,
+        image_size=spec["image_size"],
+        synthetic_size=spec["synthetic_size"],
+    )
 
 
 def _inputs(images, spec: dict) -> np.ndarray:
@@ -257,8 +273,10 @@ def run_test_batch(config: dict | None, size: int) -> tuple[ParityBatch | None, 
         return None, f"the run's data set {spec['name']!r} could not be read ({err})"
     n = min(size, len(splits.x_test))
     x = _inputs(splits.x_test[:n], spec)
-    where = (f"the run's own test data: {spec['name']} test split, first {n} of "
-             f"{len(splits.x_test)}, preprocessed as in config.json")
+    where = (
+        f"the run's own test data: {spec['name']} test split, first {n} of "
+        f"{len(splits.x_test)}, preprocessed as in config.json"
+    )
     return ParityBatch(x, where, real=True), None
 
 
@@ -281,7 +299,8 @@ def run_calibration(config: dict | None, size: int, seed: int = 0) -> Calibratio
     if spec is None:
         raise ValueError(
             "int8 formats need calibration inputs: the source has no run config.json naming "
-            "its data set. Pass `calibration=` (CLI: --calibration FILE.npz) with model inputs.")
+            "its data set. Pass `calibration=` (CLI: --calibration FILE.npz) with model inputs."
+        )
     try:
         splits = _splits(spec)
     except Exception as err:
@@ -292,6 +311,8 @@ def run_calibration(config: dict | None, size: int, seed: int = 0) -> Calibratio
     n = min(size, len(splits.x_train))
     index = np.sort(np.random.default_rng(seed).choice(len(splits.x_train), n, replace=False))
     x = _inputs(splits.x_train[index], spec)
-    where = (f"the run's own training data: {spec['name']} train split, {n} of "
-             f"{len(splits.x_train)} drawn with seed {seed}, preprocessed as in config.json")
+    where = (
+        f"the run's own training data: {spec['name']} train split, {n} of "
+        f"{len(splits.x_train)} drawn with seed {seed}, preprocessed as in config.json"
+    )
     return CalibrationSet(x, where)

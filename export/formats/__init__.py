@@ -23,8 +23,19 @@ from keras_wrs.export.errors import ConversionError
 from keras_wrs.export.formats import litert, onnx, onnx_int8, saved_model
 from keras_wrs.export.formats._common import WriteJob
 
-__all__ = ["FORMATS", "SPECS", "QUANTIZED", "CALIBRATED", "FILES", "FormatSpec", "Written",
-           "parse_formats", "write_formats", "remove_scratch", "runtimes"]
+__all__ = [
+    "FORMATS",
+    "SPECS",
+    "QUANTIZED",
+    "CALIBRATED",
+    "FILES",
+    "FormatSpec",
+    "Written",
+    "parse_formats",
+    "write_formats",
+    "remove_scratch",
+    "runtimes",
+]
 
 # The names `formats=` accepts, in the order `parse_formats` returns them.
 FORMATS = ("saved_model", "onnx", "tflite", "tflite_int8", "tflite_dynamic", "onnx_int8")
@@ -85,28 +96,71 @@ def _tfsm_runner(path, names):
 
 
 # In the order they are written and checked.
-SPECS = {spec.name: spec for spec in (
-    FormatSpec("saved_model", "saved_model", "float32", saved_model.write,
-               (("saved_model: tf.saved_model.load", _signature_runner),
-                ("saved_model: keras TFSMLayer", _tfsm_runner))),
-    FormatSpec("onnx", "model.onnx", "float32", onnx.write,
-               (("onnx: onnxruntime CPU (opset {opset})", _onnx_runner),), requires="saved_model"),
-    FormatSpec("onnx_float16", "model.float16.onnx", "float16", onnx.write_float16,
-               (("onnx float16: onnxruntime CPU", _onnx_runner),), requires="onnx"),
-    FormatSpec("tflite", "model.tflite", "float32", functools.partial(litert.write, fmt="tflite"),
-               (("tflite: LiteRT interpreter", _litert_runner),), requires="saved_model"),
-    FormatSpec("onnx_int8", "model.int8.onnx", "int8", onnx_int8.write,
-               (("onnx int8 (QDQ): onnxruntime CPU", _onnx_runner),), requires="onnx",
-               calibrated=True),
-    FormatSpec("tflite_int8", "model.int8.tflite", "int8",
-               functools.partial(litert.write, fmt="tflite_int8"),
-               (("tflite int8: LiteRT interpreter", _litert_runner),), requires="saved_model",
-               calibrated=True),
-    FormatSpec("tflite_dynamic", "model.dynamic.tflite", "int8",
-               functools.partial(litert.write, fmt="tflite_dynamic"),
-               (("tflite dynamic-range: LiteRT interpreter", _litert_runner),),
-               requires="saved_model"),
-)}
+SPECS = {
+    spec.name: spec
+    for spec in (
+        FormatSpec(
+            "saved_model",
+            "saved_model",
+            "float32",
+            saved_model.write,
+            (
+                ("saved_model: tf.saved_model.load", _signature_runner),
+                ("saved_model: keras TFSMLayer", _tfsm_runner),
+            ),
+        ),
+        FormatSpec(
+            "onnx",
+            "model.onnx",
+            "float32",
+            onnx.write,
+            (("onnx: onnxruntime CPU (opset {opset})", _onnx_runner),),
+            requires="saved_model",
+        ),
+        FormatSpec(
+            "onnx_float16",
+            "model.float16.onnx",
+            "float16",
+            onnx.write_float16,
+            (("onnx float16: onnxruntime CPU", _onnx_runner),),
+            requires="onnx",
+        ),
+        FormatSpec(
+            "tflite",
+            "model.tflite",
+            "float32",
+            functools.partial(litert.write, fmt="tflite"),
+            (("tflite: LiteRT interpreter", _litert_runner),),
+            requires="saved_model",
+        ),
+        FormatSpec(
+            "onnx_int8",
+            "model.int8.onnx",
+            "int8",
+            onnx_int8.write,
+            (("onnx int8 (QDQ): onnxruntime CPU", _onnx_runner),),
+            requires="onnx",
+            calibrated=True,
+        ),
+        FormatSpec(
+            "tflite_int8",
+            "model.int8.tflite",
+            "int8",
+            functools.partial(litert.write, fmt="tflite_int8"),
+            (("tflite int8: LiteRT interpreter", _litert_runner),),
+            requires="saved_model",
+            calibrated=True,
+        ),
+        FormatSpec(
+            "tflite_dynamic",
+            "model.dynamic.tflite",
+            "int8",
+            functools.partial(litert.write, fmt="tflite_dynamic"),
+            (("tflite dynamic-range: LiteRT interpreter", _litert_runner),),
+            requires="saved_model",
+        ),
+    )
+}
 QUANTIZED = tuple(name for name, spec in SPECS.items() if spec.quantized)
 CALIBRATED = tuple(name for name, spec in SPECS.items() if spec.calibrated)
 FILES = {name: spec.file for name, spec in SPECS.items()}
@@ -166,8 +220,9 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def write_formats(staging: Path, artifacts, *, model, names, opset, metadata,
-                  calibration) -> Written:
+def write_formats(
+    staging: Path, artifacts, *, model, names, opset, metadata, calibration
+) -> Written:
     """Writes every requested artifact of `model` into `staging`.
 
     Args:
@@ -184,10 +239,19 @@ def write_formats(staging: Path, artifacts, *, model, names, opset, metadata,
         A `Written`; scratch files are removed.
     """
     needed = _needed(artifacts)
-    paths = {name: staging / (SPECS[name].file if name in artifacts else SPECS[name].scratch)
-             for name in needed}
-    job = WriteJob(model, tuple(names), opset, metadata, calibration,
-                   paths.get("saved_model"), paths.get("onnx"))
+    paths = {
+        name: staging / (SPECS[name].file if name in artifacts else SPECS[name].scratch)
+        for name in needed
+    }
+    job = WriteJob(
+        model,
+        tuple(names),
+        opset,
+        metadata,
+        calibration,
+        paths.get("saved_model"),
+        paths.get("onnx"),
+    )
     out, failed = Written({}, {}, {}), {}
     for name in needed:
         spec, kept = SPECS[name], name in artifacts
@@ -235,12 +299,16 @@ def runtimes(written: Written, names, opset, tolerances: dict) -> list[tuple]:
             continue
         atomic.raise_if_interrupted()
         try:
-            loaded = [(label.format(opset=opset), load(written.files[name], names))
-                      for label, load in spec.runtimes]
+            loaded = [
+                (label.format(opset=opset), load(written.files[name], names))
+                for label, load in spec.runtimes
+            ]
         except ConversionError as err:
             written.errors[name] = err
             _remove(written.files.pop(name))
             continue
-        found += [(label, run, tolerances[spec.precision], not spec.quantized, name)
-                  for label, run in loaded]
+        found += [
+            (label, run, tolerances[spec.precision], not spec.quantized, name)
+            for label, run in loaded
+        ]
     return found

@@ -55,10 +55,10 @@ _BOUNDARY = ("QUANTIZE", "DEQUANTIZE")
 _PRECISION = {"tflite": "float32", "tflite_int8": "int8", "tflite_dynamic": "dynamic-range int8"}
 _SCHEME = {
     "tflite_int8": "full-integer post-training quantization: weights int8 per channel, "
-                   "activations int8, int8 input and output",
+    "activations int8, int8 input and output",
     "tflite_dynamic": "dynamic-range quantization: weights int8, activations float32 "
-                      "(quantized on the fly where a kernel supports it), float32 input and "
-                      "output, no calibration",
+    "(quantized on the fly where a kernel supports it), float32 input and "
+    "output, no calibration",
 }
 
 
@@ -112,7 +112,10 @@ def convert_tflite(saved_model, model, calibration=None, dynamic_range: bool = F
         raise TfliteConversionError(
             f"The LiteRT converter (TensorFlow {tf.__version__}) failed on model "
             f"{model.name!r} for format {fmt!r} ({type(err).__name__}: {_first_lines(err)}). "
-            "Export the other formats only.", unsupported=[], format=fmt) from err
+            "Export the other formats only.",
+            unsupported=[],
+            format=fmt,
+        ) from err
     if calibration is not None:
         _raise_if_float(content, model)
     return content
@@ -135,8 +138,12 @@ def write(job: WriteJob, path: Path, fmt: str) -> dict:
         TfliteConversionError: see `convert_tflite`.
     """
     cal = job.calibration if fmt == "tflite_int8" else None
-    content = convert_tflite(job.saved_model, job.model, None if cal is None else cal.inputs,
-                             dynamic_range=fmt == "tflite_dynamic")
+    content = convert_tflite(
+        job.saved_model,
+        job.model,
+        None if cal is None else cal.inputs,
+        dynamic_range=fmt == "tflite_dynamic",
+    )
     path.write_bytes(content)
     io = io_quantization(path)
     dynamic = io["input"]["shape_signature"][0] == -1
@@ -193,14 +200,17 @@ def _raise_if_float(content: bytes, model) -> None:
         return
     layers = layer_classes(model)
     rows = [(layer_of(name.split(";")[0], layers), op, name) for op, name in found]
-    listed = "; ".join(f"op {op} in layer {layer!r} (class {layers.get(layer, '?')}, tensor "
-                       f"{name!r})" for layer, op, name in rows)
+    listed = "; ".join(
+        f"op {op} in layer {layer!r} (class {layers.get(layer, '?')}, tensor {name!r})"
+        for layer, op, name in rows
+    )
     raise TfliteConversionError(
         f"The LiteRT converter cannot quantize {len(rows)} op(s) of model {model.name!r} to "
         f"int8 and left them in float32: {listed}. A full-integer model cannot contain them; "
         "rewrite that layer with ops that have int8 kernels, or use format 'tflite' (float32).",
         unsupported=[(layer, layers.get(layer, "?"), op, name) for layer, op, name in rows],
-        format="tflite_int8")
+        format="tflite_int8",
+    )
 
 
 def add_metadata(content: bytes, metadata: dict) -> bytes:
@@ -260,12 +270,17 @@ def io_quantization(path) -> dict:
     def describe(details):
         (detail,) = details.values()
         scale, zero = detail["quantization"]
-        return {"dtype": np.dtype(detail["dtype"]).name, "scale": float(scale),
-                "zero_point": int(zero),
-                "shape_signature": [int(d) for d in detail["shape_signature"]]}
+        return {
+            "dtype": np.dtype(detail["dtype"]).name,
+            "scale": float(scale),
+            "zero_point": int(zero),
+            "shape_signature": [int(d) for d in detail["shape_signature"]],
+        }
 
-    return {"input": describe(runner.get_input_details()),
-            "output": describe(runner.get_output_details())}
+    return {
+        "input": describe(runner.get_input_details()),
+        "output": describe(runner.get_output_details()),
+    }
 
 
 def quantize(x: np.ndarray, dtype, scale: float, zero: int) -> np.ndarray:

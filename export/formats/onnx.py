@@ -101,11 +101,20 @@ def convert_to_onnx(saved_model, model, opset: int, input_name: str, output_name
     try:
         with quiet("tf2onnx", "tensorflow"):
             graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
-                str(saved_model), None, None, signatures=["serving_default"],
-                return_tensors_to_rename=True)
+                str(saved_model),
+                None,
+                None,
+                signatures=["serving_default"],
+                return_tensors_to_rename=True,
+            )
             proto, _ = tf2onnx.convert.from_graph_def(
-                graph_def, name=model.name, input_names=inputs, output_names=outputs,
-                opset=opset, tensors_to_rename=renames)
+                graph_def,
+                name=model.name,
+                input_names=inputs,
+                output_names=outputs,
+                opset=opset,
+                tensors_to_rename=renames,
+            )
     except Exception as err:  # tf2onnx raises whatever its handlers raise.
         raise OnnxConversionError(
             f"tf2onnx {tf2onnx.__version__} failed on model {model.name!r} at opset {opset} "
@@ -131,13 +140,17 @@ def check_graph_inputs(proto, model, input_name: str) -> None:
         OnnxConversionError: names each extra input and the layer it came from.
     """
     initializers = {init.name for init in proto.graph.initializer}
-    extra = [v.name for v in proto.graph.input if v.name != input_name and v.name not in initializers]
+    extra = [
+        v.name for v in proto.graph.input if v.name != input_name and v.name not in initializers
+    ]
     if not extra:
         return
     layers = layer_classes(model)
     found = [(layer_of(name, layers), name) for name in extra]
-    listed = "; ".join(f"layer {layer!r} (class {layers.get(layer, '?')}, tensor {name!r})"
-                       for layer, name in found)
+    listed = "; ".join(
+        f"layer {layer!r} (class {layers.get(layer, '?')}, tensor {name!r})"
+        for layer, name in found
+    )
     raise OnnxConversionError(
         f"The ONNX graph of model {model.name!r} needs inputs besides {input_name!r}: {listed}. "
         "The layer holds a tensor outside its variables that the converter could not freeze; "

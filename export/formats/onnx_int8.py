@@ -75,15 +75,23 @@ def quantize_onnx(float_path, out_path, calibration: np.ndarray, input_name: str
             pre = Path(scratch) / "pre.onnx"
             quant_pre_process(str(float_path), str(pre))
             quantize_static(
-                str(pre), str(out_path), _reader(calibration, input_name),
-                quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                str(pre),
+                str(out_path),
+                _reader(calibration, input_name),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=True,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+            )
     except Exception as err:  # the quantizer raises whatever onnx and numpy raise
         Path(out_path).unlink(missing_ok=True)
         raise OnnxConversionError(
             f"ONNX Runtime {onnxruntime.__version__} could not quantize the model to int8 "
             f"({type(err).__name__}: {err}). Export the other formats only.",
-            unsupported=[], format="onnx_int8") from err
+            unsupported=[],
+            format="onnx_int8",
+        ) from err
     return onnx.load(str(out_path))
 
 
@@ -99,11 +107,12 @@ def quantization_summary(proto) -> dict:
     nodes = list(proto.graph.node)
     quantized_inputs = {n.output[0] for n in nodes if n.op_type == "DequantizeLinear"}
     compute = [n for n in nodes if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
-    float_ops = sorted({n.op_type for n in compute
-                        if not any(i in quantized_inputs for i in n.input)})
+    float_ops = sorted(
+        {n.op_type for n in compute if not any(i in quantized_inputs for i in n.input)}
+    )
     return {
         "scheme": "static QDQ: weights int8 per channel (symmetric, 7-bit range), "
-                  "activations int8 (asymmetric, min/max calibration); input and output float32",
+        "activations int8 (asymmetric, min/max calibration); input and output float32",
         "qdq_pairs": sum(n.op_type == "QuantizeLinear" for n in nodes),
         "ops_left_in_float": float_ops,
     }
@@ -125,7 +134,12 @@ def write(job: WriteJob, path: Path) -> dict:
     """
     proto = quantize_onnx(job.float_onnx, path, job.calibration.inputs, job.names[0])
     summary = {**quantization_summary(proto), "calibration": job.calibration.summary()}
-    meta = {**job.metadata, "format": "onnx_int8", "opset": job.opset, "precision": "int8",
-            "quantization": summary}
+    meta = {
+        **job.metadata,
+        "format": "onnx_int8",
+        "opset": job.opset,
+        "precision": "int8",
+        "quantization": summary,
+    }
     save_onnx(proto, path, meta)
     return {"precision": "int8", "quantization": summary}

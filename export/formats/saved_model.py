@@ -15,8 +15,14 @@ import numpy as np
 
 from keras_wrs.export.formats._common import WriteJob
 
-__all__ = ["ENDPOINT", "serving_function", "write_saved_model", "write", "load_signature",
-           "load_tfsm_layer"]
+__all__ = [
+    "ENDPOINT",
+    "serving_function",
+    "write_saved_model",
+    "write",
+    "load_signature",
+    "load_tfsm_layer",
+]
 
 ENDPOINT = "serve"  # ExportArchive also publishes the first endpoint as "serving_default".
 

@@ -108,7 +108,11 @@ def test_export_of_a_run_dir_writes_both_formats_and_passes_parity(run_dir, expo
     out = run_dir / "export"
     assert exported.output == out
     assert sorted(p.name for p in out.iterdir()) == [
-        "export.json", "model.float16.onnx", "model.onnx", "saved_model"]
+        "export.json",
+        "model.float16.onnx",
+        "model.onnx",
+        "saved_model",
+    ]
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]  # no staging left
     report = exported.report
     assert report.passed and not report.real_batch and "RANDOM" in report.batch
@@ -123,7 +127,9 @@ def test_export_of_a_run_dir_writes_both_formats_and_passes_parity(run_dir, expo
     assert rows["saved_model: tf.saved_model.load"].max_abs <= 1e-6
     assert rows["onnx: onnxruntime CPU (opset 15)"].max_abs <= 1e-5
     assert rows["onnx: onnxruntime CPU (opset 15)"].top1_agreement == 1.0
-    assert rows["keras source model as trained (mixed_float16)"].max_abs > 0  # float16 really differs
+    assert (
+        rows["keras source model as trained (mixed_float16)"].max_abs > 0
+    )  # float16 really differs
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["parity"]["passed"] and manifest["opset"] == 15
     assert manifest["files"]["onnx"] == "model.onnx"
@@ -146,6 +152,7 @@ def test_onnx_names_dynamic_batch_and_metadata(run_dir, exported):
     proto = onnx.load(str(exported.files["onnx"]))
     (inp,), (out,) = proto.graph.input, proto.graph.output
     assert (inp.name, out.name) == ("images", "scores")
+
     def dims(value):
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
@@ -191,8 +198,13 @@ def test_given_npz_batch_is_reported_real_and_check_only_writes_nothing(run_dir,
     np.savez(tmp_path / "batch.npz", x=data(6, seed=3)[0], y=np.zeros(6))
     before = sorted(os.listdir(tmp_path))
     keras.config.set_dtype_policy("mixed_float16")  # as in the process that trained the model
-    result = export_model(run_dir, tmp_path / "out", batch=tmp_path / "batch.npz",
-                          formats="saved_model,onnx", check_only=True)
+    result = export_model(
+        run_dir,
+        tmp_path / "out",
+        batch=tmp_path / "batch.npz",
+        formats="saved_model,onnx",
+        check_only=True,
+    )
     assert keras.config.dtype_policy().name == "mixed_float16"
     assert result.output is None and sorted(os.listdir(tmp_path)) == before
     assert result.report.passed and result.report.real_batch and result.report.n == 6
@@ -208,7 +220,8 @@ def test_augmentation_and_dropout_in_the_model_stay_out_of_serving(tmp_path):
     result = export_model(model, tmp_path / "out")  # leaked randomness would fail parity
     assert result.report.passed and len(result.report.rows) == 4  # trained model + 3 runtimes
     assert result.metadata["preprocessing"]["inside_model"] == [
-        {"layer": "scale", "class": "Rescaling"}]
+        {"layer": "scale", "class": "Rescaling"}
+    ]
     ops = {node.op_type for node in onnx.load(str(result.files["onnx"])).graph.node}
     assert not {op for op in ops if "Random" in op}
 
@@ -289,8 +302,9 @@ def test_parity_failure_raises_writes_nothing_and_keeps_the_old_export(tmp_path)
     out = tmp_path / "out"
     export_model(with_layer(L.ReLU(name="relu")), out, formats="onnx")
     (out / "marker").write_text("previous export")
-    with pytest.raises(ParityError, match="for: keras source.*saved_model.*Nothing was written"
-                                          ".*untouched"):
+    with pytest.raises(
+        ParityError, match="for: keras source.*saved_model.*Nothing was written.*untouched"
+    ):
         export_model(model, out, formats="saved_model", overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == ["export.json", "marker", "model.onnx"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
@@ -298,8 +312,11 @@ def test_parity_failure_raises_writes_nothing_and_keeps_the_old_export(tmp_path)
 
 def test_unconvertible_layer_names_layer_and_op_and_saved_model_still_exported(tmp_path):
     model = with_layer(Fancy(name="fancy"))
-    with pytest.raises(OnnxConversionError, match=r"op 'Lgamma' in layer 'fancy' \(class Fancy"
-                       r".*written to") as info:
+    with pytest.raises(
+        OnnxConversionError,
+        match=r"op 'Lgamma' in layer 'fancy' \(class Fancy"
+        r".*written to",
+    ) as info:
         export_model(model, tmp_path / "out")
     assert info.value.unsupported[0][:3] == ("fancy", "Fancy", "Lgamma")
     out = tmp_path / "out"

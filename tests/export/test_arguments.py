@@ -29,8 +29,11 @@ def run_dir(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"formats": "tflite16"}, r"`formats` must name one or more of saved_model, onnx, tflite"
-                                  r", tflite_int8, tflite_dynamic, onnx_int8.*tflite16"),
+        (
+            {"formats": "tflite16"},
+            r"`formats` must name one or more of saved_model, onnx, tflite"
+            r", tflite_int8, tflite_dynamic, onnx_int8.*tflite16",
+        ),
         ({"formats": ""}, r"`formats` must name one or more"),
         ({"opset": 8}, r"`opset` must be an integer from 9 to 18.*opset=8"),
         ({"opset": 19}, r"`opset` must be an integer from 9 to 18.*opset=19"),
@@ -41,8 +44,10 @@ def run_dir(tmp_path):
         ({"output_name": ""}, r"`output_name` must be an identifier"),
         ({"input_name": "x", "output_name": "x"}, r"must differ.*'x'"),
         ({"batch_size": 0}, r"`batch_size` must be a positive integer.*batch_size=0"),
-        ({"batch": np.zeros((2, 8, 8, 3))},
-         r"shape \(2, 8, 8, 3\), the model takes \(n,\) \+ \(8, 8, 4\)"),
+        (
+            {"batch": np.zeros((2, 8, 8, 3))},
+            r"shape \(2, 8, 8, 3\), the model takes \(n,\) \+ \(8, 8, 4\)",
+        ),
         ({"batch": np.zeros((0, 8, 8, 4))}, r"at least one numeric example"),
         ({"batch": np.full((1, 8, 8, 4), "a")}, r"at least one numeric example.*dtype=<U1"),
     ],
@@ -88,8 +93,10 @@ def test_output_that_would_replace_the_source_is_refused(run_dir):
         ("{not json", r"config.json' is not readable JSON"),
         ("[1, 2]", r"holds a list, not a JSON object"),
         (json.dumps({"class_names": ["a", "b"]}), r"lists 2 classes but the model has 3 outputs"),
-        (json.dumps({"data": {"class_names": "abc"}}),
-         r"`class_names` .* must be a list of strings"),
+        (
+            json.dumps({"data": {"class_names": "abc"}}),
+            r"`class_names` .* must be a list of strings",
+        ),
     ],
 )
 def test_bad_run_config_is_a_clear_error(run_dir, config, match):

@@ -46,8 +46,9 @@ def signal_when_staging_appears(folder, signum):
     return thread
 
 
-@pytest.mark.parametrize("signum, error", [(signal.SIGTERM, ExportInterrupted),
-                                           (signal.SIGINT, KeyboardInterrupt)])
+@pytest.mark.parametrize(
+    "signum, error", [(signal.SIGTERM, ExportInterrupted), (signal.SIGINT, KeyboardInterrupt)]
+)
 def test_signal_during_export_removes_staging_and_lock(tmp_path, signum, error):
     previous = signal.getsignal(signal.SIGTERM)
     watcher = signal_when_staging_appears(tmp_path, signum)
@@ -128,7 +129,8 @@ def test_cli_prints_one_line_on_sigterm(tmp_path):
     assert code == 143 and out.getvalue() == ""
     assert err.getvalue().splitlines() == [
         "keras-wrs export: interrupted by SIGTERM; nothing was written and the staging "
-        "directory was removed."]
+        "directory was removed."
+    ]
     assert sorted(p.name for p in run.iterdir()) == ["model.keras"]
 
 
@@ -142,8 +144,12 @@ def test_second_export_to_a_locked_target_fails_at_once(tmp_path):
 
 
 def test_lock_of_a_killed_export_is_taken_over(tmp_path):
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     out = tmp_path / "out"
     (tmp_path / ".out.keras-wrs-export.lock").write_text(gone.stdout.strip())
     export_model(tiny(), out, formats="saved_model")
@@ -178,11 +184,22 @@ def test_two_concurrent_exports_to_one_target_do_not_both_succeed(tmp_path):
     model = tiny()
     model.save(tmp_path / "model.keras")
     np.save(tmp_path / "batch.npy", np.zeros((2, 8, 8, 4), "float32"))
-    cmd = [sys.executable, "-m", "keras_wrs.export", str(tmp_path / "model.keras"), "--output",
-           str(tmp_path / "out"), "--format", "saved_model,onnx", "--batch",
-           str(tmp_path / "batch.npy")]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "keras_wrs.export",
+        str(tmp_path / "model.keras"),
+        "--output",
+        str(tmp_path / "out"),
+        "--format",
+        "saved_model,onnx",
+        "--batch",
+        str(tmp_path / "batch.npy"),
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results

@@ -76,8 +76,15 @@ def test_cli_check_writes_nothing_and_uses_the_batch_provider(tmp_path):
 def test_cli_batch_file_wins_over_the_provider(tmp_path):
     run = save_run(tmp_path / "run")
     np.save(tmp_path / "b.npy", np.zeros((2, 8, 8, 4), "float32"))
-    code, out, _ = cli(run, "--check", "--format", "saved_model", "--batch", tmp_path / "b.npy",
-                       batch_provider=lambda source: pytest.fail("provider called"))
+    code, out, _ = cli(
+        run,
+        "--check",
+        "--format",
+        "saved_model",
+        "--batch",
+        tmp_path / "b.npy",
+        batch_provider=lambda source: pytest.fail("provider called"),
+    )
     assert code == 0 and "given batch b.npy (n=2)" in out
 
 

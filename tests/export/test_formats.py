@@ -39,8 +39,12 @@ def run_config(splits):
         "config_hash": "sha256:test",
         "config": {"dataset": "digits", "data_dir": None, "image_size": None},
         "dataset": {"name": "digits", "class_names": list(info.class_names)},
-        "preprocessing": {"rescale": info.rescale, "mean": list(info.mean),
-                          "std": list(info.std), "formula": "(x * rescale - mean) / std"},
+        "preprocessing": {
+            "rescale": info.rescale,
+            "mean": list(info.mean),
+            "std": list(info.std),
+            "formula": "(x * rescale - mean) / std",
+        },
     }
 
 
@@ -55,8 +59,11 @@ def digits_run(tmp_path_factory):
         keras.utils.set_random_seed(0)
         model = digits_cnn()
         optimizer = keras_wrs.optimizers.SGD(0.1, momentum=0.9, rescale=model)
-        model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer,
+            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
         model.fit(x, splits.y_train, batch_size=64, epochs=20, verbose=0)
         run = tmp_path_factory.mktemp("digits_run")
         model.save(run / "model.keras")
@@ -74,8 +81,15 @@ def exported(digits_run):
 def test_every_format_is_written_and_passes_parity_on_the_runs_test_data(digits_run, exported):
     out = digits_run / "export"
     assert sorted(p.name for p in out.iterdir()) == [
-        "export.json", "model.dynamic.tflite", "model.float16.onnx", "model.int8.onnx",
-        "model.int8.tflite", "model.onnx", "model.tflite", "saved_model"]
+        "export.json",
+        "model.dynamic.tflite",
+        "model.float16.onnx",
+        "model.int8.onnx",
+        "model.int8.tflite",
+        "model.onnx",
+        "model.tflite",
+        "saved_model",
+    ]
     assert not [p for p in digits_run.iterdir() if p.name.startswith(".")]
     report = exported.report
     assert report.passed and report.real_batch and report.n == 256
@@ -86,8 +100,11 @@ def test_every_format_is_written_and_passes_parity_on_the_runs_test_data(digits_
     for label in ("tflite: LiteRT interpreter", "onnx: onnxruntime CPU (opset 15)"):
         assert rows[(label, "scores")].max_abs <= 1e-4
         assert rows[(label, "scores")].top1_agreement == 1.0
-    for label in ("tflite int8: LiteRT interpreter", "onnx int8 (QDQ): onnxruntime CPU",
-                  "tflite dynamic-range: LiteRT interpreter"):
+    for label in (
+        "tflite int8: LiteRT interpreter",
+        "onnx int8 (QDQ): onnxruntime CPU",
+        "tflite dynamic-range: LiteRT interpreter",
+    ):
         row = rows[(label, "scores")]
         assert row.top1_agreement >= 0.99 and 0 < row.max_abs <= 0.25 * row.scale
         assert row.tolerance.min_top1 == 0.99
@@ -98,18 +115,29 @@ def test_manifest_lists_every_file_with_size_parity_and_calibration(digits_run, 
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["kind"] == "keras-wrs export"
     artifacts = manifest["artifacts"]
-    assert set(artifacts) == {"saved_model", "onnx", "onnx_float16", "tflite", "tflite_int8",
-                              "tflite_dynamic", "onnx_int8"}
+    assert set(artifacts) == {
+        "saved_model",
+        "onnx",
+        "onnx_float16",
+        "tflite",
+        "tflite_int8",
+        "tflite_dynamic",
+        "onnx_int8",
+    }
     for entry in artifacts.values():
         path = out / entry["path"]
-        size = path.stat().st_size if path.is_file() else sum(
-            p.stat().st_size for p in path.rglob("*") if p.is_file())
+        size = (
+            path.stat().st_size
+            if path.is_file()
+            else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        )
         assert entry["size"] == size
         assert entry["parity"] and all(row["passed"] for row in entry["parity"])
     calibration = manifest["calibration"]
     assert calibration["examples"] == 256
-    assert calibration["source"].startswith("the run's own training data: digits train split, "
-                                            "256 of 1437 drawn with seed 0")
+    assert calibration["source"].startswith(
+        "the run's own training data: digits train split, 256 of 1437 drawn with seed 0"
+    )
     assert artifacts["onnx_int8"]["quantization"]["calibration"] == calibration
     assert "calibration" not in artifacts["tflite_dynamic"]["quantization"]  # it takes none
     assert artifacts["tflite"]["dynamic_batch"] and artifacts["tflite_int8"]["dynamic_batch"]
@@ -119,16 +147,25 @@ def test_tflite_metadata_matches_onnx_and_int8_io_parameters_are_recorded(export
     onnx_meta = read_metadata(exported.files["onnx"])
     for fmt in ("tflite", "tflite_int8", "tflite_dynamic"):
         meta = read_tflite_metadata(exported.files[fmt])
-        for key in ("class_names", "preprocessing", "keras_wrs_version", "config_hash",
-                    "input_name", "output_name", "input_shape"):
+        for key in (
+            "class_names",
+            "preprocessing",
+            "keras_wrs_version",
+            "config_hash",
+            "input_name",
+            "output_name",
+            "input_shape",
+        ):
             assert meta[key] == onnx_meta[key]
         assert meta["format"] == fmt
     assert onnx_meta["class_names"] == [str(i) for i in range(10)]
     io = read_tflite_metadata(exported.files["tflite_int8"])["input_output"]
     assert io["input"]["dtype"] == io["output"]["dtype"] == "int8"
     assert io["input"]["scale"] > 0 and -128 <= io["input"]["zero_point"] <= 127
-    assert read_tflite_metadata(exported.files["tflite"])["input_output"]["input"]["dtype"] == \
-        "float32"
+    assert (
+        read_tflite_metadata(exported.files["tflite"])["input_output"]["input"]["dtype"]
+        == "float32"
+    )
     int8_onnx = read_metadata(exported.files["onnx_int8"])
     assert int8_onnx["precision"] == "int8" and int8_onnx["quantization"]["qdq_pairs"] > 0
     ops = {node.op_type for node in onnx.load(str(exported.files["onnx_int8"])).graph.node}
@@ -145,7 +182,9 @@ def test_tflite_files_keep_names_and_a_dynamic_batch(exported):
 def _tensor_dtypes(path):
     from ai_edge_litert.interpreter import Interpreter
 
-    return {str(np.dtype(t["dtype"])) for t in Interpreter(model_path=str(path)).get_tensor_details()}
+    return {
+        str(np.dtype(t["dtype"])) for t in Interpreter(model_path=str(path)).get_tensor_details()
+    }
 
 
 def test_dynamic_range_file_has_int8_weights_and_float_input_and_output(exported):
@@ -170,9 +209,14 @@ def test_calibration_and_batch_from_npz_files(tmp_path):
     np.savez(tmp_path / "cal.npz", x=rng.normal(size=(40, 8, 8, 1)).astype("float32"))
     np.savez(tmp_path / "check.npz", x=rng.normal(size=(8, 8, 8, 1)).astype("float32"))
     loose = keras_wrs.export.Tolerance(atol=0.0, rtol=1.0, min_top1=0.0)  # untrained model
-    result = export_model(model, tmp_path / "out", formats="tflite_int8,onnx_int8",
-                          calibration=tmp_path / "cal.npz", batch=tmp_path / "check.npz",
-                          tolerance_int8=loose)
+    result = export_model(
+        model,
+        tmp_path / "out",
+        formats="tflite_int8,onnx_int8",
+        calibration=tmp_path / "cal.npz",
+        batch=tmp_path / "check.npz",
+        tolerance_int8=loose,
+    )
     manifest = json.loads((tmp_path / "out" / "export.json").read_text())
     assert manifest["calibration"] == {"examples": 40, "source": "given file cal.npz['x']"}
     assert sorted(result.files) == ["manifest", "onnx_int8", "tflite_int8"]
@@ -193,18 +237,31 @@ def test_bad_calibration_is_refused_before_any_conversion(tmp_path, calibration,
     np.save(tmp_path / "cal.npy", calibration)
     batch = np.zeros((4, 8, 8, 1), "float32")
     with pytest.raises(ValueError, match=match):
-        export_model(digits_cnn(), tmp_path / "out", formats="saved_model,tflite_int8",
-                     calibration=tmp_path / "cal.npy", batch=batch)
+        export_model(
+            digits_cnn(),
+            tmp_path / "out",
+            formats="saved_model,tflite_int8",
+            calibration=tmp_path / "cal.npy",
+            batch=batch,
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cal.npy"]
 
 
 def test_quantized_formats_need_real_check_inputs(tmp_path):
     with pytest.raises(ValueError, match=r"checked by top-1 agreement on real examples.*RANDOM"):
-        export_model(digits_cnn(), tmp_path / "out", formats="onnx_int8",
-                     calibration=np.zeros((4, 8, 8, 1), "float32"))
+        export_model(
+            digits_cnn(),
+            tmp_path / "out",
+            formats="onnx_int8",
+            calibration=np.zeros((4, 8, 8, 1), "float32"),
+        )
     with pytest.raises(ValueError, match=r"no run config.json naming its data set.*--calibration"):
-        export_model(digits_cnn(), tmp_path / "out", formats="tflite_int8",
-                     batch=np.zeros((4, 8, 8, 1), "float32"))
+        export_model(
+            digits_cnn(),
+            tmp_path / "out",
+            formats="tflite_int8",
+            batch=np.zeros((4, 8, 8, 1), "float32"),
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -221,22 +278,35 @@ def test_unquantizable_layer_is_named_and_the_other_formats_are_written(tmp_path
     model = keras.Model(inp, L.Dense(10, name="head")(Wave(name="wave")(h)), name="wavy")
     x = np.random.default_rng(2).normal(size=(16, 8, 8, 1)).astype("float32")
     loose = keras_wrs.export.Tolerance(atol=0.0, rtol=1.0, min_top1=0.0)  # untrained model
-    with pytest.raises(TfliteConversionError, match=r"cannot quantize .* op COS in layer 'wave' "
-                                                    r"\(class Wave.*written to") as info:
-        export_model(model, tmp_path / "out", formats=ALL, calibration=x, batch=x,
-                     tolerance_int8=loose)
+    with pytest.raises(
+        TfliteConversionError,
+        match=r"cannot quantize .* op COS in layer 'wave' "
+        r"\(class Wave.*written to",
+    ) as info:
+        export_model(
+            model, tmp_path / "out", formats=ALL, calibration=x, batch=x, tolerance_int8=loose
+        )
     assert info.value.format == "tflite_int8" and info.value.unsupported[0][:3] == (
-        "wave", "Wave", "COS")
+        "wave",
+        "Wave",
+        "COS",
+    )
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [  # dynamic-range keeps COS in float32
-        "export.json", "model.dynamic.tflite", "model.int8.onnx", "model.onnx", "model.tflite",
-        "saved_model"]
+        "export.json",
+        "model.dynamic.tflite",
+        "model.int8.onnx",
+        "model.onnx",
+        "model.tflite",
+        "saved_model",
+    ]
     errors = json.loads((out / "export.json").read_text())["errors"]
     assert list(errors) == ["tflite_int8"] and "COS" in errors["tflite_int8"]
 
 
 def test_int8_calibrated_on_unpreprocessed_images_fails_parity_and_writes_nothing(
-        digits_run, tmp_path):
+    digits_run, tmp_path
+):
     from keras_wrs.export import ParityError
 
     raw = load_splits("digits").x_train[:256].astype("float32")  # 0-16, not (x*r - mean)/std

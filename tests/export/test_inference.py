@@ -78,16 +78,16 @@ def test_audit_of_stateful_layers_batchnorm_discretization_and_lookup():
     bn.moving_variance.assign(np.full(6, 3.0, "float32"))
     x = RNG.normal(size=(32, 6)).astype("float32")
     copy = inference_copy(model)
-    np.testing.assert_array_equal(copy.get_layer("bn").moving_mean.numpy(), np.full(6, 0.7, "float32"))
-    np.testing.assert_array_equal(copy.get_layer("disc").bin_boundaries,
-                                  disc.bin_boundaries)
+    np.testing.assert_array_equal(
+        copy.get_layer("bn").moving_mean.numpy(), np.full(6, 0.7, "float32")
+    )
+    np.testing.assert_array_equal(copy.get_layer("disc").bin_boundaries, disc.bin_boundaries)
     assert copy.get_layer("lookup").get_vocabulary() == lookup.get_vocabulary()
     np.testing.assert_allclose(copy(x), model(x), atol=1e-6)
 
 
 def test_parity_always_compares_with_the_trained_model(tmp_path):
-    result = export_model(normalized(), tmp_path / "out", formats="saved_model",
-                          batch=inputs(8))
+    result = export_model(normalized(), tmp_path / "out", formats="saved_model", batch=inputs(8))
     first = result.report.rows[0]
     assert first.runtime == "keras source model as trained (float32)" and first.passed
     assert first.max_abs <= 1e-6
@@ -125,8 +125,11 @@ def test_tensor_left_as_a_graph_input_is_named_by_layer():
     spec = tf.TensorSpec((None, 8, 8, 4), tf.float32, name="images")
     fn = tf.function(lambda x: {"scores": copy(x, training=False)}, input_signature=[spec])
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=15)
-    with pytest.raises(OnnxConversionError, match=r"besides 'images'.*layer 'norm' \(class "
-                                                  r"Normalization"):
+    with pytest.raises(
+        OnnxConversionError,
+        match=r"besides 'images'.*layer 'norm' \(class "
+        r"Normalization",
+    ):
         check_graph_inputs(proto, copy, "images")
 
 
@@ -154,8 +157,9 @@ def test_overwrite_replaces_only_a_keras_wrs_export(tmp_path):
     normalized().save(run / "model.keras")
     for target in (plain, run):
         with pytest.raises(FileExistsError, match="is not a keras-wrs export.*will not delete"):
-            export_model(normalized(), target, formats="saved_model", overwrite=True,
-                         batch=inputs(4))
+            export_model(
+                normalized(), target, formats="saved_model", overwrite=True, batch=inputs(4)
+            )
     assert (plain / "todo.txt").read_text() == "keep me"
     assert sorted(p.name for p in run.iterdir()) == ["model.keras"]
     out = tmp_path / "out"

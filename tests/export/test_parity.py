@@ -52,8 +52,10 @@ def test_compare_by_hand():
 
 def test_report_table_names_batch_runtimes_and_verdicts():
     batch = ParityBatch(np.arange(6, dtype="float32").reshape(3, 2), "given array", real=True)
-    runtimes = [("same", lambda x: x, Tolerance(0.0, 0.0)),
-                ("shifted", lambda x: x + 1.0, Tolerance(0.5, 0.0))]
+    runtimes = [
+        ("same", lambda x: x, Tolerance(0.0, 0.0)),
+        ("shifted", lambda x: x + 1.0, Tolerance(0.5, 0.0)),
+    ]
     report = run_parity(lambda x: x, runtimes, batch, "y", "numpy")
     assert not report.passed and [r.runtime for r in report.failures()] == ["shifted"]
     table = report.table()
@@ -84,8 +86,13 @@ def test_saturated_softmax_hides_an_error_that_the_logits_row_catches():
     ref, out = softmax32(z), softmax32(shifted)
     assert np.abs(ref - out).max() < 1e-5 and saturated_fraction(ref) == 0.5
     batch = ParityBatch(z.astype("float32"), "given array", real=True)
-    report = run_parity(lambda x: softmax32(x), [("shifted", lambda x: out, Tolerance(1e-5, 1e-4))],
-                        batch, "y", "ref")
+    report = run_parity(
+        lambda x: softmax32(x),
+        [("shifted", lambda x: out, Tolerance(1e-5, 1e-4))],
+        batch,
+        "y",
+        "ref",
+    )
     scores, logits = report.rows
     assert scores.passed and scores.output == "y"
     assert not logits.passed and logits.output == "y (logits)"
@@ -101,13 +108,15 @@ def test_quantized_rows_skip_logits_and_pass_on_top1_agreement():
     flipped = ref.copy()
     flipped[:3] = ref[:3, ::-1]  # 3 of 200 examples change class: 98.5% < 99%
     batch = ParityBatch(z.astype("float32"), "given array", real=True)
-    report = run_parity(lambda x: softmax32(x), [("int8", lambda x: flipped, INT8, False)],
-                        batch, "y", "ref")
+    report = run_parity(
+        lambda x: softmax32(x), [("int8", lambda x: flipped, INT8, False)], batch, "y", "ref"
+    )
     (row,) = report.rows
     assert row.top1_agreement == pytest.approx(0.985) and not row.passed
     flipped[2] = ref[2]  # 2 of 200 flips: exactly the 99% threshold
-    report = run_parity(lambda x: softmax32(x), [("int8", lambda x: flipped, INT8, False)],
-                        batch, "y", "ref")
+    report = run_parity(
+        lambda x: softmax32(x), [("int8", lambda x: flipped, INT8, False)], batch, "y", "ref"
+    )
     assert report.rows[0].top1_agreement == pytest.approx(0.99)
 
 
