@@ -69,9 +69,11 @@ def step_schedule(schedule, name: str = "schedule") -> Callable[[int], bool]:
 def learning_rate_power(optimizer, power="auto") -> float:
     """Exponent `p` of the effective learning rate `lr / ||w||^p`.
 
-    `"auto"`: 2 for `SGD` (and subclasses), 0 for `Lamb` (its trust ratio
-    already scales steps by `||w||`), 1 for every other optimizer (Adam-like,
-    elementwise normalized updates).
+    `"auto"`: the optimizer's own `effective_lr_power` attribute where it has
+    one (keras-wrs's SGDP: 2, AdamP: 1, AdamH: 0), else 2 for `SGD` (and
+    subclasses), 0 for `Lamb` (its trust ratio already scales steps by
+    `||w||`), 1 for every other optimizer (Adam-like, elementwise normalized
+    updates).
     """
     if power != "auto":
         ok = isinstance(power, (int, float)) and not isinstance(power, bool) and power >= 0
@@ -84,6 +86,8 @@ def learning_rate_power(optimizer, power="auto") -> float:
     from keras_wrs.optimizers import base_optimizer
 
     opt = base_optimizer(optimizer)
+    if getattr(opt, "effective_lr_power", None) is not None:
+        return float(opt.effective_lr_power)
     if isinstance(opt, keras.optimizers.SGD):
         return 2.0
     if isinstance(opt, keras.optimizers.Lamb):

@@ -16,6 +16,7 @@ import keras
 from keras import ops
 
 from keras_wrs import math as wmath
+from keras_wrs.checks import as_real_number
 from keras_wrs.optimizers.kernel_spec import (
     checked_reduction_axes,
     resolve_rescale,
@@ -46,12 +47,12 @@ PROJECTION_DOC = """
 
 
 def _check(name, value, low, high=math.inf, high_open=False, fix=""):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and low <= value and (value < high if high_open else value <= high)
-    if not ok:
+    number = as_real_number(value)
+    ok = number is not None and math.isfinite(number) and low <= number
+    if not ok or not (number < high if high_open else number <= high):
         bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
         raise ValueError(f"`{name}` must be a number in {bound}{fix}. Received: {name}={value!r}")
-    return float(value)
+    return float(number)
 
 
 def projected_update(update, w, grad, delta, wd_ratio, epsilon):
