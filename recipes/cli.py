@@ -189,6 +189,25 @@ def build_parser():
         "after the other, each as its cartesian product",
     )
     sweep.add_argument("--seeds", type=_seeds, default=(0,), help="comma-separated (default 0)")
+    sweep.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="cells trained at once, each in its own process with cores/N threads (default 1)",
+    )
+    sweep.add_argument(
+        "--results",
+        metavar="DIR",
+        help="copy each finished cell's config.json, summary.json and history.csv to "
+        "DIR/<cell>/ as it finishes, and skip the cells already there (a sweep resumes "
+        "from DIR alone)",
+    )
+    sweep.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the cell counts and the time estimate, train nothing",
+    )
     report = sub.add_parser(
         "report",
         help="tables and plots from run directories",
@@ -371,10 +390,16 @@ def _run_compare(args):
 
 def _run_sweep(args):
     from keras_wrs.recipes.sweeps import grid as grids
+    from keras_wrs.recipes.sweeps import runner
 
     config = _config_from_args(args)
     cells = _preflight(grids.sweep_configs, config, args.groups, args.seeds)
+    if args.estimate:
+        plan = _preflight(runner.plan_cells, cells, args.out or "", args.results)
+        print(f"keras-wrs sweep --estimate: {runner.estimate_text(plan, args.jobs)}")
+        return 0
     out = _out_dir(args, "sweep-")
+    _preflight(runner.plan_cells, cells, out, args.results)  # a stale cell: before work
     _start(args, out, config, report=True)
     text = grids.run_sweep(
         config,
@@ -385,6 +410,8 @@ def _run_sweep(args):
         overwrite=args.overwrite,
         verbose=_verbose(args),
         recipe=args.recipe,
+        jobs=args.jobs,
+        results_dir=args.results,
     )
     print(f"\nSweep of {len(cells)} runs on {args.recipe}, results in {out}:\n\n{text}")
     return 0

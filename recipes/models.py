@@ -17,6 +17,7 @@ checked by the tests against the published numbers:
 | `wide_resnet(16, 8)` | 10,961,370 | 11.0M (Zagoruyko & Komodakis 2016) |
 | `wide_resnet(28, 10)` | 36,479,194 | 36.5M (Zagoruyko & Komodakis 2016) |
 | `small_cnn()` (8x8x1 input) | 65,834 | (ours) |
+| `resnet9()` (28x28x1 input) | 413,786 | (ours; the ResNet-9 layout of Page 2018) |
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "vgg16_bn",
     "wide_resnet",
     "small_cnn",
+    "resnet9",
 ]
 
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -317,6 +319,75 @@ def small_cnn(
     return keras.Model(inputs, outputs, name=name)
 
 
+def _conv_pool(x, filters, bn_momentum, regularizer, name):
+    """Conv, 2x2 max-pool, BN, ReLU: the downsampling step of `resnet9`.
+
+    Max-pooling commutes with a positive scale of the kernel, so the kernel
+    still feeds BatchNormalization scale-invariantly.
+    """
+    x = _conv(x, filters, regularizer=regularizer, name=f"{name}_conv")
+    x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    return layers.ReLU()(_bn(x, bn_momentum, name=f"{name}_bn"))
+
+
+def _residual(x, filters, bn_momentum, regularizer, name):
+    y = x
+    for i in (1, 2):
+        y = _conv(y, filters, regularizer=regularizer, name=f"{name}_conv{i}")
+        y = layers.ReLU()(_bn(y, bn_momentum, name=f"{name}_bn{i}"))
+    return layers.Add(name=f"{name}_add")([x, y])
+
+
+def resnet9(
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    width=16,
+    bn_momentum=0.9,
+    kernel_regularizer=None,
+    name="resnet9",
+):
+    """A ResNet-9 (Page's DAWNBench network) sized for small images on a CPU.
+
+    Stem conv (`width`), then conv + pool (`2 width`) with a residual block
+    of two convs, conv + pool (`4 width`), conv + pool (`8 width`) with a
+    residual block, global max-pooling and a linear head: 8 convolutions,
+    each followed by BatchNormalization and ReLU. Pooling early keeps most of
+    the work at 1/4 of the input resolution and below. 413,786 parameters at
+    `width=16` on 28x28x1 inputs.
+
+    Args:
+        input_shape: image shape, height and width at least 8.
+        num_classes: number of classes.
+        width: filters of the stem.
+        bn_momentum: BatchNormalization momentum.
+        kernel_regularizer: regularizer for every kernel.
+        name: model name.
+
+    Returns:
+        An uncompiled `keras.Model` that outputs logits.
+
+    References:
+        Page. How to train your ResNet (Myrtle.ai blog, 2018), the ResNet-9
+        of the DAWNBench CIFAR-10 entries.
+    """
+    if min(input_shape[:2]) < 8:
+        raise ValueError(
+            f"`input_shape` must be at least 8x8 (three 2x2 poolings). "
+            f"Received: input_shape={tuple(input_shape)}"
+        )
+    inputs = keras.Input(input_shape)
+    x = _conv(inputs, width, regularizer=kernel_regularizer, name="stem_conv")
+    x = layers.ReLU()(_bn(x, bn_momentum, name="stem_bn"))
+    x = _conv_pool(x, 2 * width, bn_momentum, kernel_regularizer, "l1")
+    x = _residual(x, 2 * width, bn_momentum, kernel_regularizer, "r1")
+    x = _conv_pool(x, 4 * width, bn_momentum, kernel_regularizer, "l2")
+    x = _conv_pool(x, 8 * width, bn_momentum, kernel_regularizer, "l3")
+    x = _residual(x, 8 * width, bn_momentum, kernel_regularizer, "r3")
+    x = layers.GlobalMaxPooling2D()(x)
+    outputs = _head(x, num_classes, kernel_regularizer)
+    return keras.Model(inputs, outputs, name=name)
+
+
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "resnet8": functools.partial(resnet, depth=8),
     "resnet20": functools.partial(resnet, depth=20),
@@ -326,6 +397,7 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "wrn16_8": functools.partial(wide_resnet, depth=16, widen_factor=8),
     "wrn28_10": functools.partial(wide_resnet, depth=28, widen_factor=10),
     "small_cnn": small_cnn,
+    "resnet9": resnet9,
 }
 
 

@@ -52,6 +52,7 @@ class Config:
     synthetic_train: int = 10_000  # images of synthetic_shapes
     synthetic_test: int = 2_000
     train_examples: int | None = None  # a class-balanced training subset
+    validation_examples: int | None = None  # class-balanced, held out of train
     channels: int | None = None  # replicate grayscale to this many channels
     # Model.
     model: str = "small_cnn"  # a key of models.MODELS or "module:function"

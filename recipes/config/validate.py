@@ -167,7 +167,13 @@ def validate(config):
         "probe_examples",
     ):
         _check_number(config, name, int, 0)
-    for name in ("steps_per_epoch", "image_size", "train_examples", "channels"):
+    for name in (
+        "steps_per_epoch",
+        "image_size",
+        "train_examples",
+        "channels",
+        "validation_examples",
+    ):
         _check_number(config, name, int, 0, allow_none=True)
     _check_number(config, "pad", int, 0, low_ok=True)
     _check_number(config, "seed", int, 0, low_ok=True)

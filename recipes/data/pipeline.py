@@ -264,9 +264,24 @@ def train_dataset(
     return Stream(batch, (epochs - start_epoch) * steps, prefetch), steps
 
 
-def eval_dataset(splits, batch_size):
-    """The test set in order, normalized, one-hot labels; the last batch may be short."""
-    info, images, labels = splits.info, splits.x_test, splits.y_test
+def eval_dataset(splits, batch_size, split="test"):
+    """A held-out split in order, normalized, one-hot labels; the last batch may be short.
+
+    Args:
+        splits: a `Splits`.
+        batch_size: images a batch.
+        split: `"test"`, or `"validation"` (needs `splits.x_val`).
+    """
+    info = splits.info
+    if split == "validation" and splits.x_val is not None:
+        images, labels = splits.x_val, splits.y_val
+    elif split == "test":
+        images, labels = splits.x_test, splits.y_test
+    else:
+        raise ValueError(
+            f"`split` must be 'test' or 'validation' (with a validation "
+            f"split: set validation_examples). Received: split={split!r}"
+        )
 
     def batch(i):
         part = slice(i * batch_size, (i + 1) * batch_size)

@@ -75,13 +75,19 @@ class DatasetInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Splits:
-    """Raw train and test arrays: images `(n, h, w, c)`, int64 labels `(n,)`."""
+    """Raw train and test arrays: images `(n, h, w, c)`, int64 labels `(n,)`.
+
+    `x_val`/`y_val` hold a validation split taken out of the training set
+    (`subset_splits(validation_examples=...)`), else None.
+    """
 
     info: DatasetInfo
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray | None = None
+    y_val: np.ndarray | None = None
 
 
 def _import_tfds():
@@ -183,7 +189,19 @@ def _stats(images):
     return tuple(float(m) for m in mean), tuple(float(max(s, 1e-6)) for s in std)
 
 
-def _from_arrays(name, x_train, y_train, x_test, y_test, rescale, class_names, synthetic, source):
+def _from_arrays(
+    name,
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    rescale,
+    class_names,
+    synthetic,
+    source,
+    x_val=None,
+    y_val=None,
+):
     mean, std = _stats(x_train.astype(np.float32) * rescale)
     info = DatasetInfo(
         name,
@@ -198,7 +216,15 @@ def _from_arrays(name, x_train, y_train, x_test, y_test, rescale, class_names, s
         synthetic,
         source,
     )
-    return Splits(info, x_train, y_train.astype(np.int64), x_test, y_test.astype(np.int64))
+    return Splits(
+        info,
+        x_train,
+        y_train.astype(np.int64),
+        x_test,
+        y_test.astype(np.int64),
+        x_val,
+        None if y_val is None else y_val.astype(np.int64),
+    )
 
 
 def _load_digits():
@@ -349,40 +375,69 @@ def _load_fashion_mnist(data_dir, download, image_size):
     )
 
 
-def subset_splits(splits, train_examples=None, channels=None):
-    """A class-balanced training subset and/or grayscale replicated to `channels`.
+def _per_class_count(name, value, info, available):
+    """`value / num_classes`, checked: a multiple of the classes, within `available`."""
+    if value % info.num_classes or value > available:
+        raise ValueError(
+            f"`{name}` must be a multiple of {info.num_classes} (the classes of "
+            f"{info.name!r}) and at most {available}. Received: {name}={value}"
+        )
+    return value // info.num_classes
 
-    The subset is the first `train_examples / num_classes` training images of
-    each class in file order: fixed, balanced, independent of the run's
-    seed. Replicating a grayscale image to 3 channels (as when grayscale data
-    feeds an RGB network) makes a first convolution's k x k x 3 patches span
-    only k*k of their 3*k*k dimensions. Normalization statistics are
-    recomputed on the result.
+
+def _balanced(labels, num_classes, per_class, last=False):
+    """Sorted indices of the first (or last) `per_class` images of each class."""
+    picks = []
+    for c in range(num_classes):
+        index = np.flatnonzero(labels == c)
+        if len(index) < per_class:
+            raise ValueError(
+                f"Class {c} has {len(index)} training images, fewer "
+                f"than the {per_class} a class the split needs."
+            )
+        picks.append(index[len(index) - per_class :] if last else index[:per_class])
+    return np.sort(np.concatenate(picks))
+
+
+def subset_splits(splits, train_examples=None, channels=None, validation_examples=None):
+    """A validation split, a class-balanced training subset, grayscale to RGB.
+
+    The validation split is the last `validation_examples / num_classes`
+    training images of each class in file order, taken out of the training
+    set; the training subset is the first `train_examples / num_classes` of
+    each class of what remains. Both are fixed, balanced and independent of
+    the run's seed. Replicating a grayscale image to 3 channels (as when
+    grayscale data feeds an RGB network) makes a first convolution's
+    k x k x 3 patches span only k*k of their 3*k*k dimensions. Normalization
+    statistics are recomputed on the training images that remain.
 
     Args:
         splits: a `Splits`.
         train_examples: training images to keep (a multiple of the class
             count), or None for all.
         channels: replicate single-channel images to this many channels.
+        validation_examples: training images to hold out as the validation
+            split (a multiple of the class count), or None for none.
 
     Returns:
-        A `Splits` (the same object when both are None).
+        A `Splits` (the same object when all three are None).
     """
-    if train_examples is None and channels is None:
+    if train_examples is None and channels is None and validation_examples is None:
         return splits
     info = splits.info
     x_tr, y_tr, x_te = splits.x_train, splits.y_train, splits.x_test
-    if train_examples is not None:
-        if train_examples % info.num_classes or train_examples > info.num_train:
-            raise ValueError(
-                f"`train_examples` must be a multiple of {info.num_classes} "
-                f"(the classes of {info.name!r}) and at most {info.num_train}. "
-                f"Received: train_examples={train_examples}"
-            )
-        per_class = train_examples // info.num_classes
-        keep = np.sort(
-            np.concatenate([np.flatnonzero(y_tr == c)[:per_class] for c in range(info.num_classes)])
+    x_val, y_val = splits.x_val, splits.y_val
+    if validation_examples is not None:
+        # At least one training image of each class must remain.
+        per_class = _per_class_count(
+            "validation_examples", validation_examples, info, info.num_train - info.num_classes
         )
+        held = _balanced(y_tr, info.num_classes, per_class, last=True)
+        rest = np.setdiff1d(np.arange(len(y_tr)), held)
+        x_val, y_val, x_tr, y_tr = x_tr[held], y_tr[held], x_tr[rest], y_tr[rest]
+    if train_examples is not None:
+        per_class = _per_class_count("train_examples", train_examples, info, len(y_tr))
+        keep = _balanced(y_tr, info.num_classes, per_class)
         x_tr, y_tr = x_tr[keep], y_tr[keep]
     if channels is not None:
         if x_tr.shape[-1] != 1:
@@ -392,7 +447,9 @@ def subset_splits(splits, train_examples=None, channels=None):
                 f"Received: channels={channels}"
             )
         x_tr, x_te = np.repeat(x_tr, channels, -1), np.repeat(x_te, channels, -1)
-    note = f"; {len(y_tr)} balanced training images" if train_examples else ""
+        x_val = None if x_val is None else np.repeat(x_val, channels, -1)
+    note = f"; {len(y_val)} balanced validation images held out" if validation_examples else ""
+    note += f"; {len(y_tr)} balanced training images" if train_examples else ""
     note += f"; grayscale replicated to {channels} channels" if channels else ""
     return _from_arrays(
         info.name,
@@ -404,6 +461,8 @@ def subset_splits(splits, train_examples=None, channels=None):
         info.class_names,
         info.synthetic,
         info.source + note,
+        x_val,
+        y_val,
     )
 
 
@@ -451,4 +510,4 @@ def splits_for(config):
         config.image_size,
         (config.synthetic_train, config.synthetic_test),
     )
-    return subset_splits(splits, config.train_examples, config.channels)
+    return subset_splits(splits, config.train_examples, config.channels, config.validation_examples)

@@ -70,6 +70,8 @@ def resolved_config(config, hp, splits, policy, strategy, cluster, rescaling):
             "input_shape": list(info.input_shape),
             "num_train": info.num_train,
             "num_test": info.num_test,
+            "num_validation": 0 if splits.y_val is None else len(splits.y_val),
+            "epoch_metrics_on": "test" if splits.y_val is None else "validation",
             "synthetic": info.synthetic,
             "source": info.source,
         },
@@ -127,6 +129,12 @@ def median_rate(history):
     return statistics.median(rates) if rates else None
 
 
+def _cpu_seconds(history):
+    """Process CPU seconds of the run's epochs (`Throughput`), or None."""
+    values = [v for v in history.get("epoch_cpu_seconds", ()) if math.isfinite(v)]
+    return float(sum(values)) if values else None
+
+
 def _float(value):
     return None if value is None else float(value)
 
@@ -160,6 +168,9 @@ def run_summary(config, model, evaluation, history, elapsed, resolved, recipe, d
         "epochs": config.epochs,
         "test_accuracy": _float(evaluation.get("accuracy")),
         "test_loss": _float(evaluation.get("loss")),
+        # The last epoch's `val_*` logs are the final weights on the split.
+        "validation_accuracy": final.get("val_accuracy") if config.validation_examples else None,
+        "cpu_seconds": _cpu_seconds(history),
         "train_accuracy": final.get("accuracy"),
         "train_loss": final.get("loss"),
         "noise_ratio": dyn["noise_ratio"],

@@ -24,10 +24,8 @@ import dataclasses
 import itertools
 import json
 import re
-from pathlib import Path
 
 from keras_wrs.recipes.config import Config, override, to_dict, unknown_name, validate
-from keras_wrs.recipes.runs import rundir
 
 __all__ = [
     "Grid",
@@ -191,27 +189,18 @@ def sweep_configs(base, groups, seeds):
     return cells
 
 
-def run_cells(
-    cells, out_dir, *, resume=False, overwrite=False, verbose="auto", recipe=None, echo=print
-):
+def run_cells(cells, out_dir, **kwargs):
     """Train each `(name, config)` into `out_dir/name`, skipping finished ones.
+
+    `keras_wrs.recipes.sweeps.runner.run_cells` (keyword arguments: `jobs`,
+    `results_dir`, `resume`, `overwrite`, `verbose`, `recipe`, `echo`).
 
     Returns:
         The summaries, in order.
     """
-    from keras_wrs.recipes.training.train import train
+    from keras_wrs.recipes.sweeps import runner
 
-    out_dir = rundir.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
-    summaries = []
-    for i, (name, config) in enumerate(cells, 1):
-        echo(f"[{i}/{len(cells)}] {name}")
-        summary = train(config, Path(out_dir) / name, resume=True, verbose=verbose, recipe=recipe)
-        summaries.append(summary)
-        echo(
-            f"[{i}/{len(cells)}] {name}: test accuracy "
-            f"{summary['test_accuracy']:.4f} in {summary['wall_seconds']:.0f} s"
-        )
-    return summaries
+    return runner.run_cells(cells, out_dir, **kwargs)
 
 
 def run_sweep(base, groups, seeds, out_dir, **kwargs):

@@ -1,7 +1,7 @@
 """Keras callbacks of a recipe run.
 
 `StopOnNaN` (Keras's `TerminateOnNaN`, extended to the validation loss),
-`Throughput` (images per second), `ShortProgbar` (a progress bar that shows
+`Throughput` (images per second, and each epoch's CPU and wall seconds), `ShortProgbar` (a progress bar that shows
 loss and accuracy only) and `dynamics_callbacks`: the library's
 `WeightDynamics` and `SpanNoise`, whose epoch values land in the same `logs`
 as the loss, so `history.csv`, TensorBoard and `summary.json` carry them.
@@ -75,6 +75,12 @@ class Throughput(keras.callbacks.Callback):
     the epoch's rate is `(steps - 1) * batch_size / elapsed`. The value
     `images_per_second` is added to each epoch's logs.
 
+    Each epoch's logs also get `epoch_cpu_seconds`, the process CPU time
+    (user + system, all threads: the input pipeline's too) from the start of
+    the epoch to its end, its validation included, and `epoch_wall_seconds`,
+    the wall time of the same span. On a machine shared with other jobs the
+    CPU seconds are the steadier measure of the work.
+
     Args:
         batch_size: global batch size (all replicas).
 
@@ -89,9 +95,11 @@ class Throughput(keras.callbacks.Callback):
         self._first = None
         self._last = None
         self._steps = 0
+        self._epoch_start = (time.process_time(), time.perf_counter())
 
     def on_epoch_begin(self, epoch, logs=None):
         self._first, self._last, self._steps = None, None, 0
+        self._epoch_start = (time.process_time(), time.perf_counter())
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
@@ -108,6 +116,9 @@ class Throughput(keras.callbacks.Callback):
             self.rates.append(rate)
         if logs is not None:
             logs["images_per_second"] = rate
+            cpu, wall = self._epoch_start
+            logs["epoch_cpu_seconds"] = time.process_time() - cpu
+            logs["epoch_wall_seconds"] = time.perf_counter() - wall
 
     @property
     def images_per_second(self):

@@ -173,6 +173,7 @@ class _Run:
     steps: int
     resolved: dict
     probe: object
+    val_ds: object = None  # the validation split, or None: then the test set each epoch
 
 
 def _build(config, policy, point):
@@ -210,8 +211,17 @@ def _build(config, policy, point):
     )
     # The span probe: the first `probe_examples` training images, normalized.
     probe = data.probe_batch(splits, config.probe_examples)
+    val_ds = None
+    if splits.x_val is not None:
+        val_ds = data.eval_dataset(splits, config.batch_size, "validation")
     return _Run(
-        model, train_ds, data.eval_dataset(splits, config.batch_size), steps, resolved, probe
+        model,
+        train_ds,
+        data.eval_dataset(splits, config.batch_size),
+        steps,
+        resolved,
+        probe,
+        val_ds,
     )
 
 
@@ -230,7 +240,7 @@ def _fit(config, run, files, extra, verbose, saver):
         epochs=config.epochs,
         initial_epoch=start,
         steps_per_epoch=run.steps,
-        validation_data=run.eval_ds,
+        validation_data=run.val_ds or run.eval_ds,
         verbose=0,
         shuffle=False,
         callbacks=callbacks,

@@ -1,0 +1,327 @@
+"""Running a grid's cells: cell by cell, resumable, N processes at a time, estimated first.
+
+A grid (a comparison or a sweep, `keras_wrs.recipes.sweeps.grid`) is a list of
+`(name, Config)` cells, each trained into `OUT/<name>`. This module runs them:
+
+* **resumable cell by cell**: a finished cell in `OUT` is not trained again,
+  an interrupted one continues from its last epoch (`train(resume=True)`);
+* **collected**: with a results directory, each finished cell's small files
+  (`config.json`, `summary.json`, `history.csv`; never the model or its
+  backups) are copied to `RESULTS/<name>/` as soon as it finishes, and a
+  cell already there is skipped, even when `OUT` is gone (a fresh machine
+  that has only the committed results);
+* **parallel**: `jobs` cells at once, each in its own fresh process
+  (`spawn`), each process limited to `cpu_count // jobs` threads;
+* **estimated**: `plan_cells` counts what is collected, finished and left,
+  and `estimate_text` turns it into a line with the expected time, from the
+  median wall and CPU seconds of the cells that already finished.
+
+A cell whose training diverged is a result (a learning rate too high for the
+method): it is collected like the others and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import math
+import multiprocessing
+import os
+import shutil
+import statistics
+from pathlib import Path
+
+from keras_wrs.recipes.config import from_dict, to_dict
+from keras_wrs.recipes.runs import rundir
+
+__all__ = [
+    "SMALL_FILES",
+    "CellPlan",
+    "collect_cell",
+    "cell_state",
+    "plan_cells",
+    "estimate_text",
+    "run_cells",
+]
+
+# The files of a cell worth keeping in version control (kilobytes each).
+SMALL_FILES = ("config", "summary", "history")
+# Environment variables that cap a process's threads, per framework.
+_THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
+def _stored(cell_dir):
+    """`(summary, config.json)` of a cell directory (each None if absent)."""
+    cell_dir = Path(cell_dir)
+    return (
+        rundir.read_json(cell_dir / rundir.FILES["summary"]),
+        rundir.read_json(cell_dir / rundir.FILES["config"]),
+    )
+
+
+def _same_config(stored, config):
+    """Whether a stored `config.json` records `config`.
+
+    Compared field by field after filling in today's defaults, so cells
+    collected before a new `Config` field existed still match.
+    """
+    try:
+        theirs = to_dict(from_dict(stored.get("config", {})))
+    except (TypeError, ValueError):
+        return False
+    return theirs == to_dict(config)
+
+
+def cell_state(cell_dir, config):
+    """`"done"`, `"partial"` or `"absent"`: what `cell_dir` holds for `config`.
+
+    Raises:
+        ValueError: `cell_dir` holds a run of another configuration (a grid
+            changed under the same cell name).
+    """
+    summary, stored = _stored(cell_dir)
+    if stored is None:
+        started = Path(cell_dir).is_dir() and any(Path(cell_dir).iterdir())
+        return "partial" if started else "absent"
+    if not _same_config(stored, config):
+        theirs = stored.get("config", {})
+        diff = sorted(k for k, v in to_dict(config).items() if theirs.get(k) != v)
+        raise ValueError(
+            f"{str(cell_dir)!r} holds a run of another configuration (it differs in "
+            f"{', '.join(diff) or 'its fields'}): move it away, or give the grid "
+            f"another --out/--results."
+        )
+    if summary is not None and summary.get("status") in ("finished", "diverged"):
+        return "done"
+    return "partial"
+
+
+def collect_cell(run_dir, results_dir):
+    """Copy a finished cell's small files to `results_dir/<name>/` (crash-safe).
+
+    Each file is written to a temporary name and renamed, so an interrupted
+    copy never leaves a half file under its real name; `summary.json` goes
+    last, so a cell counts as collected only once all its files are there.
+
+    Returns:
+        The cell's directory under `results_dir`.
+    """
+    run_dir = Path(run_dir)
+    target = Path(results_dir) / run_dir.name
+    target.mkdir(parents=True, exist_ok=True)
+    for key in ("config", "history", "summary"):
+        source = run_dir / rundir.FILES[key]
+        if not source.is_file():
+            continue
+        temporary = target / (rundir.FILES[key] + ".partial")
+        shutil.copyfile(source, temporary)
+        os.replace(temporary, target / rundir.FILES[key])
+    return target
+
+
+@dataclasses.dataclass(frozen=True)
+class CellPlan:
+    """What a grid holds before it starts."""
+
+    total: int
+    collected: tuple  # names already in the results directory
+    finished: tuple  # names finished in OUT, not yet collected
+    partial: tuple  # names started in OUT and unfinished
+    to_run: tuple  # `(name, Config)` still to train (partial ones included)
+    seconds: dict  # median `wall`/`cpu` seconds of the done cells, or None each
+
+
+def _median(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(values) if values else None
+
+
+def plan_cells(cells, out_dir, results_dir=None):
+    """Count the cells of a grid by state, and time the ones that are done.
+
+    Args:
+        cells: `(name, Config)` pairs.
+        out_dir: the grid's run directory.
+        results_dir: where finished cells are collected, or None.
+
+    Returns:
+        A `CellPlan`.
+
+    Raises:
+        ValueError: a cell directory holds another configuration's run.
+    """
+    collected, finished, partial, to_run, done = [], [], [], [], []
+    for name, config in cells:
+        kept = None if results_dir is None else Path(results_dir) / name
+        if kept is not None and cell_state(kept, config) == "done":
+            collected.append(name)
+            done.append(_stored(kept)[0])
+            continue
+        state = cell_state(Path(out_dir) / name, config)
+        if state == "done":
+            finished.append(name)
+            done.append(_stored(Path(out_dir) / name)[0])
+            continue
+        if state == "partial":
+            partial.append(name)
+        to_run.append((name, config))
+    seconds = {
+        "wall": _median(s.get("wall_seconds") for s in done),
+        "cpu": _median(s.get("cpu_seconds") for s in done),
+    }
+    return CellPlan(
+        len(cells), tuple(collected), tuple(finished), tuple(partial), tuple(to_run), seconds
+    )
+
+
+def _hours(seconds):
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def estimate_text(plan, jobs=1):
+    """One paragraph: the cell counts and the expected time of what is left."""
+    done = len(plan.collected) + len(plan.finished)
+    lines = [
+        f"{plan.total} cells: {len(plan.collected)} collected, "
+        f"{len(plan.finished)} finished but not collected, "
+        f"{len(plan.partial)} interrupted (they resume), "
+        f"{len(plan.to_run)} to run, {jobs} at a time."
+    ]
+    wall, cpu = plan.seconds["wall"], plan.seconds["cpu"]
+    if not plan.to_run:
+        lines.append("Nothing to train.")
+    elif wall is None:
+        lines.append("No finished cell yet to estimate the time from.")
+    else:
+        rounds = math.ceil(len(plan.to_run) / jobs)
+        cpu_note = f", {cpu:.0f} CPU s" if cpu is not None else ""
+        lines.append(
+            f"Estimate: about {_hours(rounds * wall)} ({len(plan.to_run)} cells at "
+            f"the median {wall:.0f} wall s{cpu_note} of the {done} done cells; "
+            f"cells run at once share the cores, so more jobs need not mean "
+            f"less time)."
+        )
+    return " ".join(lines)
+
+
+@contextlib.contextmanager
+def _thread_limit(threads):
+    """Set the thread caps for processes started inside the block."""
+    saved = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
+    os.environ.update({k: str(threads) for k in _THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _train_cell(config, run_dir, verbose, recipe):
+    """Train one cell; a diverged cell returns its summary instead of raising."""
+    from keras_wrs.recipes.training.train import DivergedError, train
+
+    try:
+        return train(config, run_dir, resume=True, verbose=verbose, recipe=recipe)
+    except DivergedError as err:
+        return err.summary
+
+
+def _report(echo, index, total, name, summary):
+    if summary.get("status") == "diverged":
+        echo(f"[{index}/{total}] {name}: diverged")
+        return
+    accuracy = summary.get("validation_accuracy")
+    which = "validation"
+    if accuracy is None:
+        accuracy, which = summary.get("test_accuracy"), "test"
+    cpu = summary.get("cpu_seconds")
+    cpu_text = f", {cpu:.0f} CPU s" if cpu is not None else ""
+    echo(
+        f"[{index}/{total}] {name}: {which} accuracy {accuracy:.4f} in "
+        f"{summary['wall_seconds']:.0f} s{cpu_text}"
+    )
+
+
+def run_cells(
+    cells,
+    out_dir,
+    *,
+    jobs=1,
+    results_dir=None,
+    resume=False,
+    overwrite=False,
+    verbose="auto",
+    recipe=None,
+    echo=print,
+):
+    """Train the cells of a grid, `jobs` at a time, collecting each as it finishes.
+
+    Args:
+        cells: `(name, Config)` pairs, in the order to train them.
+        out_dir: the grid's run directory (never reused without `resume` or
+            `overwrite`, see `keras_wrs.recipes.runs.rundir`).
+        jobs: cells trained at the same time, each in a fresh process with
+            `os.cpu_count() // jobs` threads (at least 1). 1 trains in this
+            process.
+        results_dir: collect each finished cell's small files here, and skip
+            the cells already collected.
+        resume: continue a grid in an existing `out_dir`.
+        overwrite: delete `out_dir` first.
+        verbose: `model.fit` verbosity (parallel cells train silently).
+        recipe: recipe name recorded in the summaries.
+        echo: where progress lines go.
+
+    Returns:
+        The summaries of every cell, in the order of `cells` (collected ones
+        read back from `results_dir`).
+
+    Raises:
+        ValueError: `jobs` is not a positive integer, or a cell directory holds
+            another configuration's run (both before any training).
+    """
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(
+            f"`jobs` must be a positive integer (cells trained at once). Received: jobs={jobs!r}"
+        )
+    out_dir = rundir.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    plan = plan_cells(cells, out_dir, results_dir)
+    echo(estimate_text(plan, jobs))
+    position = {name: i for i, (name, _) in enumerate(cells, 1)}
+    summaries = {}
+    for name in plan.collected:
+        summaries[name] = _stored(Path(results_dir) / name)[0]
+    for name in plan.finished:  # finished before, not yet collected
+        summaries[name] = _stored(Path(out_dir) / name)[0]
+        if results_dir is not None:
+            collect_cell(Path(out_dir) / name, results_dir)
+
+    def finish(name, summary):
+        summaries[name] = summary
+        if results_dir is not None:
+            collect_cell(Path(out_dir) / name, results_dir)
+        _report(echo, position[name], len(cells), name, summary)
+
+    if jobs == 1:
+        for name, config in plan.to_run:
+            echo(f"[{position[name]}/{len(cells)}] {name}")
+            finish(name, _train_cell(config, Path(out_dir) / name, verbose, recipe))
+    else:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        context = multiprocessing.get_context("spawn")
+        with (
+            _thread_limit(threads),
+            concurrent.futures.ProcessPoolExecutor(
+                jobs, mp_context=context, max_tasks_per_child=1
+            ) as pool,
+        ):
+            futures = {}
+            for name, config in plan.to_run:
+                echo(f"[{position[name]}/{len(cells)}] {name} (started)")
+                futures[pool.submit(_train_cell, config, Path(out_dir) / name, 0, recipe)] = name
+            for future in concurrent.futures.as_completed(futures):
+                finish(futures[future], future.result())
+    return [summaries[name] for name, _ in cells]
