@@ -1,0 +1,44 @@
+#!/bin/bash
+# The cells of PROTOCOL.md, most informative first. Resumable: cells already collected under
+# cells/ (or full_data/) are skipped, an interrupted cell in runs/ continues from its last epoch.
+# Run from the repository root:  bash recipes/results/fmnist_full/run.sh [stage1|full_data|...]
+# Each finished cell's config.json, summary.json and history.csv land in the results folder;
+# commit them (never runs/, which holds the weights).
+set -u
+KW=${KW:-keras-wrs}
+HERE=recipes/results/fmnist_full
+JOBS=${JOBS:-1}
+sweep() {  # sweep OUT RESULTS [keras-wrs sweep arguments...]
+  local out=$1 results=$2; shift 2
+  local resume=(); [ -d "$out" ] && [ -n "$(ls -A "$out")" ] && resume=(--resume)
+  $KW sweep fmnist_resnet9 --out "$out" "${resume[@]}" --results "$results" --jobs "$JOBS" \
+    --set plots=false --set tensorboard=false --verbose 2 "$@"
+}
+VAL=(--set validation_examples=6000)
+SGD="optimizer=sgdm"
+ADAM="optimizer=adam"
+ADAM_WD="weight_decay=5e-2"
+stage=${1:-all}
+if [ "$stage" = all ] || [ "$stage" = stage1 ]; then
+  # Stage 1, seed 0: WD and WRS at the default lr, the benchmark, then the lr grids.
+  sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 \
+    --grid "$SGD regularization=wd,wrs lr=0.2"
+fi
+if [ "$stage" = all ] || [ "$stage" = full_data ]; then
+  # The benchmark: all 60,000 training images, test accuracy after every epoch.
+  sweep runs/fmnist_full/full_data $HERE/full_data --seeds 0 \
+    --grid "$SGD regularization=wrs,wd lr=0.2"
+fi
+if [ "$stage" = all ] || [ "$stage" = stage1 ]; then
+  sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 \
+    --grid "$SGD regularization=wd,wrs lr=0.2" \
+    --grid "$SGD regularization=wd,wrs lr=0.1,0.4" \
+    --grid "$SGD regularization=none lr=0.2" \
+    --grid "$SGD regularization=wd,wrs lr=0.05,0.8" \
+    --grid "$SGD regularization=none lr=0.05,0.1,0.4,0.8" \
+    --grid "$ADAM regularization=wd,wrs lr=1e-3 $ADAM_WD" \
+    --grid "$ADAM regularization=wd,wrs lr=5e-4,2e-3 $ADAM_WD" \
+    --grid "$ADAM regularization=none lr=1e-3 $ADAM_WD" \
+    --grid "$ADAM regularization=wd,wrs lr=2.5e-4,4e-3 $ADAM_WD" \
+    --grid "$ADAM regularization=none lr=2.5e-4,5e-4,2e-3,4e-3 $ADAM_WD"
+fi
