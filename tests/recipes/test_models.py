@@ -105,3 +105,40 @@ def test_bad_depth_is_rejected(builder, depth):
 def test_vgg_head_is_validated():
     with pytest.raises(ValueError, match="head"):
         models.vgg16_bn(head="conv")
+
+
+def _resnet9_trainable_by_hand(width, channels=1, classes=10):
+    """Trainable parameters of `resnet9`, counted layer by layer from its description."""
+    convs = [
+        (channels, width),
+        (width, 2 * width),
+        (2 * width, 2 * width),
+        (2 * width, 2 * width),
+        (2 * width, 4 * width),
+        (4 * width, 8 * width),
+        (8 * width, 8 * width),
+        (8 * width, 8 * width),
+    ]
+    kernels = sum(9 * c_in * c_out for c_in, c_out in convs)
+    batchnorm = sum(2 * c_out for _, c_out in convs)  # gamma and beta
+    return kernels + batchnorm + 8 * width * classes + classes
+
+
+@pytest.mark.parametrize("width", [4, 16])
+def test_resnet9_counts_and_every_conv_feeds_batchnorm(width):
+    from keras_wrs.selection import select_scale_invariant
+
+    model = models.build_model("resnet9", (28, 28, 1), 10, width=width)
+    assert _trainable(model) == _resnet9_trainable_by_hand(width)
+    if width == 16:
+        assert _trainable(model) == 412_666
+    convs = [v.path for v in model.trainable_variables if "conv" in v.path and "kernel" in v.path]
+    # Conv -> MaxPool -> BN is still scale-invariant: all 8 kernels are selected.
+    assert sorted(s.path for s in select_scale_invariant(model)) == sorted(convs)
+    assert len(convs) == 8
+    assert tuple(model.output.shape) == (None, 10)
+
+
+def test_resnet9_rejects_images_too_small_to_pool_three_times():
+    with pytest.raises(ValueError, match=r"at least 8x8.*input_shape=\(4, 4, 1\)"):
+        models.resnet9(input_shape=(4, 4, 1))
