@@ -419,14 +419,18 @@ def _run_sweep(args):
 
 def _run_report(args):
     from keras_wrs.recipes.config import extras
-    from keras_wrs.recipes.sweeps import report
+    from keras_wrs.recipes.sweeps import evidence, report
 
     if not extras.installed("matplotlib"):
         raise extras.MissingExtraError(
             "report draws plots with matplotlib, which is not installed: `pip install matplotlib`."
         )
 
-    print(report.write_report(args.dirs, args.out or args.dirs[0]))
+    out = args.out or args.dirs[0]
+    print(report.write_report(args.dirs, out))
+    text = evidence.write_evidence(args.dirs, out)  # cells with a validation split
+    if text:
+        print(f"\n{text}")
     return 0
 
 

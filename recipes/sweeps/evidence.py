@@ -1,0 +1,339 @@
+"""The tables of a tuned, paired comparison, rebuilt from its cells (`evidence.md`).
+
+For grids whose cells hold out a validation split (`validation_examples`),
+as `recipes/results/fmnist_full/PROTOCOL.md` prescribes:
+
+1. every tuning cell (seed 0): validation accuracy, with WRS's coverage;
+2. learning-rate sensitivity per method: the spread and the fraction of
+   grid points within 0.5 pp of the method's best;
+3. the chosen setting of each method (best validation accuracy, seed 0);
+4. the confirmation cells (seeds >= 1 at the chosen settings): test and
+   validation accuracy, and paired differences with 95% intervals and
+   verdicts at the 0.2 pp margin (`keras_wrs.recipes.sweeps.stats`);
+5. time to 90% and 92% validation accuracy, in epochs and CPU seconds;
+6. cells trained without a validation split (the full-data benchmark):
+   test accuracy per epoch and the time to 93%.
+
+Test accuracy of a tuning cell is never shown: no choice reads it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from keras_wrs.recipes.runs import rundir
+from keras_wrs.recipes.sweeps import stats
+from keras_wrs.recipes.sweeps.report import find_runs, load_summaries
+
+__all__ = ["MARGIN", "TARGETS", "load_cells", "evidence_markdown", "write_evidence"]
+
+MARGIN = 0.002  # the non-inferiority margin: 0.2 percentage points
+TARGETS = (0.90, 0.92)  # validation accuracy targets of the time-to-accuracy table
+FULL_DATA_TARGET = 0.93  # test accuracy target of the full-data benchmark
+_WITHIN = 0.005  # "near best": within 0.5 pp
+
+
+def load_cells(paths):
+    """Every run under `paths` as a flat dict of the fields the tables use."""
+    cells = []
+    for run_dir, summary in load_summaries(find_runs(paths)):
+        config = summary["_config"]
+        coverage = summary["_resolved"].get("rescaling") or {}
+        cells.append(
+            {
+                "name": Path(run_dir).name,
+                "optimizer": summary["optimizer"],
+                "method": summary["regularization"],
+                "model": config.get("model"),
+                "lr": config.get("lr"),
+                "wd": config.get("weight_decay"),
+                "seed": summary["seed"],
+                "validation": bool(config.get("validation_examples")),
+                "status": summary.get("status"),
+                "val": summary.get("validation_accuracy"),
+                "test": summary.get("test_accuracy"),
+                "cpu": summary.get("cpu_seconds"),
+                "coverage": coverage.get("param_fraction") if coverage.get("applied") else None,
+                "history": rundir.read_history(Path(run_dir) / rundir.FILES["history"]),
+            }
+        )
+    return cells
+
+
+def _pct(value, digits=2):
+    return "-" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}"
+
+
+def _cov(cell):
+    return "-" if cell["coverage"] is None else f"{100 * cell['coverage']:.1f}%"
+
+
+def _mean_sd(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.fmean(values):.2f} ± {100 * sd:.2f}"
+
+
+def _key(cell):
+    return cell["optimizer"], cell["method"]
+
+
+def _tuning(cells):
+    """Seed-0 cells with a validation split, on the recipe's model."""
+    return [c for c in cells if c["validation"] and c["seed"] == 0 and c["model"] == "resnet9"]
+
+
+def _score(cell):
+    return -1.0 if cell["val"] is None else cell["val"]
+
+
+def _tuning_table(cells):
+    lines = [
+        "| optimizer | method | lr | wd | validation accuracy (%) | CPU s | WRS covers |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in sorted(cells, key=lambda c: (c["optimizer"], c["method"], c["lr"], c["wd"] or 0)):
+        shown = "diverged" if c["status"] == "diverged" else _pct(c["val"])
+        cpu = "-" if c["cpu"] is None else f"{c['cpu']:.0f}"
+        wd = "-" if c["method"] == "none" else f"{c['wd']:g}"
+        lines.append(
+            f"| {c['optimizer']} | {c['method']} | {c['lr']:g} | {wd} | "
+            f"{shown} | {cpu} | {_cov(c)} |"
+        )
+    return "\n".join(lines)
+
+
+def _default_wd_points(group):
+    """The method's lr curve: its cells at the weight decay most of them share."""
+    counts = defaultdict(int)
+    for c in group:
+        counts[c["wd"]] += 1
+    modal = max(counts, key=lambda wd: (counts[wd], -(wd or 0)))
+    return sorted((c for c in group if c["wd"] == modal), key=lambda c: c["lr"]), modal
+
+
+def _sensitivity_table(cells):
+    lines = [
+        "| optimizer | method | wd | lr grid | validation accuracy (%) per lr | "
+        "best lr | spread (pp) | points within 0.5 pp of best |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, group in itertools.groupby(sorted(cells, key=_key), key=_key):
+        points, wd = _default_wd_points(list(group))
+        scores = [_score(c) for c in points]
+        best = max(scores)
+        near = sum(s >= best - _WITHIN for s in scores)
+        wd_text = "-" if key[1] == "none" else f"{wd:g}"
+        lrs = ", ".join(f"{c['lr']:g}" for c in points)
+        accs = ", ".join("div" if c["status"] == "diverged" else _pct(c["val"]) for c in points)
+        best_lr = points[scores.index(best)]["lr"]
+        lines.append(
+            f"| {key[0]} | {key[1]} | {wd_text} | {lrs} | {accs} | {best_lr:g} | "
+            f"{100 * (best - min(scores)):.2f} | {near} of {len(points)} |"
+        )
+    return "\n".join(lines)
+
+
+def _wd_curve_table(cells):
+    """WD's weight-decay curve at each lr where it has more than one decay."""
+    lines = [
+        "| optimizer | lr | wd grid | validation accuracy (%) per wd | spread (pp) | "
+        "points within 0.5 pp of best |",
+        "|---|---|---|---|---|---|",
+    ]
+    groups = defaultdict(list)
+    for c in cells:
+        if c["method"] == "wd":
+            groups[(c["optimizer"], c["lr"])].append(c)
+    for (opt, lr), group in sorted(groups.items()):
+        if len({c["wd"] for c in group}) < 2:
+            continue
+        group.sort(key=lambda c: c["wd"])
+        scores = [_score(c) for c in group]
+        best = max(scores)
+        wds = ", ".join(f"{c['wd']:g}" for c in group)
+        accs = ", ".join(_pct(c["val"]) for c in group)
+        near = sum(v >= best - _WITHIN for v in scores)
+        lines.append(
+            f"| {opt} | {lr:g} | {wds} | {accs} | {100 * (best - min(scores)):.2f} | "
+            f"{near} of {len(group)} |"
+        )
+    if len(lines) == 2:
+        return ""
+    return "WD's weight-decay curve (seed 0):\n\n" + "\n".join(lines)
+
+
+def chosen_settings(cells):
+    """`{(optimizer, method): best seed-0 cell}` by validation accuracy (ties: smaller lr)."""
+    best = {}
+    for c in sorted(_tuning(cells), key=lambda c: (c["lr"], c["wd"] or 0)):
+        if c["val"] is not None and (_key(c) not in best or c["val"] > best[_key(c)]["val"]):
+            best[_key(c)] = c
+    return best
+
+
+def _confirmation(cells, chosen):
+    """`{(optimizer, method): {seed: cell}}`: seeds >= 1 at each chosen setting."""
+    out = defaultdict(dict)
+    for c in cells:
+        pick = chosen.get(_key(c))
+        if (
+            c["validation"]
+            and c["seed"] >= 1
+            and pick is not None
+            and c["model"] == "resnet9"
+            and (c["lr"], c["wd"]) == (pick["lr"], pick["wd"])
+        ):
+            out[_key(c)][c["seed"]] = c
+    return out
+
+
+def _confirmation_tables(confirmed):
+    lines = [
+        "| optimizer | method | seeds | test accuracy (%) | validation accuracy (%) | WRS covers |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key in sorted(confirmed):
+        runs = list(confirmed[key].values())
+        lines.append(
+            f"| {key[0]} | {key[1]} | {len(runs)} | {_mean_sd([r['test'] for r in runs])}"
+            f" | {_mean_sd([r['val'] for r in runs])} | {_cov(runs[0])} |"
+        )
+    pairs = [
+        "",
+        "Paired differences (A - B) over the shared seeds, 95% t intervals, verdict "
+        f"at a {100 * MARGIN:.1f} pp margin:",
+        "",
+        "| optimizer | A | B | seeds | test: mean [95% CI] (pp) | verdict | "
+        "validation: mean [95% CI] (pp) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (opt_a, a), (opt_b, b) in itertools.combinations(sorted(confirmed), 2):
+        if opt_a != opt_b:
+            continue
+        shared = sorted(set(confirmed[(opt_a, a)]) & set(confirmed[(opt_b, b)]))
+        if len(shared) < 2:
+            continue
+        row = []
+        for metric in ("test", "val"):
+            d = stats.paired_difference(
+                [confirmed[(opt_a, a)][s][metric] for s in shared],
+                [confirmed[(opt_b, b)][s][metric] for s in shared],
+            )
+            row.append((d, f"{100 * d.mean:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]"))
+        pairs.append(
+            f"| {opt_a} | {a} | {b} | {len(shared)} | {row[0][1]} | "
+            f"{stats.verdict(row[0][0], MARGIN)} | {row[1][1]} |"
+        )
+    return "\n".join(lines + pairs)
+
+
+def _time_table(groups, label):
+    heads = " | ".join(f"epochs to {100 * t:.0f}% | CPU s to {100 * t:.0f}%" for t in TARGETS)
+    lines = [
+        f"| optimizer | method | {label} | {heads} |",
+        "|---|---|---|" + "---|---|" * len(TARGETS),
+    ]
+    for key in sorted(groups):
+        runs = groups[key]
+        cols = []
+        for target in TARGETS:
+            hits = [stats.time_to_accuracy(r["history"], target) for r in runs]
+            reached = [h for h in hits if h[0] is not None]
+            if not reached:
+                cols += [f"not reached (0/{len(runs)})", "-"]
+                continue
+            epochs = statistics.fmean(h[0] for h in reached)
+            cpu = [h[1] for h in reached if h[1] is not None]
+            cols += [
+                f"{epochs:.1f} ({len(reached)}/{len(runs)})",
+                f"{statistics.fmean(cpu):.0f}" if cpu else "-",
+            ]
+        lines.append(f"| {key[0]} | {key[1]} | {len(runs)} | {' | '.join(cols)} |")
+    return "\n".join(lines)
+
+
+def _full_data_table(cells):
+    full = sorted((c for c in cells if not c["validation"]), key=lambda c: (_key(c), c["seed"]))
+    if not full:
+        return ""
+    epochs = max(len(c["history"].get("val_accuracy", ())) for c in full)
+    lines = [
+        "| optimizer | method | lr | seed | "
+        + " | ".join(f"ep {i + 1}" for i in range(epochs))
+        + " | final test (%) | epochs / CPU s to 93% |",
+        "|---|---|---|---|" + "---|" * epochs + "---|---|",
+    ]
+    for c in full:
+        per_epoch = [_pct(v) for v in c["history"].get("val_accuracy", ())]
+        per_epoch += ["-"] * (epochs - len(per_epoch))
+        epoch, cpu = stats.time_to_accuracy(c["history"], FULL_DATA_TARGET)
+        reach = "not reached" if epoch is None else f"{epoch} / {cpu:.0f}" if cpu else str(epoch)
+        lines.append(
+            f"| {c['optimizer']} | {c['method']} | {c['lr']:g} | {c['seed']} | "
+            f"{' | '.join(per_epoch)} | {_pct(c['test'])} | {reach} |"
+        )
+    return (
+        "Trained on all 60,000 images, test accuracy after every epoch (no validation "
+        "split, nothing tuned on it):\n\n" + "\n".join(lines)
+    )
+
+
+def evidence_markdown(cells):
+    """The protocol's tables as markdown, or None when no cell has a validation split."""
+    tuning = _tuning(cells)
+    full = _full_data_table(cells)
+    if not tuning and not full:
+        return None
+    parts = []
+    if tuning:
+        chosen = chosen_settings(cells)
+        confirmed = _confirmation(cells, chosen)
+        parts += [
+            "## Tuning cells (seed 0, validation accuracy; test not shown)",
+            _tuning_table(tuning),
+            "## Learning-rate sensitivity (seed 0, each method at its default decay)",
+            _sensitivity_table(tuning),
+            _wd_curve_table(tuning),
+            "## Chosen settings (best validation accuracy of each method's trials)",
+            "\n".join(
+                [
+                    "| optimizer | method | lr | wd | validation (%) | trials |",
+                    "|---|---|---|---|---|---|",
+                ]
+                + [
+                    f"| {k[0]} | {k[1]} | {c['lr']:g} | {c['wd']:g} | "
+                    f"{_pct(c['val'])} | {sum(_key(t) == k for t in tuning)} |"
+                    for k, c in sorted(chosen.items())
+                ]
+            ),
+        ]
+        if confirmed:
+            parts += [
+                "## Confirmation (seeds >= 1 at the chosen settings)",
+                _confirmation_tables(confirmed),
+                "## Time to accuracy (confirmation cells, validation accuracy)",
+                _time_table({k: list(v.values()) for k, v in confirmed.items()}, "seeds"),
+            ]
+        parts += [
+            "## Time to accuracy of the chosen settings at seed 0 (tuning cells)",
+            _time_table({k: [c] for k, c in chosen.items()}, "cells"),
+        ]
+    if full:
+        parts += ["## Full-data benchmark", full]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def write_evidence(paths, out_dir):
+    """Write `evidence.md` to `out_dir` from the runs under `paths`; its text, or None."""
+    text = evidence_markdown(load_cells(paths))
+    if text is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "evidence.md").write_text(text)
+    return text

@@ -1,0 +1,139 @@
+"""The protocol tables (`evidence.md`), rebuilt from cell files written as runs write them."""
+
+import dataclasses
+import json
+
+import numpy as np
+
+from keras_wrs.recipes import config as cfg
+from keras_wrs.recipes.sweeps import evidence, stats
+
+BASE = dataclasses.replace(cfg.get_recipe("fmnist_resnet9"), validation_examples=6000)
+
+
+def _cell(
+    root,
+    name,
+    *,
+    method="wd",
+    lr=0.2,
+    wd=5e-3,
+    seed=0,
+    val=(0.85, 0.91, 0.93),
+    test=0.1234,
+    optimizer="sgdm",
+    validation=True,
+    status="finished",
+):
+    config = dataclasses.replace(
+        BASE,
+        regularization=method,
+        lr=lr,
+        weight_decay=wd,
+        seed=seed,
+        optimizer=optimizer,
+        validation_examples=6000 if validation else None,
+    )
+    cell = root / name
+    cell.mkdir(parents=True)
+    rescaling = {"applied": method == "wrs", "param_fraction": 0.994}
+    (cell / "config.json").write_text(
+        json.dumps(
+            {
+                "config": cfg.to_dict(config),
+                "dataset": {"name": "fashion_mnist"},
+                "preprocessing": {"rescale": 1 / 255, "mean": [0.286], "std": [0.353]},
+                "resolved": {"learning_rate": lr, "weight_decay": wd, "lr_scale": 1.0},
+                "rescaling": rescaling,
+            }
+        )
+    )
+    (cell / "summary.json").write_text(
+        json.dumps(
+            {
+                "status": status,
+                "optimizer": optimizer,
+                "regularization": method,
+                "seed": seed,
+                "dataset": "fashion_mnist",
+                "model": "resnet9",
+                "epochs": len(val),
+                "validation_accuracy": val[-1] if validation else None,
+                "test_accuracy": test,
+                "cpu_seconds": 50.0 * len(val),
+                "wall_seconds": 60.0 * len(val),
+            }
+        )
+    )
+    rows = "\n".join(f"{i},{v},50.0" for i, v in enumerate(val))
+    (cell / "history.csv").write_text(f"epoch,val_accuracy,epoch_cpu_seconds\n{rows}\n")
+
+
+def test_tuning_sensitivity_and_chosen_settings(tmp_path):
+    curve = {0.05: 0.920, 0.1: 0.931, 0.2: 0.934, 0.4: 0.930, 0.8: 0.900}
+    for lr, acc in curve.items():
+        _cell(tmp_path, f"wd-{lr}", lr=lr, val=(0.85, acc))
+        _cell(tmp_path, f"wrs-{lr}", method="wrs", lr=lr, val=(0.85, acc - 0.001))
+    _cell(tmp_path, "wd-0.2-wd2e-2", lr=0.2, wd=2e-2, val=(0.85, 0.936))
+    text = evidence.evidence_markdown(evidence.load_cells([tmp_path]))
+    assert "12.34" not in text  # a tuning cell's test accuracy is never shown
+    # Brute force over the default-decay curve: spread and the points within 0.5 pp.
+    best = max(curve.values())
+    near = sum(a >= best - 0.005 for a in curve.values())
+    assert "| sgdm | wd | 0.005 | 0.05, 0.1, 0.2, 0.4, 0.8 |" in text
+    assert f"| 0.2 | {100 * (best - min(curve.values())):.2f} | {near} of 5 |" in text
+    assert "| sgdm | wrs | 0.005 |" in text and "99.4%" in text  # WRS coverage on its rows
+    # WD's decay curve at lr 0.2, and the chosen settings over all 6 (WD) and 5 trials.
+    assert "| sgdm | 0.2 | 0.005, 0.02 | 93.40, 93.60 | 0.20 | 2 of 2 |" in text
+    assert "| sgdm | wd | 0.2 | 0.02 | 93.60 | 6 |" in text
+    assert "| sgdm | wrs | 0.2 | 0.005 | 93.30 | 5 |" in text
+
+
+def test_ties_go_to_the_smaller_learning_rate(tmp_path):
+    _cell(tmp_path, "a", lr=0.4, val=(0.93,))
+    _cell(tmp_path, "b", lr=0.1, val=(0.93,))
+    chosen = evidence.chosen_settings(evidence.load_cells([tmp_path]))
+    assert chosen[("sgdm", "wd")]["lr"] == 0.1
+
+
+def test_confirmation_pairs_shared_seeds_and_states_the_verdict(tmp_path):
+    _cell(tmp_path, "wd-s0", val=(0.93,))
+    _cell(tmp_path, "wrs-s0", method="wrs", val=(0.93,))
+    wd_test = [0.9310, 0.9330, 0.9290, 0.9320, 0.9300]
+    wrs_test = [0.9325, 0.9341, 0.9302, 0.9336, 0.9309]
+    for seed, (a, b) in enumerate(zip(wd_test, wrs_test, strict=True), 1):
+        _cell(tmp_path, f"wd-s{seed}", seed=seed, val=(0.88, 0.91, 0.925), test=a)
+        _cell(tmp_path, f"wrs-s{seed}", method="wrs", seed=seed, val=(0.905, 0.921, 0.93), test=b)
+    text = evidence.evidence_markdown(evidence.load_cells([tmp_path]))
+    d = stats.paired_difference(wd_test, wrs_test)  # rows are A=wd, B=wrs (sorted)
+    row = (
+        f"| sgdm | wd | wrs | 5 | {100 * d.mean:+.2f} [{100 * d.low:+.2f}, "
+        f"{100 * d.high:+.2f}] | {stats.verdict(d, 0.002)} |"
+    )
+    assert row in text
+    mean, sd = 100 * np.mean(wrs_test), 100 * np.std(wrs_test, ddof=1)
+    assert f"| sgdm | wrs | 5 | {mean:.2f} ± {sd:.2f} |" in text  # confirmation: test shown
+    # Time to 90% / 92%: WD at epochs 2 / 3 (100 / 150 CPU s), WRS at 1 / 2.
+    assert "| sgdm | wd | 5 | 2.0 (5/5) | 100 | 3.0 (5/5) | 150 |" in text
+    assert "| sgdm | wrs | 5 | 1.0 (5/5) | 50 | 2.0 (5/5) | 100 |" in text
+
+
+def test_full_data_cells_get_their_own_table_and_a_grid_without_splits_gets_none(tmp_path):
+    _cell(
+        tmp_path / "full",
+        "wrs",
+        method="wrs",
+        validation=False,
+        val=(0.90, 0.925, 0.9312),
+        test=0.9312,
+    )
+    text = evidence.evidence_markdown(evidence.load_cells([tmp_path / "full"]))
+    assert "| sgdm | wrs | 0.2 | 0 | 90.00 | 92.50 | 93.12 | 93.12 | 3 / 150 |" in text
+    assert evidence.write_evidence([tmp_path / "full"], tmp_path / "out") == text
+    assert (tmp_path / "out" / "evidence.md").read_text() == text
+
+
+def test_runs_without_validation_or_benchmark_cells_write_nothing(tmp_path):
+    assert evidence.evidence_markdown([]) is None
+    assert evidence.write_evidence([], tmp_path / "out") is None
+    assert not (tmp_path / "out").exists()
