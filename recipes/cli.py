@@ -140,7 +140,7 @@ def build_parser():
         "--regularization",
         type=_names,
         default=("wd", "wrs"),
-        help="none | wd | l2 | wrs, comma-separated (default wd,wrs)",
+        help="none | wd | l2 | wrs | sgdp | adamh | cwd, comma-separated (default wd,wrs)",
     )
     train.add_argument(
         "--optimizer",
@@ -151,7 +151,9 @@ def build_parser():
         "compare",
         help="grid of regularization x optimizer x seeds, results table",
         description="Train every regularization x optimizer x seed cell and write "
-        "results.md, results.csv and plots to --out.",
+        "results.md, results.csv and plots to --out. Regularizations: none, wd, l2, wrs, "
+        "sgdp (SGDP/AdamP), adamh (AdamH, Adam only), cwd (SGDC/AdamC, corrected weight "
+        "decay); a method skips the optimizers it does not exist for.",
     )
     _add_run_arguments(compare)
     compare.add_argument(
@@ -364,6 +366,13 @@ def _run_grid(args, config, grid, out):
 
     _preflight(grids.grid_configs, config, grid)
     _start(args, out, config, report=True)
+    skipped = grids.skipped_pairs(grid)
+    if skipped:
+        print(
+            "Skipped (the method does not exist for the optimizer): "
+            + ", ".join(f"{reg} / {opt}" for reg, opt in skipped),
+            flush=True,
+        )
     table = grids.run_grid(
         config,
         grid,

@@ -27,7 +27,7 @@ BUILTIN_DATASETS = ("digits", "fashion_mnist", "synthetic_shapes")
 AUGMENTATIONS = ("none", "crop", "crop_flip")
 PRECISIONS = ("float32", "mixed", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
-REGULARIZATIONS = ("none", "wd", "l2", "wrs")
+REGULARIZATIONS = ("none", "wd", "l2", "wrs", "sgdp", "adamh", "cwd")
 SCHEDULES = ("constant", "cosine", "step")
 LR_SCALINGS = ("none", "auto", "linear", "sqrt")
 
@@ -38,8 +38,10 @@ class Config:
 
     `lr` and `weight_decay` of `None` take the optimizer's defaults
     (`keras_wrs.recipes.training.optim.OPTIMIZERS`). `weight_decay` is used
-    by the `wd` and `wrs` regularizations (with `wrs` it applies to the
-    variables that are not rescaled) and, halved, as the `l2` factor.
+    by the `wd`, `wrs`, `sgdp`, `adamh` and `cwd` regularizations (with `wrs`
+    and `adamh` it applies to the variables that are not rescaled) and,
+    halved, as the `l2` factor. `sgdp`, `adamh` and `cwd` are SGDP/AdamP,
+    AdamH and SGDC/AdamC (`keras_wrs.recipes.training.optim.TOOLKIT`).
     """
 
     # Data.

@@ -96,21 +96,16 @@ def _check_types(config):
 def _check_optimizer_kwargs(config):
     if not config.optimizer_kwargs:
         return  # nothing to check: keep Keras (and its backend) unloaded
-    import inspect
+    from keras_wrs.recipes.training import optim
 
-    import keras
-
-    from keras_wrs.recipes.training.optim import OPTIMIZERS
-
-    cls = getattr(keras.optimizers, OPTIMIZERS[config.optimizer].class_name)
-    params = inspect.signature(cls.__init__).parameters
+    cls = optim.optimizer_class(config.regularization, config.optimizer)
+    valid = optim.optimizer_arguments(cls)
     for key in config.optimizer_kwargs:
-        if key not in params or key in ("self", "learning_rate", "weight_decay"):
-            valid = sorted(set(params) - {"self", "kwargs", "learning_rate", "weight_decay"})
+        if key not in valid:
             raise ValueError(
                 f"`optimizer_kwargs.{key}` is not an argument of "
-                f"keras.optimizers.{cls.__name__} (learning_rate and "
-                f"weight_decay are the `lr` and `weight_decay` fields). "
+                f"{optim.optimizer_class_name(config.regularization, config.optimizer)} "
+                f"(learning_rate and weight_decay are the `lr` and `weight_decay` fields). "
                 f"Valid: {', '.join(valid)}."
             )
 
@@ -131,7 +126,7 @@ def validate(config):
         ValueError: the first bad field, named with its value and the fix.
     """
     from keras_wrs.recipes.models import check_model_kwargs, resolve_builder
-    from keras_wrs.recipes.training.optim import OPTIMIZERS
+    from keras_wrs.recipes.training.optim import OPTIMIZERS, check_method
 
     _check_types(config)
     for name, valid in (
@@ -144,6 +139,7 @@ def validate(config):
         ("augment", AUGMENTATIONS),
     ):
         _check_choice(config, name, valid)
+    check_method(config.regularization, config.optimizer)
     # The rescaling arguments: the library's own checks (keras_wrs.checks).
     checks.check_granularity(config.granularity)
     checks.check_rescale_every(config.rescale_every)

@@ -9,7 +9,8 @@
     line per method and setting, mean ± std over seeds; WRS sweeps are what it
     is for, other methods with several learning rates are drawn too;
   - `wd_heatmap.png`: mean test accuracy over learning rate x weight decay, one
-    panel per optimizer, for the weight-decay runs;
+    panel per optimizer, for the runs that decay every variable (`wd`, `sgdp`,
+    `cwd`);
   - `sensitivity.png`: per method, the spread of mean accuracy over its grid
     and the fraction of grid points within 0.5 pp of its best.
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_wrs.recipes.runs.rundir import read_history
+from keras_wrs.recipes.training.optim import applies_weight_decay, rescales
 
 __all__ = [
     "metric_label",
@@ -153,6 +155,11 @@ def write_dynamics_plots(runs, out_dir):
         return []
 
 
+def _decays_every_variable(regularization):
+    """Runs whose weight decay is a knob of every variable: drawn over lr x wd."""
+    return applies_weight_decay(regularization) and not rescales(regularization)
+
+
 def plot_lr_accuracy(rows, out_path):
     """Accuracy vs learning rate per setting; None when no setting has 2+ rates."""
     lines = defaultdict(list)
@@ -160,7 +167,7 @@ def plot_lr_accuracy(rows, out_path):
         if (
             r["learning_rate"] is not None
             and r["test_accuracy"][0] is not None
-            and r["regularization"] != "wd"
+            and not _decays_every_variable(r["regularization"])
         ):
             lines[r["setting"]].append((r["learning_rate"], *r["test_accuracy"]))
     lines = {k: sorted(v) for k, v in lines.items() if len({p[0] for p in v}) > 1}
@@ -204,7 +211,7 @@ def plot_wd_heatmap(rows, out_path):
     """Mean accuracy over lr x wd, one panel per WD setting; None if no grid."""
     panels = defaultdict(dict)
     for r in rows:
-        if r["regularization"] == "wd" and r["test_accuracy"][0] is not None:
+        if _decays_every_variable(r["regularization"]) and r["test_accuracy"][0] is not None:
             panels[r["setting"]][(r["learning_rate"], r["weight_decay"])] = r["test_accuracy"][0]
     panels = {k: v for k, v in panels.items() if len(v) > 1}
     if not panels:

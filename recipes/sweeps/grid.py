@@ -6,7 +6,8 @@ tables and plots.
 
 * A comparison (`Grid`, `run_grid`) trains every regularization x optimizer
   x seed into `OUT/<regularization>-<optimizer>-s<seed>`: how the project
-  reproduces the paper's WD vs WRS comparisons.
+  reproduces the paper's WD vs WRS comparisons. A method that exists for
+  some optimizers only (`adamh`: Adam) skips the others (`skipped_pairs`).
 * A sweep (`run_sweep`) is a list of groups; each group is a set of axes
   `field=v1,v2,...` whose cartesian product it trains, for every seed, into
   `OUT/<field-value ...>-s<seed>`. Groups are what lets the grid differ per
@@ -30,6 +31,7 @@ from keras_wrs.recipes.config import Config, override, to_dict, unknown_name, va
 __all__ = [
     "Grid",
     "grid_configs",
+    "skipped_pairs",
     "run_grid",
     "compare_cell_name",
     "parse_group",
@@ -68,16 +70,45 @@ def grid_configs(base, grid):
     """
     if not (grid.regularizations and grid.optimizers and grid.seeds):
         raise ValueError("A comparison needs at least one regularization, optimizer and seed.")
+    skipped = set(skipped_pairs(grid))
     configs = []
     for opt, reg, seed in itertools.product(grid.optimizers, grid.regularizations, grid.seeds):
-        config = dataclasses.replace(base, optimizer=opt, regularization=reg, seed=seed)
-        configs.append(validate(config))
+        if (reg, opt) not in skipped:
+            config = dataclasses.replace(base, optimizer=opt, regularization=reg, seed=seed)
+            configs.append(validate(config))
     names = [compare_cell_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise ValueError(
             "The grid repeats a cell: each regularization, optimizer and seed must appear once."
         )
     return configs
+
+
+def skipped_pairs(grid):
+    """The `(regularization, optimizer)` pairs of `grid` that a comparison leaves out.
+
+    A method that exists for some optimizers only (`adamh` for Adam, `sgdp`
+    and `cwd` for SGD and Adam/AdamW) skips the others, as long as it runs
+    with one optimizer of the grid and every optimizer runs one method.
+
+    Raises:
+        ValueError: a regularization or an optimizer of the grid would have
+            no cell (`check_method`'s message for its first pair).
+    """
+    from keras_wrs.recipes.training.optim import OPTIMIZERS, check_method, method_exists
+
+    pairs = [
+        (reg, opt)
+        for opt in grid.optimizers
+        for reg in grid.regularizations
+        if opt in OPTIMIZERS  # unknown names: `validate`'s message
+    ]
+    skipped = [(reg, opt) for reg, opt in pairs if not method_exists(reg, opt)]
+    for reg, opt in skipped:
+        alone = all((reg, o) in skipped for o in grid.optimizers if o in OPTIMIZERS)
+        if alone or all((r, opt) in skipped for r in grid.regularizations):
+            check_method(reg, opt)
+    return skipped
 
 
 def run_grid(

@@ -20,10 +20,16 @@ from collections import defaultdict
 from pathlib import Path
 
 from keras_wrs.dynamics import logkeys
+from keras_wrs.recipes.config.schema import REGULARIZATIONS
 from keras_wrs.recipes.runs import rundir
 from keras_wrs.recipes.runs.record import RunRecord
 from keras_wrs.recipes.sweeps import figures
-from keras_wrs.recipes.training.optim import applies_weight_decay
+from keras_wrs.recipes.training.optim import (
+    TOOLKIT,
+    applies_weight_decay,
+    optimizer_class_name,
+    rescales,
+)
 
 __all__ = [
     "find_runs",
@@ -31,6 +37,7 @@ __all__ = [
     "varying_fields",
     "aggregate",
     "markdown_table",
+    "method_legend",
     "noise_table",
     "sensitivity",
     "sensitivity_table",
@@ -40,7 +47,7 @@ __all__ = [
     "shown_fields",
 ]
 
-_ORDER = {"none": 0, "wd": 1, "l2": 2, "wrs": 3}
+_ORDER = {name: i for i, name in enumerate(REGULARIZATIONS)}
 # Fields that never separate groups: the seed is what a row averages over;
 # the others say where data and output live, not what was trained.
 _NOT_GROUPING = {"seed", "data_dir", "download", "plots", "tensorboard"}
@@ -158,6 +165,7 @@ def _row(runs, fields, reg, opt, values):
     row = {
         "regularization": reg,
         "optimizer": opt,
+        "method": _method(reg, opt),
         "runs": len(runs),
         "seeds": sorted(r["seed"] for r in runs),
         "synthetic": any(r.get("synthetic") for r in runs),
@@ -174,6 +182,14 @@ def _row(runs, fields, reg, opt, values):
         row[key] = _mean_std([r.get(key) for r in runs])
     row["setting"] = _setting(row)
     return row
+
+
+def _method(regularization, optimizer):
+    """The optimizer class a run trained with, or None for names this version does not know."""
+    try:
+        return optimizer_class_name(regularization, optimizer)
+    except (KeyError, ValueError):
+        return None
 
 
 def _effective_wd(config, resolved):
@@ -207,7 +223,8 @@ def aggregate(summaries):
             regularization x optimizer).
 
     Returns:
-        Dicts with `regularization`, `optimizer`, `fields` (the varying
+        Dicts with `regularization`, `optimizer`, `method` (the optimizer
+        class, `optimizer_class_name`), `fields` (the varying
         config fields), `learning_rate`, `weight_decay`, `coverage`, `runs`,
         `seeds`, `diverged`, `setting` (the row's label without learning
         rate and weight decay), and `(mean, std)` pairs for `test_accuracy`,
@@ -263,12 +280,24 @@ def markdown_table(rows):
         runs = f"{r['runs']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
         cells += [runs, _fmt(r["test_accuracy"], 100), _fmt(r["noise_ratio"], 1, 3)]
         if cover:
-            cells.append(_cov(r["coverage"]) if r["regularization"] == "wrs" else "-")
+            cells.append(_cov(r["coverage"]) if rescales(r["regularization"]) else "-")
         cells += [_fmt(r["wall_seconds"], 1, 1), _fmt(r["images_per_second"], 1, 0)]
         lines.append("| " + " | ".join(cells) + " |")
+    if any(r["regularization"] in TOOLKIT for r in rows):
+        lines.append("\n" + method_legend(rows))
     if any(r["synthetic"] for r in rows):
         lines.append("\nData: synthetic (procedurally drawn shapes), not a benchmark.")
     return "\n".join(lines)
+
+
+def method_legend(rows):
+    """`Classes: regularization / optimizer = the optimizer class, ...` of the rows."""
+    pairs = {(r["regularization"], r["optimizer"]): r["method"] for r in rows if r["method"]}
+    return (
+        "Classes: "
+        + "; ".join(f"{reg} / {opt} = {method}" for (reg, opt), method in pairs.items())
+        + "."
+    )
 
 
 def shown_fields(rows, hyper=True):
@@ -285,8 +314,8 @@ def shown_fields(rows, hyper=True):
 def cell_text(row, key):
     """The text of field `key` in `row` (`-` where it does not apply)."""
     value = row["fields"].get(key)
-    if key == "wrs_other_decay" and row["regularization"] != "wrs":
-        return "-"  # only WRS runs have "other" parameters
+    if key == "wrs_other_decay" and not rescales(row["regularization"]):
+        return "-"  # only WRS and AdamH runs have "other" parameters
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _num(value)
     return str(value)
@@ -348,7 +377,7 @@ def sensitivity(rows, within=0.005):
         if r["test_accuracy"][0] is not None:
             wd = (
                 ""
-                if r["regularization"] != "wrs"
+                if not rescales(r["regularization"])
                 else (" (+wd others)" if r["fields"].get("wrs_other_decay", True) else "")
             )
             methods[f"{r['regularization']}{wd} / {r['optimizer']}"].append(r["test_accuracy"][0])

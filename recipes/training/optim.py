@@ -11,6 +11,25 @@ Regularization is one field, and the four choices differ only in it:
   step); its `weight_decay` applies to the other variables only (BatchNorm
   gamma/beta, biases, the classifier head), or to none with
   `wrs_other_decay=False`.
+
+The other answers to weight decay on scale-invariant kernels replace the
+Keras class of the base optimizer (`TOOLKIT`):
+
+* `sgdp`: SGD -> `keras_wrs.optimizers.SGDP`, Adam/AdamW -> `AdamP`, with the
+  reference's per-step cosine test (`projection="cosine"`) and its `delta` and
+  `wd_ratio`; decay on every variable (times `wd_ratio` where projected).
+  SGDP divides its decay by `1 - momentum`, as the reference; the recipes
+  pass it `weight_decay * (1 - momentum)`, so that its per-step shrink is the
+  `wd` run's, `lr * weight_decay`;
+* `adamh`: Adam -> `keras_wrs.optimizers.AdamH` as published (one radius per
+  kernel, the initial norm) on the kernels feeding BatchNormalization; the
+  other variables take Adam's step, with `weight_decay` as for `wrs`;
+* `cwd`: SGD -> `keras_wrs.optimizers.SGDC`, Adam/AdamW -> `AdamC`: decay by
+  `lr_t**2 / lr_peak * weight_decay` per step on every variable, with the
+  schedule's peak learning rate as `max_learning_rate`.
+
+`optimizer_kwargs` reach the class a run builds (`delta`, `wd_ratio`,
+`projection`, `granularity`, ... for these).
 """
 
 from __future__ import annotations
@@ -28,6 +47,13 @@ __all__ = [
     "learning_rate_schedule",
     "kernel_regularizer",
     "applies_weight_decay",
+    "rescales",
+    "TOOLKIT",
+    "method_exists",
+    "check_method",
+    "optimizer_class_name",
+    "optimizer_class",
+    "optimizer_arguments",
     "make_optimizer",
     "coverage",
 ]
@@ -139,15 +165,104 @@ def kernel_regularizer(config, hp):
 def applies_weight_decay(regularization, wrs_other_decay=True):
     """Whether the optimizer of a run gets the decoupled `weight_decay`.
 
-    `wd` decays every variable; `wrs` decays the variables it does not
-    rescale, unless `wrs_other_decay` is off; `none` and `l2` (whose decay is
-    the kernel regularizer) do not decay in the optimizer.
+    `wd`, `sgdp` and `cwd` decay every variable (`sgdp` times `wd_ratio` on
+    projected ones, `cwd` corrected); `wrs` and `adamh` decay the variables
+    they do not rescale, unless `wrs_other_decay` is off; `none` and `l2`
+    (whose decay is the kernel regularizer) do not decay in the optimizer.
 
     Args:
         regularization: one of `keras_wrs.recipes.config.REGULARIZATIONS`.
         wrs_other_decay: the config's field of that name.
     """
-    return regularization == "wd" or (regularization == "wrs" and bool(wrs_other_decay))
+    if rescales(regularization):
+        return bool(wrs_other_decay)
+    return regularization in ("wd", "sgdp", "cwd")
+
+
+def rescales(regularization):
+    """Whether the run holds the kernels feeding BatchNorm at a fixed norm (`wrs`, `adamh`)."""
+    return regularization in ("wrs", "adamh")
+
+
+# The methods beside WD and WRS: the keras-wrs class that replaces each Keras
+# class (`OptimizerSpec.class_name`) a method exists for.
+TOOLKIT = {
+    "sgdp": {"SGD": "SGDP", "Adam": "AdamP", "AdamW": "AdamP"},
+    "adamh": {"Adam": "AdamH"},
+    "cwd": {"SGD": "SGDC", "Adam": "AdamC", "AdamW": "AdamC"},
+}
+_TOOLKIT_TITLES = {
+    "sgdp": "SGDP/AdamP, the projection of Heo et al.",
+    "adamh": "AdamH, Adam on the hyperball",
+    "cwd": "SGDC/AdamC, corrected weight decay",
+}
+
+
+def method_exists(regularization, optimizer):
+    """Whether `regularization` can run with the optimizer named `optimizer`."""
+    table = TOOLKIT.get(regularization)
+    return table is None or OPTIMIZERS[optimizer].class_name in table
+
+
+def check_method(regularization, optimizer):
+    """Raise a ValueError when `regularization` has no class for `optimizer`.
+
+    Raises:
+        ValueError: naming both, the optimizers the method runs with, and
+            the regularizations that run with every optimizer.
+    """
+    if method_exists(regularization, optimizer):
+        return
+    classes = TOOLKIT[regularization]
+    valid = [name for name, spec in OPTIMIZERS.items() if spec.class_name in classes]
+    raise ValueError(
+        f"`regularization={regularization!r}` ({_TOOLKIT_TITLES[regularization]}) exists "
+        f"for {', '.join(sorted(classes))} only: use optimizer "
+        f"{' or '.join(filter(None, [', '.join(valid[:-1]), valid[-1]]))} with it "
+        f"(none, wd, l2 and wrs run with every optimizer). Received: "
+        f"optimizer={optimizer!r} (keras.optimizers.{OPTIMIZERS[optimizer].class_name})"
+    )
+
+
+def optimizer_class_name(regularization, optimizer):
+    """The class a run builds, as `keras.optimizers.SGD`, `keras_wrs.optimizers.AdamP`, ...
+
+    Raises:
+        ValueError: the method does not exist for the optimizer (`check_method`).
+    """
+    class_name = OPTIMIZERS[optimizer].class_name
+    if regularization in TOOLKIT:
+        check_method(regularization, optimizer)
+        return f"keras_wrs.optimizers.{TOOLKIT[regularization][class_name]}"
+    package = "keras_wrs" if regularization == "wrs" else "keras"
+    return f"{package}.optimizers.{class_name}"
+
+
+def optimizer_class(regularization, optimizer):
+    """The class a run of `regularization` x `optimizer` builds (loads Keras)."""
+    package, _, name = optimizer_class_name(regularization, optimizer).rpartition(".")
+    if package == "keras.optimizers":
+        return getattr(keras.optimizers, name)
+    from keras_wrs import optimizers as wrs_optimizers
+
+    return getattr(wrs_optimizers, name)
+
+
+# Arguments the recipe passes itself: from the `lr` and `weight_decay` fields,
+# the model (`rescale`) and the schedule's peak (`max_learning_rate`).
+_SET_BY_RECIPE = ("learning_rate", "weight_decay", "rescale", "max_learning_rate")
+
+
+def optimizer_arguments(cls):
+    """The keyword arguments `optimizer_kwargs` may give `cls` (its and its bases' `__init__`)."""
+    import inspect
+
+    names = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            params = inspect.signature(klass.__init__).parameters.values()
+            names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return sorted(names - {"self", *_SET_BY_RECIPE})
 
 
 def make_optimizer(config, hp, learning_rate, model):
@@ -168,17 +283,23 @@ def make_optimizer(config, hp, learning_rate, model):
         kwargs["weight_decay"] = hp.weight_decay
     elif spec.class_name == "AdamW":
         kwargs["weight_decay"] = 0.0  # AdamW insists on a float
-    if config.regularization != "wrs":
-        return getattr(keras.optimizers, spec.class_name)(**kwargs)
-    from keras_wrs import optimizers as wrs_optimizers
-
-    return getattr(wrs_optimizers, spec.class_name)(
-        rescale=model,
-        target_norm=config.target_norm,
-        granularity=config.granularity,
-        rescale_every=config.rescale_every,
-        **kwargs,
-    )
+    cls = optimizer_class(config.regularization, config.optimizer)
+    if config.regularization == "wrs":
+        return cls(
+            rescale=model,
+            target_norm=config.target_norm,
+            granularity=config.granularity,
+            rescale_every=config.rescale_every,
+            **kwargs,
+        )
+    if config.regularization == "adamh":
+        return cls(rescale=model, **kwargs)
+    if config.regularization == "cwd":
+        return cls(max_learning_rate=hp.learning_rate, **kwargs)
+    if config.regularization == "sgdp" and kwargs.get("weight_decay") and cls.__name__ == "SGDP":
+        # SGDP shrinks by lr * wd / (1 - momentum): the same step as `wd`'s.
+        kwargs["weight_decay"] *= 1.0 - kwargs.get("momentum", 0.0)
+    return cls(**kwargs)
 
 
 def coverage(model, applied):
@@ -186,7 +307,7 @@ def coverage(model, applied):
 
     Args:
         model: the run's model.
-        applied: whether the run rescales (regularization `wrs`); the numbers
+        applied: whether the run rescales (`rescales`: `wrs`, `adamh`); the numbers
             are the same either way, so WD and WRS runs can be read side by side.
 
     Returns:

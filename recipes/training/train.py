@@ -207,7 +207,7 @@ def _build(config, policy, point):
         policy,
         strategy,
         cluster.describe(strategy, config),
-        optim.coverage(model, config.regularization == "wrs"),
+        optim.coverage(model, optim.rescales(config.regularization)),
     )
     # The span probe: the first `probe_examples` training images, normalized.
     probe = data.probe_batch(splits, config.probe_examples)

@@ -52,7 +52,10 @@ def test_unknown_names_list_valid_ones(capsys, tmp_path):
     for argv, match in [
         (["train", "cifar10_resnet18"], "Valid recipes: cifar100_wrn28_10"),
         (["train", "--optimizer", "adagrad"], "Valid optimizers: adam, adamw"),
-        (["train", "--regularization", "wd,decay"], "Valid regularizations: l2, none, wd, wrs"),
+        (
+            ["train", "--regularization", "wd,decay"],
+            "Valid regularizations: adamh, cwd, l2, none, sgdp, wd, wrs",
+        ),
         (["compare", "--optimizers", "sgdm,sgdw"], "Valid optimizers"),
         (["train", "--set", "dataset=cifar"], "Did you mean: cifar10"),
         (["train", "--set", "model=resnet18"], "Valid models"),

@@ -16,6 +16,12 @@ TABLE = {
     ("l2", False): False,
     ("wrs", True): True,
     ("wrs", False): False,
+    ("sgdp", True): True,
+    ("sgdp", False): True,
+    ("adamh", True): True,
+    ("adamh", False): False,
+    ("cwd", True): True,
+    ("cwd", False): True,
 }
 
 
