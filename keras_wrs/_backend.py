@@ -25,6 +25,7 @@ __all__ = [
     "gradient",
     "hessian_vector_product",
     "init_scope",
+    "seeded_global_rng",
     "fused_base",
 ]
 
@@ -215,3 +216,23 @@ def fused_base(optimizer_class):
     if backend() != "torch":
         return optimizer_class
     return type(optimizer_class.__new__(optimizer_class))
+
+
+def seeded_global_rng(seed: int):
+    """A context where the backend's global random generator starts at `seed`, restored after.
+
+    Keras layers draw their noise from seed variables, which a stateless call
+    passes in, except Dropout without a seed on PyTorch, which draws from
+    torch's global generator: this makes two passes draw the same masks.
+    """
+    if backend() != "torch":
+        return contextlib.nullcontext()
+    import torch
+
+    @contextlib.contextmanager
+    def scope():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+
+    return scope()

@@ -3,27 +3,43 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
-import keras
-import numpy as np
+from keras_wrs._invariance import COSINE_TOL, RTOL, check_kernels
+from keras_wrs.selection import Selection, candidate_kernels, select_scale_invariant
 
-from keras_wrs.selection import (
-    Selection,
-    iter_layers,
-    kernel_channel_axes,
-    select_scale_invariant,
-)
+__all__ = ["InvarianceReport", "InvarianceResult", "verify_scale_invariance"]
 
-__all__ = ["InvarianceResult", "InvarianceReport", "verify_scale_invariance"]
+# What each verdict of the test means, for the report.
+VERDICTS = {
+    "invariant": "yes",
+    "varies": "NO: a filter's radial derivative is not zero",
+    "changed": "NO: scaling the filters changed the outputs",
+    "no_gradient": "NO: the outputs do not depend on it (no gradient)",
+    "not_trainable": "NO: not trainable",
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class InvarianceResult:
-    """One kernel: the output's relative change when its filters were scaled."""
+    """One kernel: the test's verdict and its two measurements.
+
+    Attributes:
+        path: the kernel's `variable.path`.
+        relative_change: largest relative change of the outputs when the
+            filters of this kernel (with the other kernels confirmed with it)
+            were scaled by factors in [0.5, 2]; NaN where the gradient test
+            already decided.
+        invariant: whether every filter is scale-invariant under `fit`.
+        cosine: largest |cos(w_k, dL/dw_k)| over filters and test points.
+        verdict: one of `VERDICTS`.
+    """
 
     path: str
     relative_change: float
     invariant: bool
+    cosine: float = math.nan
+    verdict: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +48,7 @@ class InvarianceReport:
 
     results: tuple
     rtol: float
-    switched_off: tuple = ()  # stochastic layers turned off during the check
+    cosine_tol: float = COSINE_TOL
 
     @property
     def failures(self) -> list[InvarianceResult]:
@@ -44,129 +60,86 @@ class InvarianceReport:
 
     def __str__(self) -> str:
         w = max([len("path")] + [len(r.path) for r in self.results])
-        lines = [f"{'path'.ljust(w)}  relative change  scale-invariant (rtol={self.rtol:g})"]
+        lines = [f"{'path'.ljust(w)}  |cos(w, grad)|  relative change  scale-invariant "
+                 f"(cosine <= {self.cosine_tol:g}, change <= {self.rtol:g})"]
         lines += [
-            f"{r.path.ljust(w)}  {r.relative_change:15.3e}  {'yes' if r.invariant else 'NO'}"
+            f"{r.path.ljust(w)}  {r.cosine:13.2e}  {_change(r.relative_change):>15}  "
+            f"{VERDICTS.get(r.verdict, 'yes' if r.invariant else 'NO')}"
             for r in self.results
         ]
-        if self.switched_off:
-            lines.append(f"stochastic layers switched off for the check: {', '.join(self.switched_off)}")
         return "\n".join(lines)
 
 
-def _all_kernels(model):
-    out = []
-    for layer in iter_layers(model):
-        spec = kernel_channel_axes(layer)
-        if spec is not None and layer.built:
-            v = getattr(layer, spec[0])
-            out.append(Selection(v, v.path, spec[1], layer, "candidate"))
-    return out
+def _change(value):
+    return "-" if math.isnan(value) else f"{value:.3e}"
 
 
 def _as_selections(model, variables):
     if variables is None:
         return select_scale_invariant(model)
-    if variables == "all":
-        return _all_kernels(model)
+    if isinstance(variables, str) and variables == "all":
+        return candidate_kernels(model)
+    if isinstance(variables, str):
+        raise ValueError(
+            f'`variables` must be None, "all" or a list of kernels. Received: '
+            f"variables={variables!r}"
+        )
     return [v if isinstance(v, Selection) else Selection(v, v.path, (-1,)) for v in variables]
 
 
-# The attribute that makes each stochastic layer random in training mode;
-# 0 makes it the identity (Keras skips the noise when it is 0).
-_NOISE_ATTRS = (
-    (keras.layers.Dropout, "rate"),  # SpatialDropout*D derive from it
-    (keras.layers.GaussianDropout, "rate"),
-    (keras.layers.AlphaDropout, "rate"),
-    (keras.layers.GaussianNoise, "stddev"),
-)
-
-
-def _stochastic_layers(model):
-    """`(layer, attribute, value)` for each stochastic layer that is switched on."""
-    out = []
-    for layer in iter_layers(model):
-        for cls, attr in _NOISE_ATTRS:
-            if isinstance(layer, cls) and getattr(layer, attr, 0):
-                out.append((layer, attr, getattr(layer, attr)))
-                break
-    return out
-
-
-def _scales(shape, channel_axes, rng):
-    """Random per-filter factors in [0.5, 2], broadcastable against the kernel."""
-    ndim = len(shape)
-    kept = {a % ndim for a in channel_axes}
-    fshape = tuple(d if a in kept else 1 for a, d in enumerate(shape))
-    return np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=fshape)).astype("float32")
-
-
 def verify_scale_invariance(
-    model, x, variables=None, rtol: float = 1e-3, ignore_bn_epsilon: bool = True, seed: int = 0
+    model, x=None, variables=None, rtol: float = RTOL, ignore_bn_epsilon: bool = True,
+    seed: int = 0,
 ) -> InvarianceReport:
-    """Scale each kernel's filters by random factors and compare training-mode outputs.
+    """Test kernels for per-filter scale invariance of the training-mode outputs.
 
-    For each kernel, every output filter is multiplied by its own factor in
-    [0.5, 2]; the kernel is scale-invariant if the model's training-mode
-    output changes by less than `rtol` relative to its largest magnitude.
-    Weights and BatchNorm statistics are restored afterwards.
+    Two tests, a few passes in all, whatever the number of kernels: the
+    radial derivative `<w_k, dL/dw_k>` of random losses (one backward pass
+    per test point tests every filter of every kernel; it is zero for an
+    invariant filter at any weights), then one forward pass with the filters
+    of every kernel that passed scaled by random factors in [0.5, 2] (a
+    failing group is bisected). Both run at weights away from the model's
+    (biases and BatchNorm parameters perturbed), through
+    `model.stateless_call(..., training=True)`: the model's variables are
+    not changed, BatchNorm layers that `fit` runs in inference mode
+    (`trainable=False`) run so here, and stochastic layers draw the same
+    masks in every pass. Outputs may be a tensor or any nest of them (dict,
+    list); the float ones are compared.
 
     Args:
         model: a built Keras model.
-        x: a batch of inputs (a few dozen examples are enough).
+        x: a batch of inputs (a few dozen examples are enough), or None for
+            random inputs shaped like the model's inputs.
         variables: kernels to check: None (the automatic selection), "all"
             (every Conv/Dense kernel: shows which ones are invariant), or a
             list of variables / `Selection`s.
-        rtol: largest relative change counted as invariant.
+        rtol: largest relative change of the outputs counted as unchanged.
         ignore_bn_epsilon: BatchNorm's epsilon is the one term that breaks
             exact invariance (by about epsilon / variance); when True it is
             set to 1e-10 during the check so that the test is sharp.
-        seed: seed of the random factors.
+        seed: seed of the random perturbations, losses and factors.
 
     Returns:
         An `InvarianceReport`; `report.ok` is False if any kernel is not
         invariant, and `print(report)` shows the table.
 
-    Note:
-        Stochastic layers (Dropout, SpatialDropout, GaussianDropout,
-        AlphaDropout, GaussianNoise) would make training-mode outputs differ
-        between calls: they are switched off for the check, restored after,
-        and named in the report.
+    Raises:
+        ValueError: the model is not built, or `variables` is not one of the
+            accepted forms.
     """
     if not model.built:
         raise ValueError(
             f"Model {model.name!r} is not built: call it on a batch (or give it "
             "an Input) before verifying scale invariance."
         )
-    rng = np.random.default_rng(seed)
-    state = [v.numpy() for v in model.non_trainable_variables]
-    bns = [
-        layer for layer in iter_layers(model, include_self=True)
-        if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    eps = [bn.epsilon for bn in bns]
-    noisy = _stochastic_layers(model)
-    try:
-        for layer, attr, _ in noisy:
-            setattr(layer, attr, 0)
-        if ignore_bn_epsilon:
-            for bn in bns:
-                bn.epsilon = 1e-10
-        base = keras.ops.convert_to_numpy(model(x, training=True))
-        ref = max(float(np.max(np.abs(base))), 1e-12)
-        results = []
-        for s in _as_selections(model, variables):
-            w = s.variable.numpy()
-            s.variable.assign(w * _scales(w.shape, s.channel_axes, rng))
-            out = keras.ops.convert_to_numpy(model(x, training=True))
-            s.variable.assign(w)
-            rel = float(np.max(np.abs(out - base))) / ref
-            results.append(InvarianceResult(s.path, rel, rel <= rtol))
-    finally:
-        for layer, attr, value in noisy:
-            setattr(layer, attr, value)
-        for bn, e in zip(bns, eps):
-            bn.epsilon = e
-        for v, val in zip(model.non_trainable_variables, state):
-            v.assign(val)
-    return InvarianceReport(tuple(results), rtol, tuple(layer.name for layer, _, _ in noisy))
+    selections = select_scale_invariant(model, x) if variables is None else \
+        _as_selections(model, variables)
+    checks = check_kernels(model, selections, x, rtol=rtol,
+                           sharpen_batchnorm=ignore_bn_epsilon, seed=seed)
+    results = tuple(
+        InvarianceResult(c.selection.path,
+                         math.nan if c.relative_change is None else c.relative_change,
+                         c.invariant, c.cosine, c.verdict)
+        for c in checks
+    )
+    return InvarianceReport(results, rtol)

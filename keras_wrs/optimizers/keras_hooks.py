@@ -9,9 +9,10 @@ own SGD, Adam, AdamW, RMSprop, Nadam, Lion, Adagrad, Adadelta and Adamax
 update all variables at once through fused `torch._foreach_*` kernels in
 `_backend_update_step` and never call `update_step`; their keras-wrs twins
 derive from those fused classes and rescale right after that fused step (the
-one private hook used, the one Keras's own backends override). When EMA
-weights are written over the model (`ema_overwrite_frequency`), `apply`
-projects them back onto the targets.
+one private hook used, the one Keras's own backends override). `apply`
+rescales the selected kernels Keras skipped for want of a gradient, and, when
+EMA weights are written over the model (`ema_overwrite_frequency`), projects
+them back onto the targets.
 """
 
 from __future__ import annotations
@@ -38,7 +39,12 @@ class KerasHookOverrides:
         self._rescale_selected([(v, r) for v, r in pairs if r is not None], due)
 
     def apply(self, grads, trainable_variables=None):
-        """Keras's `apply`, then the projection of EMA weights written over the model.
+        """Keras's `apply`, then two projections onto the targets.
+
+        A selected kernel whose gradient is None (one that feeds only outputs
+        the loss leaves out) gets no `update_step`: Keras skips it. It is
+        rescaled here, so that every selected filter is at its target after
+        every step, gradient or not.
 
         With `use_ema=True` and `ema_overwrite_frequency=n`, Keras writes the
         moving averages over the weights every n steps, after every
@@ -46,8 +52,18 @@ class KerasHookOverrides:
         the target, so the overwritten kernels are projected back.
         """
         overwrites = bool(self.use_ema and self.ema_overwrite_frequency)
-        before = ops.add(self.iterations, 0) if overwrites else None  # a copy of the count
+        without = [i for i, g in enumerate(grads) if g is None]
+        # A copy of the count before the step, for the tests Keras makes on it.
+        before = ops.add(self.iterations, 0) if overwrites or without else None
         super().apply(grads, trainable_variables)
+        if without and self._wrs.rescaled:
+            variables = self._trainable_variables if trainable_variables is None \
+                else list(trainable_variables)
+            pairs = [(variables[i], self._wrs.rescaled.get(self._get_variable_index(variables[i])))
+                     for i in without]
+            due = None if self.rescale_every == 1 else \
+                ops.equal((before + 1) % self.rescale_every, 0)
+            self._rescale_selected([(v, r) for v, r in pairs if r is not None], due)
         if not (overwrites and len(grads) and self._wrs.rescaled):
             return
         # Keras's own test for the overwrite, on the count before the step.

@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 import pytest
-
-import keras_wrs
 from support.invariance import brute_force_invariant
 from support.nets import conv_bn
+
+import keras_wrs
 
 L = keras.layers
 

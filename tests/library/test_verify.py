@@ -3,10 +3,10 @@
 import keras
 import numpy as np
 import pytest
-
-import keras_wrs
 from support.invariance import brute_force_invariant
 from support.nets import conv_bn
+
+import keras_wrs
 
 L = keras.layers
 
@@ -81,7 +81,7 @@ def test_cost_is_a_few_passes_whatever_the_number_of_kernels():
         report = keras_wrs.verify_scale_invariance(m, x, variables="all")
         passes.append(_Counter.calls)
         assert len(report.results) == blocks + 1 and len(report.failures) == 1
-    # Two test points (a forward pass and a backward pass each), the base
+    # A backward pass at each of two test points, and at the first two the
     # outputs and one finite check of the group: 6 passes for 3 or 13 kernels.
     assert passes == [6, 6]
 
