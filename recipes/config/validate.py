@@ -98,13 +98,11 @@ def _check_optimizer_kwargs(config):
         return  # nothing to check: keep Keras (and its backend) unloaded
     from keras_wrs.recipes.training import optim
 
-    cls = optim.optimizer_class(config.regularization, config.optimizer)
-    valid = optim.optimizer_arguments(cls)
+    name, valid = optim.optimizer_arguments(config.regularization, config.optimizer)
     for key in config.optimizer_kwargs:
         if key not in valid:
             raise ValueError(
-                f"`optimizer_kwargs.{key}` is not an argument of "
-                f"{optim.optimizer_class_name(config.regularization, config.optimizer)} "
+                f"`optimizer_kwargs.{key}` is not an argument of {name} "
                 f"(learning_rate and weight_decay are the `lr` and `weight_decay` fields). "
                 f"Valid: {', '.join(valid)}."
             )

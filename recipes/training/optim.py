@@ -253,16 +253,26 @@ def optimizer_class(regularization, optimizer):
 _SET_BY_RECIPE = ("learning_rate", "weight_decay", "rescale", "max_learning_rate")
 
 
-def optimizer_arguments(cls):
-    """The keyword arguments `optimizer_kwargs` may give `cls` (its and its bases' `__init__`)."""
+def optimizer_arguments(regularization, optimizer):
+    """The class whose arguments `optimizer_kwargs` may give, and those arguments.
+
+    The toolkit's class for `sgdp`, `adamh` and `cwd`; Keras's class
+    otherwise (WRS's own arguments are config fields). The arguments are the
+    named ones of `__init__` along the class's bases, less those the recipe
+    passes itself.
+
+    Returns:
+        `(class name, sorted argument names)`, the name as `optimizer_class_name`.
+    """
     import inspect
 
+    owner = regularization if regularization in TOOLKIT else "none"
     names = set()
-    for klass in cls.__mro__:
+    for klass in optimizer_class(owner, optimizer).__mro__:
         if "__init__" in vars(klass):
             params = inspect.signature(klass.__init__).parameters.values()
             names |= {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return sorted(names - {"self", *_SET_BY_RECIPE})
+    return optimizer_class_name(owner, optimizer), sorted(names - {"self", *_SET_BY_RECIPE})
 
 
 def make_optimizer(config, hp, learning_rate, model):

@@ -64,7 +64,7 @@ def test_override_errors():
 _BAD_CONFIGS = [
     ({"model": "resnet18"}, "Unknown model 'resnet18'. Valid models: .*resnet20"),
     ({"optimizer": "adagrad"}, "Valid optimizers: adam, adamw, lamb, lion"),
-    ({"regularization": "dropout"}, "Valid regularizations: l2, none, wd, wrs"),
+    ({"regularization": "dropout"}, "Valid regularizations: adamh, cwd, l2, none, sgdp, wd, wrs"),
     ({"precision": "float16"}, "Valid precisions"),
     ({"strategy": "tpu"}, "Valid strategies: default, mirrored"),
     ({"batch_size": 0}, "batch_size` must be an integer > 0"),

@@ -145,6 +145,12 @@ def test_a_method_without_a_class_for_the_optimizer_is_refused(reg, opt, words):
             {"max_learning_rate": 1.0},
             r"`optimizer_kwargs.max_learning_rate` is not an argument of keras_wrs.optimizers.SGDC",
         ),
+        (  # WRS's own arguments are config fields: the Keras class's are the valid ones
+            "wrs",
+            "sgdm",
+            {"target_norm": 2.0},
+            r"`optimizer_kwargs.target_norm` is not an argument of keras.optimizers.SGD ",
+        ),
     ],
 )
 def test_optimizer_kwargs_the_class_does_not_take_are_refused(reg, opt, kwargs, words):
