@@ -488,7 +488,8 @@ def report(rows, parity, precision, args, load_before, wall, found=None) -> str:
             "",
             f"Command: `python benchmarks/bench_export.py --models {','.join(args.models)} "
             f"--batches {','.join(map(str, args.batches))} --repeats {args.repeats} "
-            f"--quant-models {quant} --train-examples {args.train_examples} --epochs {args.epochs}`",
+            f"--quant-models {quant} --train-examples {args.train_examples} "
+            f"--epochs {args.epochs}`",
             f"Date: {datetime.date.today().isoformat()}; wall time {wall:.0f} s.",
             f"Machine: {_machine()}; load average (1, 5, 15 min) before the run: {load_before}, "
             f"after: {_load()}.",

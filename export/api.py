@@ -29,8 +29,7 @@ from keras_wrs.export import formats as fm
 from keras_wrs.export.errors import ConversionError, ParityError
 from keras_wrs.export.formats import FORMATS, parse_formats
 from keras_wrs.export.formats import onnx as ox
-from keras_wrs.export.formats import saved_model as sm
-from keras_wrs.export.inference import all_layers, inference_copy, input_shape
+from keras_wrs.export.inference import inference_copy, input_shape
 from keras_wrs.export.inputs import (
     DEFAULT_CALIBRATION_SIZE,
     ParityBatch,
@@ -40,10 +39,11 @@ from keras_wrs.export.inputs import (
     load_calibration,
     random_batch,
 )
-from keras_wrs.export.metadata import build_metadata, library_versions
+from keras_wrs.export.metadata import artifact_size, build_manifest, build_metadata
 from keras_wrs.export.parity import FLOAT16, FLOAT32, INT8, ParityReport, Tolerance, run_parity
 from keras_wrs.export.plan import ExportPlan, make_plan
 from keras_wrs.export.source import ExportSource, load_source, run_calibration, run_test_batch
+from keras_wrs.selection import iter_layers
 
 __all__ = ["FORMATS", "ExportResult", "export_model", "parse_formats"]
 
@@ -156,17 +156,11 @@ def _calibration(plan: ExportPlan, shape, source: ExportSource):
     return check_calibration(calibration, shape)
 
 
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def _mixed_policies(model) -> list[str]:
     return sorted(
         {
             layer.dtype_policy.name
-            for layer in all_layers(model)
+            for layer in iter_layers(model)
             if layer.dtype_policy.compute_dtype != "float32"
         }
     )
@@ -184,43 +178,6 @@ def _source_runtime(model, tolerances) -> tuple:
         True,
         None,
     )
-
-
-def _artifacts(files, staging, sizes, details, report, labels) -> dict:
-    rows = {}
-    for row in report.rows:
-        rows.setdefault(labels.get(row.runtime), []).append(row.as_dict())
-    return {
-        name: {
-            "path": str(path.relative_to(staging)),
-            "size": sizes[name],
-            **details.get(name, {}),
-            "parity": rows.get(name, []),
-        }
-        for name, path in files.items()
-    }
-
-
-def _manifest(source, plan, written, staging, sizes, metadata, report, labels, cal) -> dict:
-    files = written.files
-    return {
-        "kind": atomic.MANIFEST_KIND,
-        "source": source.label,
-        "files": {name: str(path.relative_to(staging)) for name, path in files.items()},
-        "sizes": sizes,
-        "artifacts": _artifacts(files, staging, sizes, written.details, report, labels),
-        "serving": {
-            "signature": "serving_default",
-            "endpoint": sm.ENDPOINT,
-            "onnx_batch_dim": ox.BATCH_DIM,
-        },
-        "opset": plan.opset,
-        "metadata": metadata,
-        "calibration": None if cal is None else cal.summary(),
-        "parity": report.as_dict(),
-        "errors": {fmt: str(err) for fmt, err in written.errors.items()},
-        "versions": library_versions(),
-    }
 
 
 def _build_verified(staging, source, copy, pbatch, plan: ExportPlan, metadata, cal):
@@ -253,12 +210,14 @@ def _build_verified(staging, source, copy, pbatch, plan: ExportPlan, metadata, c
             f"existing export is untouched.\n{report.table()}",
             report,
         )
-    sizes = {name: _size(path) for name, path in written.files.items()}
-    manifest = _manifest(source, plan, written, staging, sizes, metadata, report, labels, cal)
+    sizes = {name: artifact_size(path) for name, path in written.files.items()}
+    manifest = build_manifest(
+        source, written, staging, sizes, metadata, plan.opset, report, labels, cal
+    )
     files = dict(written.files)
     files["manifest"] = staging / MANIFEST_FILE
     files["manifest"].write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    sizes["manifest"] = _size(files["manifest"])
+    sizes["manifest"] = artifact_size(files["manifest"])
     return files, sizes, report, written.errors
 
 

@@ -1,13 +1,18 @@
-"""What an exported model says about itself: names, shapes, classes, provenance."""
+"""What an export says about itself: the model's facts and provenance, and the manifest."""
 
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
-from keras_wrs.export.inference import all_layers, input_shape
+from keras_wrs.export import atomic
+from keras_wrs.export.formats import onnx as ox
+from keras_wrs.export.formats import saved_model as sm
+from keras_wrs.export.inference import input_shape
 from keras_wrs.export.source import ExportSource, config_hash, find_config_value
+from keras_wrs.selection import iter_layers
 
-__all__ = ["build_metadata", "library_versions"]
+__all__ = ["artifact_size", "build_manifest", "build_metadata", "library_versions"]
 
 # Inference-time preprocessing layers worth telling a deployer about.
 _PREPROCESSING = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
@@ -40,7 +45,7 @@ def _class_names(config, num_outputs: int | None) -> list[str] | None:
 def _inside_preprocessing(model) -> list[dict]:
     return [
         {"layer": layer.name, "class": type(layer).__name__}
-        for layer in all_layers(model)
+        for layer in iter_layers(model)
         if type(layer).__name__ in _PREPROCESSING
     ]
 
@@ -100,3 +105,63 @@ def library_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[dist] = None
     return versions
+
+
+def artifact_size(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory (a SavedModel)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _artifacts(files, staging, sizes, details, report, labels) -> dict:
+    rows = {}
+    for row in report.rows:
+        rows.setdefault(labels.get(row.runtime), []).append(row.as_dict())
+    return {
+        name: {
+            "path": str(path.relative_to(staging)),
+            "size": sizes[name],
+            **details.get(name, {}),
+            "parity": rows.get(name, []),
+        }
+        for name, path in files.items()
+    }
+
+
+def build_manifest(source, written, staging, sizes, metadata, opset, report, labels, cal) -> dict:
+    """The content of `export.json`: every file with its size, facts and parity rows.
+
+    Args:
+        source: the `ExportSource`.
+        written: `keras_wrs.export.formats.Written`.
+        staging: the staging directory (paths are written relative to it).
+        sizes: artifact name to size in bytes.
+        metadata: `build_metadata`'s dict.
+        opset: the ONNX opset, or `None`.
+        report: the `ParityReport`.
+        labels: runtime label to the artifact it checks.
+        cal: the `CalibrationSet`, or `None`.
+
+    Returns:
+        A JSON-ready dict.
+    """
+    files = written.files
+    return {
+        "kind": atomic.MANIFEST_KIND,
+        "source": source.label,
+        "files": {name: str(path.relative_to(staging)) for name, path in files.items()},
+        "sizes": sizes,
+        "artifacts": _artifacts(files, staging, sizes, written.details, report, labels),
+        "serving": {
+            "signature": "serving_default",
+            "endpoint": sm.ENDPOINT,
+            "onnx_batch_dim": ox.BATCH_DIM,
+        },
+        "opset": opset,
+        "metadata": metadata,
+        "calibration": None if cal is None else cal.summary(),
+        "parity": report.as_dict(),
+        "errors": {fmt: str(err) for fmt, err in written.errors.items()},
+        "versions": library_versions(),
+    }

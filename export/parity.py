@@ -44,8 +44,9 @@ set from data, 64 inputs):
         `benchmarks/export_results.md`; the bound leaves a margin of 2.5 or
         more over the digits value, while the same model calibrated on the
         wrong inputs (raw 0-16 images, or inputs scaled by 0.1) measured
-        0.85 to 1.5 of the scale, with top-1 agreement 0.09 to 0.29. Probabilities rounded to 1/256 carry no logit
-        information, so int8 rows have no logits row.
+        0.85 to 1.5 of the scale, with top-1 agreement 0.09 to 0.29.
+        Probabilities rounded to 1/256 carry no logit information, so int8
+        rows have no logits row.
 """
 
 from __future__ import annotations

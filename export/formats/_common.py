@@ -8,7 +8,7 @@ import importlib
 import logging
 from pathlib import Path
 
-from keras_wrs.export.inference import all_layers
+from keras_wrs.selection import iter_layers
 
 __all__ = ["WriteJob", "quiet", "require", "layer_classes", "layer_of", "OUTSIDE_ANY_LAYER"]
 
@@ -81,7 +81,7 @@ def require(module: str, what: str):
 
 def layer_classes(model) -> dict[str, str]:
     """Layer name to class name for every layer of `model`, nested ones included."""
-    return {layer.name: type(layer).__name__ for layer in all_layers(model)}
+    return {layer.name: type(layer).__name__ for layer in iter_layers(model)}
 
 
 def layer_of(node_name: str, layers: dict[str, str]) -> str:

@@ -1,4 +1,4 @@
-"""Three export defects: lost layer state, Normalization in ONNX, `--overwrite` deleting anything."""
+"""The float32 copy keeps layer state; Normalization in ONNX; `--overwrite` deletes only exports."""
 
 import json
 
