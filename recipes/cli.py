@@ -24,6 +24,7 @@ from keras_wrs.recipes.console import UsageError
 __all__ = ["main", "build_parser"]
 
 _DEFAULT_RECIPE = "digits"
+_DEFAULT_REGULARIZATIONS = ("wd", "wrs")
 
 
 def _positive_int(text):
@@ -99,7 +100,9 @@ def _add_run_arguments(parser):
         default=[],
         metavar="KEY=VALUE",
         help="override any config field, e.g. --set warmup_epochs=0 "
-        "--set model_kwargs.width=8 (repeatable)",
+        "--set model_kwargs.width=8 (repeatable). A field is set once: a --set that "
+        "disagrees with a flag (--xla and --set jit_compile=false) or names a field the "
+        "grid varies is an error",
     )
     add(
         "--smoke",
@@ -117,6 +120,20 @@ def _add_run_arguments(parser):
         help="Keras progress output: 0 silent, 1 progress bar, 2 one line per "
         "epoch, 3 as 2 plus TensorFlow's own log messages",
     )
+
+
+def _add_large_grid_flag(parser):
+    parser.add_argument(
+        "--allow-large-grid",
+        action="store_true",
+        help="train a grid of more than 100 runs (refused without this flag)",
+    )
+
+
+def _max_runs(args):
+    from keras_wrs.recipes.sweeps import runner
+
+    return None if args.allow_large_grid else runner.MAX_RUNS
 
 
 def build_parser():
@@ -139,12 +156,14 @@ def build_parser():
     train.add_argument(
         "--regularization",
         type=_names,
-        default=("wd", "wrs"),
-        help="none | wd | l2 | wrs | sgdp | adamh | cwd, comma-separated (default wd,wrs)",
+        default=None,
+        help="none | wd | l2 | wrs | sgdp | adamh | cwd, comma-separated (default wd,wrs, "
+        "or the one --set regularization=... names)",
     )
     train.add_argument(
         "--optimizer",
-        help="sgd | sgdm | adam | adamw | rmsprop | nadam | lion | lamb (default: the recipe's)",
+        help="one of `keras-wrs list`'s optimizers: sgd, sgdm, adam, adamw, rmsprop, nadam, "
+        "lion, lamb, adagrad, adadelta, adamax, adafactor, muon (default: the recipe's)",
     )
     train.add_argument("--seed", type=int, default=None, help="random seed")
     compare = sub.add_parser(
@@ -171,6 +190,7 @@ def build_parser():
     compare.add_argument(
         "--seeds", type=_seeds, default=(0, 1, 2), help="comma-separated (default 0,1,2)"
     )
+    _add_large_grid_flag(compare)
     sweep = sub.add_parser(
         "sweep",
         help="grid over any config fields, per group; results and sensitivity",
@@ -191,6 +211,7 @@ def build_parser():
         "after the other, each as its cartesian product",
     )
     sweep.add_argument("--seeds", type=_seeds, default=(0,), help="comma-separated (default 0)")
+    _add_large_grid_flag(sweep)
     sweep.add_argument(
         "--jobs",
         type=_positive_int,
@@ -217,7 +238,10 @@ def build_parser():
     )
     report.add_argument("dirs", nargs="+", metavar="DIR", help="run or comparison directories")
     report.add_argument(
-        "--out", help="where to write results.md/csv and plots (default: the first DIR)"
+        "--out",
+        help="where to write results.md/csv and plots (default: the first DIR if it is a "
+        "grid of runs; for a single run directory nothing is written: a report never "
+        "writes into a run)",
     )
     _add_export_parser(sub)
     sub.add_parser("list", help="recipes, models, data sets, optimizers, regularizations")
@@ -267,32 +291,54 @@ def _config_from_args(args):
     return _preflight(_build_config, args)
 
 
+def _flags(args):
+    """`{field: (flag, value)}` of the config flags given on the command line."""
+    given = {
+        "epochs": ("--epochs", args.epochs),
+        "batch_size": ("--batch-size", args.batch_size),
+        "lr": ("--lr", args.lr),
+        "precision": ("--precision", args.precision),
+        "strategy": ("--strategy", args.strategy),
+        "data_dir": ("--data-dir", args.data_dir),
+        "jit_compile": ("--xla", True if args.xla else None),
+        "sync_bn": ("--sync-bn", True if args.sync_bn else None),
+        "download": ("--download", True if args.download else None),
+        "optimizer": ("--optimizer", getattr(args, "optimizer", None)),
+        "seed": ("--seed", getattr(args, "seed", None)),
+    }
+    regularization = getattr(args, "regularization", None)
+    if regularization is not None and len(regularization) == 1:
+        given["regularization"] = ("--regularization", regularization[0])
+    return {field: pair for field, pair in given.items() if pair[1] is not None}
+
+
+def _axes(args):
+    """`{field: flag}` of the fields the command's grid varies."""
+    if args.command == "compare":
+        return {
+            "regularization": "--regularizations",
+            "optimizer": "--optimizers",
+            "seed": "--seeds",
+        }
+    if args.command == "sweep":
+        from keras_wrs.recipes.sweeps.grid import parse_group
+
+        fields = {key.partition(".")[0] for text in args.groups for key, _ in parse_group(text)}
+        return {"seed": "--seeds", **{field: "--grid" for field in fields}}
+    regularization = getattr(args, "regularization", None)
+    if regularization is not None and len(regularization) > 1:
+        return {"regularization": "--regularization"}
+    return {}
+
+
 def _build_config(args):
     from keras_wrs.recipes import config as cfg
     from keras_wrs.recipes.training import cluster
 
     config = cfg.get_recipe(args.recipe)
-    if args.smoke:  # first, so that --epochs and --set still apply on top
+    if args.smoke:  # first, so that flags and --set still apply on top
         config = cfg.smoke(config, offline=True)
-    flags = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "precision": args.precision,
-        "strategy": args.strategy,
-        "data_dir": args.data_dir,
-    }
-    changes = {k: v for k, v in flags.items() if v is not None}
-    if args.xla:
-        changes["jit_compile"] = True
-    if args.sync_bn:
-        changes["sync_bn"] = True
-    if args.download:
-        changes["download"] = True
-    for name in ("optimizer", "seed"):
-        if getattr(args, name, None) is not None:
-            changes[name] = getattr(args, name)
-    config = cfg.override(dataclasses.replace(config, **changes), args.assignments)
+    config = cfg.apply_settings(config, _flags(args), args.assignments, _axes(args))
     cfg.validate(config)
     if config.dataset not in cfg.BUILTIN_DATASETS:  # TFDS or registered: loads data
         from keras_wrs.recipes.data import check_dataset_name
@@ -303,7 +349,9 @@ def _build_config(args):
 
 
 def _out_dir(args, kind):
-    if args.out and args.resume and not (Path(args.out).is_dir() and any(Path(args.out).iterdir())):
+    from keras_wrs.recipes.runs import rundir
+
+    if args.out and args.resume and not rundir.holds_files(args.out):
         raise UsageError(
             f"--resume: there is no run to continue in {args.out!r} "
             f"(it does not exist or is empty). Drop --resume to start "
@@ -338,10 +386,14 @@ def _run_train(args):
     from keras_wrs.recipes.sweeps import grid as grids
     from keras_wrs.recipes.training.train import train
 
-    if len(args.regularization) != 1:
-        grid = grids.Grid(args.regularization, (config.optimizer,), (config.seed,))
+    regularizations = args.regularization
+    if regularizations is None:  # the default pair, unless --set names one
+        named = "regularization" in cfg.assigned_fields(args.assignments)
+        regularizations = (config.regularization,) if named else _DEFAULT_REGULARIZATIONS
+    if len(regularizations) != 1:
+        grid = grids.Grid(regularizations, (config.optimizer,), (config.seed,))
         return _run_grid(args, config, grid, _out_dir(args, ""))
-    config = dataclasses.replace(config, regularization=args.regularization[0])
+    config = dataclasses.replace(config, regularization=regularizations[0])
     _preflight(cfg.validate, config)
     out = _out_dir(args, f"{config.regularization}-")
     _start(args, out, config)
@@ -362,9 +414,12 @@ def _run_train(args):
 
 def _run_grid(args, config, grid, out):
     from keras_wrs.recipes.sweeps import grid as grids
+    from keras_wrs.recipes.sweeps import runner
     from keras_wrs.recipes.training import cluster
 
-    _preflight(grids.grid_configs, config, grid)
+    cells = _preflight(grids.grid_configs, config, grid)
+    max_runs = _max_runs(args) if hasattr(args, "allow_large_grid") else None
+    _preflight(runner.check_size, len(cells), max_runs)
     _start(args, out, config, report=True)
     skipped = grids.skipped_pairs(grid)
     if skipped:
@@ -381,6 +436,7 @@ def _run_grid(args, config, grid, out):
         overwrite=args.overwrite,
         verbose=_verbose(args),
         recipe=args.recipe,
+        max_runs=max_runs,
     )
     print(
         f"\nRecipe {args.recipe} ({config.dataset}, {config.model}, "
@@ -407,6 +463,7 @@ def _run_sweep(args):
         plan = _preflight(runner.plan_cells, cells, args.out or "", args.results)
         print(f"keras-wrs sweep --estimate: {runner.estimate_text(plan, args.jobs)}")
         return 0
+    _preflight(runner.check_size, len(cells), _max_runs(args))
     out = _out_dir(args, "sweep-")
     _preflight(runner.plan_cells, cells, out, args.results)  # a stale cell: before work
     _start(args, out, config, report=True)
@@ -421,6 +478,7 @@ def _run_sweep(args):
         recipe=args.recipe,
         jobs=args.jobs,
         results_dir=args.results,
+        max_runs=_max_runs(args),
     )
     print(f"\nSweep of {len(cells)} runs on {args.recipe}, results in {out}:\n\n{text}")
     return 0
@@ -435,12 +493,30 @@ def _run_report(args):
             "report draws plots with matplotlib, which is not installed: `pip install matplotlib`."
         )
 
-    out = args.out or args.dirs[0]
+    out = _report_out(args)
     print(report.write_report(args.dirs, out))
     text = evidence.write_evidence(args.dirs, out)  # cells with a validation split
     if text:
         print(f"\n{text}")
     return 0
+
+
+def _report_out(args):
+    """Where `report` writes: --out, else the first DIR if it is a grid, else nowhere."""
+    from keras_wrs.recipes.runs import rundir
+
+    if args.out:
+        return args.out
+    first = Path(args.dirs[0])
+    if (first / rundir.FILES["config"]).is_file():
+        print(
+            f"keras-wrs report: {first} is a run directory, which a report does not "
+            f"write into: the table follows; pass --out DIR to write results.md, "
+            f"results.csv and plots.",
+            file=sys.stderr,
+        )
+        return None
+    return first
 
 
 def _run_list(args):
@@ -488,7 +564,8 @@ def main(argv=None):
 
     Returns:
         0 on success (a bare `keras-wrs` prints the help), 1 for a run that
-        diverged, 2 for bad input (the message says what is wrong), 130
+        diverged or could not go on (a full disk: the message says how to
+        resume), 2 for bad input (the message says what is wrong), 130
         after Ctrl-C, the export status for `export`.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -506,7 +583,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         return console.interrupted(args.command, argv, getattr(args, "run_dir", None))
     except Exception as err:
-        return console.failed(args.command, err)
+        return console.failed(args.command, err, argv, getattr(args, "run_dir", None))
 
 
 if __name__ == "__main__":

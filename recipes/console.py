@@ -24,6 +24,9 @@ _USAGE_ERRORS = (
     ("keras_wrs.recipes.training.train", "RunSetupError"),
     ("keras_wrs.recipes.runs.backup", "BackupError"),
     ("keras_wrs.recipes.config.extras", "MissingExtraError"),
+    ("keras_wrs.recipes.data.fashion_mnist", "FashionMnistError"),
+    ("keras_wrs.recipes.runs.lock", "RunDirBusyError"),
+    ("keras_wrs.recipes.runs.validation", "RunRecordError"),
 )
 
 
@@ -88,6 +91,12 @@ def interrupted(command, argv, out):
     """
     if out is None:
         print(f"\nkeras-wrs {command}: interrupted before any run started.", file=sys.stderr)
+    elif not os.path.isdir(out):
+        print(
+            f"\nkeras-wrs {command}: interrupted before training began; nothing was "
+            f"kept (no {out}).",
+            file=sys.stderr,
+        )
     else:
         print(
             f"\nkeras-wrs {command}: interrupted; the run directory {out} "
@@ -98,8 +107,24 @@ def interrupted(command, argv, out):
     return 130
 
 
-def failed(command, err):
-    """Exit status of `err` with its message printed: 1 diverged, 2 bad input.
+def _kept(argv, out):
+    """What a failure after the start leaves, and the command that continues it."""
+    if out is None or not os.path.isdir(out):
+        return " Nothing was kept."
+    return (
+        f" The run directory {out} keeps every finished epoch; once the cause "
+        f"is fixed, continue with: {resume_command(argv, out)}"
+    )
+
+
+def failed(command, err, argv=(), out=None):
+    """Exit status of `err` with its message printed: 1 diverged or failed, 2 bad input.
+
+    Args:
+        command: the sub-command's name.
+        err: the exception.
+        argv: the command's arguments (for the resume line).
+        out: the run directory, or None if no run had started.
 
     Raises:
         Exception: `err` itself when it is not a known error (a bug shows its
@@ -114,4 +139,7 @@ def failed(command, err):
     ):
         print(f"keras-wrs {command}: error: {err}", file=sys.stderr)
         return 2
+    if isinstance(err, OSError):  # a full disk, a file system gone read-only, ...
+        print(f"keras-wrs {command}: error: {err}.{_kept(argv, out)}", file=sys.stderr)
+        return 1
     raise err

@@ -14,7 +14,14 @@ from keras_wrs.recipes.config.extras import (
     installed,
     required_extras,
 )
-from keras_wrs.recipes.config.overrides import from_dict, override, parse_value, to_dict
+from keras_wrs.recipes.config.overrides import (
+    apply_settings,
+    assigned_fields,
+    from_dict,
+    override,
+    parse_value,
+    to_dict,
+)
 from keras_wrs.recipes.config.registry import RECIPES, get_recipe, smoke
 from keras_wrs.recipes.config.schema import (
     AUGMENTATIONS,
@@ -28,7 +35,7 @@ from keras_wrs.recipes.config.schema import (
     Config,
     unknown_name,
 )
-from keras_wrs.recipes.config.validate import validate
+from keras_wrs.recipes.config.validate import check_total_steps, validate
 
 __all__ = [
     "AUGMENTATIONS",
@@ -42,7 +49,10 @@ __all__ = [
     "REGULARIZATIONS",
     "SCHEDULES",
     "STRATEGIES",
+    "apply_settings",
+    "assigned_fields",
     "check_extras",
+    "check_total_steps",
     "from_dict",
     "get_recipe",
     "installed",

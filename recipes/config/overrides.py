@@ -7,7 +7,7 @@ import json
 
 from keras_wrs.recipes.config.schema import FIELD_TYPES, Config, unknown_name
 
-__all__ = ["override", "parse_value", "to_dict", "from_dict"]
+__all__ = ["override", "apply_settings", "assigned_fields", "parse_value", "to_dict", "from_dict"]
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
@@ -132,6 +132,52 @@ def override(config, assignments):
         else:
             changes[field] = parse_value(field, text.strip())
     return dataclasses.replace(config, **changes)
+
+
+def assigned_fields(assignments):
+    """The config fields that `key=value` assignments name (`a.b=1` names `a`)."""
+    return {
+        item.partition("=")[0].strip().replace("-", "_").partition(".")[0] for item in assignments
+    }
+
+
+def apply_settings(config, flags, assignments, axes=None):
+    """`config` with command-line flags and `--set` assignments, each field set once.
+
+    The rule for a field named twice: a flag and a `--set` that give the same
+    field different values are refused, and so is a `--set` of a field that a
+    grid axis varies; the message names both. The same value given twice is
+    not a conflict.
+
+    Args:
+        config: a `Config`.
+        flags: `{field: (flag, value)}` of the flags given (e.g.
+            `{"jit_compile": ("--xla", True)}`).
+        assignments: `--set` strings `"key=value"`.
+        axes: `{field: flag}` of the fields a grid varies (`--optimizers`,
+            `--grid`, ...).
+
+    Returns:
+        A new `Config` (check it with `validate`).
+
+    Raises:
+        ValueError: a conflict, or an assignment `override` refuses.
+    """
+    assigned = override(config, assignments)
+    for field in sorted(assigned_fields(assignments)):
+        value = getattr(assigned, field)
+        if field in (axes or {}):
+            raise ValueError(
+                f"--set {field}=... conflicts with {axes[field]}, which gives the values of "
+                f"`{field}` for the grid: name `{field}` in one place only."
+            )
+        if field in flags and flags[field][1] != value:
+            flag, given = flags[field]
+            raise ValueError(
+                f"{flag} sets {field}={given!r} but --set gives {field}={value!r}: a "
+                f"field is set once; drop one of them."
+            )
+    return dataclasses.replace(assigned, **{f: v for f, (_, v) in flags.items()})
 
 
 def to_dict(config):

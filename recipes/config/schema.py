@@ -21,6 +21,12 @@ __all__ = [
     "SCHEDULES",
     "LR_SCALINGS",
     "unknown_name",
+    "MAX_INT",
+    "MAX_SEED",
+    "FLOAT32_MAX",
+    "FLOAT32_TINY",
+    "MAX_IN_MEMORY_BYTES",
+    "SYNTHETIC_IMAGE_BYTES",
 ]
 
 BUILTIN_DATASETS = ("digits", "fashion_mnist", "synthetic_shapes")
@@ -30,6 +36,19 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 REGULARIZATIONS = ("none", "wd", "l2", "wrs", "sgdp", "adamh", "cwd")
 SCHEDULES = ("constant", "cosine", "step")
 LR_SCALINGS = ("none", "auto", "linear", "sqrt")
+
+# The numbers the training code can hold. Counts (epochs, steps, sizes) end up
+# in int32 step counters and shapes; seeds in NumPy's and Keras's uint32 seed;
+# real numbers (learning rate, decay, ...) in float32 variables, whose
+# largest value is FLOAT32_MAX and smallest normal value FLOAT32_TINY.
+MAX_INT = 2**31 - 1
+MAX_SEED = 2**32 - 1
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
+# Data sets are held in memory as uint8 arrays up to this size;
+# synthetic_shapes images are 32x32x3 bytes.
+MAX_IN_MEMORY_BYTES = 8 * 2**30
+SYNTHETIC_IMAGE_BYTES = 32 * 32 * 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,30 +15,54 @@ from keras_wrs.recipes.config.schema import (
     AUGMENTATIONS,
     BUILTIN_DATASETS,
     FIELD_TYPES,
+    FLOAT32_MAX,
+    FLOAT32_TINY,
     LR_SCALINGS,
+    MAX_IN_MEMORY_BYTES,
+    MAX_INT,
+    MAX_SEED,
     PRECISIONS,
     REGULARIZATIONS,
     SCHEDULES,
     STRATEGIES,
+    SYNTHETIC_IMAGE_BYTES,
     unknown_name,
 )
 
-__all__ = ["validate"]
+__all__ = ["validate", "check_total_steps"]
 
 
-def _check_number(config, name, kind, low, low_ok=False, allow_none=False):
+def _check_number(config, name, kind, low, low_ok=False, allow_none=False, high=None):
     value = getattr(config, name)
     if value is None and allow_none:
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
-        ok = ok and float(value).is_integer()
-    ok = ok and math.isfinite(value) and (value >= low if low_ok else value > low)
+        ok = ok and isinstance(value, int)
+    ok = ok and (kind is int or math.isfinite(value)) and (value >= low if low_ok else value > low)
     if not ok:
         bound = f">= {low}" if low_ok else f"> {low}"
         raise ValueError(
             f"`{name}` must be a{'n integer' if kind is int else ' number'} "
             f"{bound}. Received: {name}={value!r}"
+        )
+    _check_representable(name, value, kind, high)
+
+
+def _check_representable(name, value, kind, high=None):
+    """Numbers the training code can hold: int32 counts, uint32 seeds, float32 values."""
+    if kind is int:
+        high = MAX_INT if high is None else high
+        if value > high:
+            raise ValueError(
+                f"`{name}` must be at most {high} (the largest value the training "
+                f"code can hold for it). Received: {name}={value}"
+            )
+    elif value and not FLOAT32_TINY <= abs(value) <= FLOAT32_MAX:
+        raise ValueError(
+            f"`{name}` must be 0 or between {FLOAT32_TINY:g} and {FLOAT32_MAX:g} in "
+            f"size: it is used as a float32, which holds nothing else. "
+            f"Received: {name}={value!r}"
         )
 
 
@@ -170,7 +194,7 @@ def validate(config):
     ):
         _check_number(config, name, int, 0, allow_none=True)
     _check_number(config, "pad", int, 0, low_ok=True)
-    _check_number(config, "seed", int, 0, low_ok=True)
+    _check_number(config, "seed", int, 0, low_ok=True, high=MAX_SEED)
     _check_number(config, "lr", float, 0, allow_none=True)
     _check_number(config, "weight_decay", float, 0, low_ok=True, allow_none=True)
     _check_number(config, "warmup_epochs", float, 0, low_ok=True)
@@ -233,9 +257,57 @@ def _validate_relations(config):
             f"be in [0, 1). Received: {config.noise_threshold}"
         )
     _validate_schedule(config)
+    _validate_data_source(config)
+    if config.steps_per_epoch is not None:
+        check_total_steps(config.steps_per_epoch, config.epochs)
     if config.channels is not None and config.channels < 2:
         raise ValueError(
             f"`channels` replicates grayscale images to 2 or more "
             f"channels (3 for an RGB network), or is none. "
             f"Received: channels={config.channels}"
         )
+
+
+def check_total_steps(steps_per_epoch, epochs):
+    """The run's step count fits the optimizer's step counter and schedules (int32).
+
+    Raises:
+        ValueError: `steps_per_epoch * epochs` is larger than `MAX_INT`.
+    """
+    if steps_per_epoch * epochs > MAX_INT:
+        raise ValueError(
+            f"`epochs` x steps per epoch = {epochs} x {steps_per_epoch} = "
+            f"{epochs * steps_per_epoch} training steps, more than {MAX_INT} (the "
+            f"largest step count the training code can hold). Received: epochs={epochs}"
+        )
+
+
+# Data sets that read no directory: a `data_dir` given with them would be ignored.
+_NO_DIRECTORY = {
+    "digits": "is bundled with scikit-learn",
+    "synthetic_shapes": "is drawn by keras-wrs",
+}
+
+
+def _validate_data_source(config):
+    if config.data_dir is not None and config.dataset in _NO_DIRECTORY:
+        raise ValueError(
+            f"`data_dir` names where a data set is read from, but {config.dataset!r} "
+            f"{_NO_DIRECTORY[config.dataset]} and reads no directory: drop --data-dir. "
+            f"Received: data_dir={config.data_dir!r}"
+        )
+    if config.data_dir is not None and not config.data_dir.strip():
+        raise ValueError(
+            f"`data_dir` must name a directory, or be none. Received: data_dir={config.data_dir!r}"
+        )
+    if config.dataset == "synthetic_shapes":
+        images = config.synthetic_train + config.synthetic_test
+        if images * SYNTHETIC_IMAGE_BYTES > MAX_IN_MEMORY_BYTES:
+            raise ValueError(
+                f"`synthetic_train` + `synthetic_test` = {images} images of 32x32x3 "
+                f"bytes do not fit the in-memory pipeline of the recipes (limit "
+                f"{MAX_IN_MEMORY_BYTES // 2**30} GiB, "
+                f"{MAX_IN_MEMORY_BYTES // SYNTHETIC_IMAGE_BYTES} images). Received: "
+                f"synthetic_train={config.synthetic_train}, "
+                f"synthetic_test={config.synthetic_test}"
+            )

@@ -14,6 +14,7 @@ from keras_wrs.recipes.data.pipeline import (
     preprocess,
     probe_batch,
     train_dataset,
+    train_steps,
 )
 from keras_wrs.recipes.data.sources import (
     DatasetInfo,
@@ -40,6 +41,7 @@ __all__ = [
     "splits_from_arrays",
     "subset_splits",
     "train_dataset",
+    "train_steps",
     "eval_dataset",
     "probe_batch",
     "normalize",

@@ -3,14 +3,19 @@
 Fashion-MNIST (Xiao, Rasul and Vollgraf 2017, arXiv 1708.07747): 70,000
 grayscale 28x28 images of 10 clothing classes, 60,000 for training and 10,000
 for testing. The files are read, gzipped or not, from the first place that
-holds them, in this order:
+holds them:
 
-1. the `data_dir` of the run (`--data-dir DIR`);
-2. the directory named by the environment variable `KERAS_WRS_FASHION_MNIST`;
-3. `/usr/share/datasets/fashion-mnist`, where Debian's package
-   `dataset-fashion-mnist` installs them (`apt-get install dataset-fashion-mnist`);
-4. TensorFlow Datasets' `fashion_mnist` (with `download=False` unless
+1. the `data_dir` of the run (`--data-dir DIR`) if one is given: the IDX
+   files there, else TensorFlow Datasets' `fashion_mnist` prepared in DIR;
+2. else the directory named by the environment variable
+   `KERAS_WRS_FASHION_MNIST`, if it is set;
+3. else `/usr/share/datasets/fashion-mnist`, where Debian's package
+   `dataset-fashion-mnist` installs them (`apt-get install dataset-fashion-mnist`),
+   then TensorFlow Datasets' `fashion_mnist` (with `download=False` unless
    `--download`), through `keras_wrs.recipes.data.sources`.
+
+A place the user names (1 or 2) must hold the data: a missing directory, or
+one without the files, is an error, never a reason to read another copy.
 
 Every file is checked: the IDX magic number, the element type (unsigned
 byte), the shape, the exact size (a truncated file fails), the label range,
@@ -185,35 +190,43 @@ def read_idx(path, spec):
 
 
 def _search_dirs(data_dir):
-    dirs = []
+    """The places to look, in order: a place the user names is the only one."""
     if data_dir:
-        dirs.append(("--data-dir", Path(data_dir)))
+        return [("--data-dir", Path(data_dir), True)]
     if os.environ.get(ENV_VAR):
-        dirs.append((ENV_VAR, Path(os.environ[ENV_VAR])))
-    dirs.append(("the Debian package dataset-fashion-mnist", DEBIAN_DIR))
-    return dirs
+        return [(ENV_VAR, Path(os.environ[ENV_VAR]), True)]
+    return [("the Debian package dataset-fashion-mnist", DEBIAN_DIR, False)]
 
 
 def find_idx_dir(data_dir=None, files=None):
-    """The first directory of the search order that holds the IDX files.
+    """The directory that holds the IDX files.
+
+    A directory the user names (`data_dir`, else `KERAS_WRS_FASHION_MNIST`)
+    is the only place searched: it must exist. Without one, the Debian
+    package's directory is searched.
 
     Args:
-        data_dir: the run's `--data-dir`, searched first.
+        data_dir: the run's `--data-dir`.
         files: the expected files (default `FILES`).
 
     Returns:
-        `(directory, origin)`, or `(None, None)` when no directory holds any
-        of the files (the caller then tries TensorFlow Datasets).
+        `(directory, origin)`, or `(None, origin)` when the directory holds
+        none of the files (the caller then tries TensorFlow Datasets, in
+        `data_dir` when one is given).
 
     Raises:
-        FashionMnistError: a directory holds some of the files but not all.
+        FashionMnistError: a named directory that does not exist or is not
+            a directory, or a directory that holds some of the files but not all.
     """
     files = FILES if files is None else files
-    for origin, directory in _search_dirs(data_dir):
+    for origin, directory, named in _search_dirs(data_dir):
+        if named and not directory.is_dir():
+            state = "is not a directory" if directory.exists() else "does not exist"
+            raise _fail(directory, f"(from {origin}) {state}")
         found = {key: _locate(directory, spec) for key, spec in files.items()}
         present = [k for k, p in found.items() if p is not None]
         if not present:
-            continue
+            return None, origin
         missing = [files[k].name for k, p in found.items() if p is None]
         if missing:
             raise _fail(

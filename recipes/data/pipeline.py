@@ -39,6 +39,7 @@ __all__ = [
     "normalize",
     "one_hot",
     "Stream",
+    "train_steps",
     "train_dataset",
     "eval_dataset",
     "probe_batch",
@@ -190,7 +191,12 @@ class Stream(keras.utils.PyDataset):
             pool.shutdown(wait=False)
 
 
-def _steps(splits, batch_size, steps_per_epoch):
+def train_steps(splits, batch_size, steps_per_epoch=None):
+    """Batches per epoch: all full batches, at most `steps_per_epoch`.
+
+    Raises:
+        ValueError: a batch larger than the training set.
+    """
     n = splits.info.num_train
     steps = n // batch_size
     if steps_per_epoch:
@@ -247,7 +253,7 @@ def train_dataset(
         )
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"`seed` must be an integer >= 0. Received: seed={seed!r}")
-    steps = _steps(splits, batch_size, steps_per_epoch)
+    steps = train_steps(splits, batch_size, steps_per_epoch)
     info, images, labels = splits.info, splits.x_train, splits.y_train
     memo = [(None, None)]  # the last epoch's order; replaced whole, thread-safe
 

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 
 import numpy as np
 
-from keras_wrs.recipes.config.schema import BUILTIN_DATASETS
+from keras_wrs.recipes.config.schema import BUILTIN_DATASETS, MAX_IN_MEMORY_BYTES
 from keras_wrs.recipes.data import fashion_mnist as fm
 from keras_wrs.recipes.data.shapes import SHAPE_CLASSES, make_shapes
 
@@ -45,8 +46,6 @@ __all__ = [
     "splits_from_arrays",
     "subset_splits",
 ]
-
-_MAX_BYTES = 8 * 2**30
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -303,11 +302,11 @@ def _as_arrays(tfds, dataset, image_size):
 def _check_size(name, tfds_info, shape):
     split = tfds_info.splits["train"] if "train" in tfds_info.splits else None
     n = split.num_examples if split is not None else 0
-    if n * int(np.prod(shape)) > _MAX_BYTES:
+    if n * int(np.prod(shape)) > MAX_IN_MEMORY_BYTES:
         raise ValueError(
             f"{name!r} ({n} training images of {shape}) is too "
             f"large for the in-memory pipeline of the recipes "
-            f"(limit {_MAX_BYTES // 2**30} GiB of uint8 images)."
+            f"(limit {MAX_IN_MEMORY_BYTES // 2**30} GiB of uint8 images)."
         )
 
 
@@ -352,14 +351,23 @@ def _load_tfds(name, data_dir, download, image_size):
 def _load_fashion_mnist(data_dir, download, image_size):
     """Fashion-MNIST from IDX files (see `fashion_mnist`), else TFDS."""
     directory, origin = fm.find_idx_dir(data_dir)
+    if directory is None and origin == fm.ENV_VAR:  # a place the user named: no fallback
+        raise DatasetUnavailableError(
+            f"${fm.ENV_VAR}={os.environ[fm.ENV_VAR]!r} names a directory that holds none "
+            f"of the four Fashion-MNIST IDX files. Put them there, or unset "
+            f"{fm.ENV_VAR}. {fm.HOW_TO_GET}"
+        )
     if directory is None:
+        where = (
+            f"--data-dir {data_dir!r} (neither its IDX files nor a TensorFlow Datasets copy)"
+            if data_dir
+            else f"{fm.DEBIAN_DIR} or TensorFlow Datasets"
+        )
         try:
             return _load_tfds("fashion_mnist", data_dir, download, image_size)
         except (DatasetUnavailableError, ImportError) as err:
             raise DatasetUnavailableError(
-                f"Fashion-MNIST was found in none of: --data-dir "
-                f"({data_dir or 'not given'}), ${fm.ENV_VAR}, {fm.DEBIAN_DIR}, "
-                f"TensorFlow Datasets ({err}). {fm.HOW_TO_GET}"
+                f"Fashion-MNIST was not found in {where} ({err}). {fm.HOW_TO_GET}"
             ) from err
     x_tr, y_tr, x_te, y_te = fm.load_idx_splits(directory)
     return _from_arrays(

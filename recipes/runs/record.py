@@ -22,11 +22,18 @@ import numpy as np
 
 from keras_wrs._files import atomic_write_json
 from keras_wrs.dynamics import logkeys
-from keras_wrs.recipes.config.overrides import from_dict, to_dict
-from keras_wrs.recipes.runs.rundir import FILES, read_json
+from keras_wrs.recipes.config.overrides import to_dict
+from keras_wrs.recipes.runs.rundir import FILES
+from keras_wrs.recipes.runs.validation import (
+    RunRecordError,
+    check_config_record,
+    check_summary,
+    load_json,
+)
 
 __all__ = [
     "RunRecord",
+    "RunRecordError",
     "Preprocessing",
     "config_hash",
     "resolved_config",
@@ -223,26 +230,28 @@ class RunRecord:
     run_dir: Path
     stored: dict
     summary: dict | None
+    config: object
 
     @classmethod
     def read(cls, run_dir):
-        """Read the record of `run_dir`.
+        """Read and check the record of `run_dir` (`keras_wrs.recipes.runs.validation`).
 
         Raises:
             FileNotFoundError: `run_dir` has no `config.json`.
+            RunRecordError: a file that is cut, edited or out of range.
         """
         run_dir = Path(run_dir)
-        stored = read_json(run_dir / FILES["config"])
+        path = run_dir / FILES["config"]
+        stored = load_json(path)
         if stored is None:
             raise FileNotFoundError(
                 f"{str(run_dir)!r} holds no {FILES['config']}: it is not a keras-wrs run directory."
             )
-        return cls(run_dir, stored, read_json(run_dir / FILES["summary"]))
-
-    @property
-    def config(self):
-        """The run's `Config`."""
-        return from_dict(self.stored["config"])
+        config = check_config_record(stored, path)
+        summary = load_json(run_dir / FILES["summary"])
+        if summary is not None:
+            check_summary(summary, run_dir / FILES["summary"])
+        return cls(run_dir, stored, summary, config)
 
     @property
     def config_hash(self):
@@ -266,8 +275,18 @@ class RunRecord:
 
     @property
     def preprocessing(self):
-        """The run's `Preprocessing`."""
-        prep = self.stored["preprocessing"]
+        """The run's `Preprocessing`.
+
+        Raises:
+            RunRecordError: the record does not say how inputs were made.
+        """
+        prep = self.stored.get("preprocessing")
+        if prep is None:
+            raise RunRecordError(
+                f"{str(self.run_dir / FILES['config'])!r} does not record the run's "
+                f"preprocessing (no 'preprocessing' section): it was not written by a "
+                f"keras-wrs run."
+            )
         return Preprocessing(float(prep["rescale"]), tuple(prep["mean"]), tuple(prep["std"]))
 
     def splits(self):

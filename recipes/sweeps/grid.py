@@ -111,9 +111,7 @@ def skipped_pairs(grid):
     return skipped
 
 
-def run_grid(
-    base, grid, out_dir, *, resume=False, overwrite=False, verbose="auto", recipe=None, echo=print
-):
+def run_grid(base, grid, out_dir, **kwargs):
     """Train every cell of `grid` and write the results table.
 
     Args:
@@ -121,11 +119,8 @@ def run_grid(
         grid: a `Grid`.
         out_dir: the comparison directory (never reused without `resume` or
             `overwrite`).
-        resume: skip finished cells, resume an interrupted one.
-        overwrite: delete `out_dir` first.
-        verbose: `model.fit` verbosity.
-        recipe: recipe name recorded in the summaries.
-        echo: where progress lines go.
+        **kwargs: `run_cells`'s (`resume`, `overwrite`, `verbose`, `recipe`,
+            `echo`, `max_runs`, ...).
 
     Returns:
         The markdown table (also in `out_dir/results.md`).
@@ -133,15 +128,7 @@ def run_grid(
     from keras_wrs.recipes.sweeps import report
 
     cells = [(compare_cell_name(c), c) for c in grid_configs(base, grid)]
-    run_cells(
-        cells,
-        out_dir,
-        resume=resume,
-        overwrite=overwrite,
-        verbose=verbose,
-        recipe=recipe,
-        echo=echo,
-    )
+    run_cells(cells, out_dir, **kwargs)
     return report.write_report([out_dir], out_dir)
 
 

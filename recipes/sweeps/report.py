@@ -19,6 +19,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from keras_wrs._files import atomic_write_text
 from keras_wrs.dynamics import logkeys
 from keras_wrs.recipes.config.schema import REGULARIZATIONS
 from keras_wrs.recipes.runs import rundir
@@ -43,6 +44,8 @@ __all__ = [
     "sensitivity_table",
     "write_csv",
     "write_report",
+    "report_text",
+    "ZERO_NOISE_NOTE",
     "cell_text",
     "shown_fields",
 ]
@@ -467,7 +470,34 @@ def _history_groups(runs, fields):
     return groups
 
 
-def write_report(paths, out_dir):
+# Shown when a measured noise ratio is zero (e.g. every layer of the digits recipe).
+ZERO_NOISE_NOTE = (
+    "A weight noise ratio of 0 is not a missing value: the probe images span the whole "
+    "input space of that kernel (on 8x8 digits a first-layer 3x3 patch has 9 dimensions "
+    "and the probe fills them all), so no part of its weights lies outside the span and "
+    "there is no noise to measure. The fashion_mnist_rgb recipe has a layer where there is."
+)
+
+
+def _some_noise_zero(rows):
+    return any(mean[0] == 0 for r in rows for (_, mean, _) in r["noise_layers"].values())
+
+
+def report_text(runs):
+    """The markdown of `results.md` for `[(run_dir, summary)]` (`load_summaries`)."""
+    rows = aggregate([s for _, s in runs])
+    text = markdown_table(rows)
+    noise = noise_table(rows)
+    if noise:
+        text += "\n\nWeight noise ratio per layer (last measurement):\n\n" + noise
+    if _some_noise_zero(rows):
+        text += "\n\n" + ZERO_NOISE_NOTE
+    if any(m["points"] > 1 for m in sensitivity(rows)):  # a sweep: some method has a grid
+        text += "\n\nSensitivity to the grid:\n\n" + sensitivity_table(rows)
+    return text, rows
+
+
+def write_report(paths, out_dir=None):
     """Tables and plots of every run under `paths`, written to `out_dir`.
 
     Writes `results.md` (the results table, then the per-layer noise table
@@ -475,33 +505,44 @@ def write_report(paths, out_dir):
     (test accuracy per epoch, mean and min-max band over seeds), the dynamics
     figures of `keras_wrs.dynamics.plot_dynamics` with the first seed of each group overlaid,
     and, for sweeps, `lr_accuracy.png`, `wd_heatmap.png` and
-    `sensitivity.png`.
+    `sensitivity.png`. Every run's record is checked first
+    (`keras_wrs.recipes.runs.record.RunRecord`), so nothing is written for a
+    damaged one.
+
+    Args:
+        paths: run directories, or directories holding them.
+        out_dir: where to write; None writes nothing (the text is returned).
+            A run directory is refused: a report never writes into a run.
 
     Returns:
         The markdown of `results.md` (also printed by the CLI).
 
     Raises:
         FileNotFoundError: no run directory under `paths`.
+        keras_wrs.recipes.runs.record.RunRecordError: a damaged record.
+        keras_wrs.recipes.runs.rundir.RunDirError: `out_dir` is a run directory.
     """
     runs = load_summaries(find_runs(paths))
     if not runs:
         raise FileNotFoundError(
             f"No run directory (with summary.json) under {', '.join(map(str, paths))}."
         )
+    text, rows = report_text(runs)
+    if out_dir is None:
+        return text
     out_dir = Path(out_dir)
+    if (out_dir / rundir.FILES["config"]).is_file():
+        raise rundir.RunDirError(
+            f"{str(out_dir)!r} is a run directory: a report never writes into a run. "
+            f"Pass another --out (a new directory, or the grid directory above it)."
+        )
     rundir.check_writable(out_dir)
-    summaries = [s for _, s in runs]
-    rows = aggregate(summaries)
-    text = markdown_table(rows)
-    noise = noise_table(rows)
-    if noise:
-        text += "\n\nWeight noise ratio per layer (last measurement):\n\n" + noise
     methods = sensitivity(rows)
-    if any(m["points"] > 1 for m in methods):  # a sweep: some method has a grid
-        text += "\n\nSensitivity to the grid:\n\n" + sensitivity_table(rows)
+    if any(m["points"] > 1 for m in methods):
         figures.write_sweep_plots(rows, methods, out_dir)
-    (out_dir / "results.md").write_text(text + "\n")
+    atomic_write_text(out_dir / "results.md", text + "\n")
     write_csv(rows, out_dir / "results.csv")
+    summaries = [s for _, s in runs]
     groups = _history_groups(runs, varying_fields(summaries))
     figures.plot_comparison(
         groups, out_dir / "accuracy.png", title="test accuracy (mean, band: min-max over seeds)"

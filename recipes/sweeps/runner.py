@@ -32,10 +32,14 @@ import shutil
 import statistics
 from pathlib import Path
 
+from keras_wrs._files import atomic_write_json
 from keras_wrs.recipes.config import from_dict, to_dict
 from keras_wrs.recipes.runs import rundir
+from keras_wrs.recipes.runs.validation import load_json
 
 __all__ = [
+    "MAX_RUNS",
+    "check_size",
     "SMALL_FILES",
     "CellPlan",
     "collect_cell",
@@ -45,6 +49,8 @@ __all__ = [
     "run_cells",
 ]
 
+# Grids larger than this are refused unless asked for (--allow-large-grid).
+MAX_RUNS = 100
 # The files of a cell worth keeping in version control (kilobytes each).
 SMALL_FILES = ("config", "summary", "history")
 # Environment variables that cap a process's threads, per framework.
@@ -52,11 +58,16 @@ _THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NU
 
 
 def _stored(cell_dir):
-    """`(summary, config.json)` of a cell directory (each None if absent)."""
+    """`(summary, config.json)` of a cell directory (each None if absent).
+
+    Raises:
+        keras_wrs.recipes.runs.validation.RunRecordError: a file that is not
+            readable JSON (cut or edited), named.
+    """
     cell_dir = Path(cell_dir)
     return (
-        rundir.read_json(cell_dir / rundir.FILES["summary"]),
-        rundir.read_json(cell_dir / rundir.FILES["config"]),
+        load_json(cell_dir / rundir.FILES["summary"]),
+        load_json(cell_dir / rundir.FILES["config"]),
     )
 
 
@@ -230,9 +241,9 @@ def _train_cell(config, run_dir, verbose, recipe):
         return err.summary
 
 
-def _report(echo, index, total, name, summary):
+def _report(echo, index, total, name, summary, remaining=""):
     if summary.get("status") == "diverged":
-        echo(f"[{index}/{total}] {name}: diverged")
+        echo(f"[{index}/{total}] {name}: diverged{remaining}")
         return
     accuracy = summary.get("validation_accuracy")
     which = "validation"
@@ -242,7 +253,7 @@ def _report(echo, index, total, name, summary):
     cpu_text = f", {cpu:.0f} CPU s" if cpu is not None else ""
     echo(
         f"[{index}/{total}] {name}: {which} accuracy {accuracy:.4f} in "
-        f"{summary['wall_seconds']:.0f} s{cpu_text}"
+        f"{summary['wall_seconds']:.0f} s{cpu_text}{remaining}"
     )
 
 
@@ -257,6 +268,7 @@ def run_cells(
     verbose="auto",
     recipe=None,
     echo=print,
+    max_runs=MAX_RUNS,
 ):
     """Train the cells of a grid, `jobs` at a time, collecting each as it finishes.
 
@@ -274,20 +286,66 @@ def run_cells(
         verbose: `model.fit` verbosity (parallel cells train silently).
         recipe: recipe name recorded in the summaries.
         echo: where progress lines go.
+        max_runs: refuse a grid of more cells than this (None: any size).
 
     Returns:
         The summaries of every cell, in the order of `cells` (collected ones
         read back from `results_dir`).
 
     Raises:
-        ValueError: `jobs` is not a positive integer, or a cell directory holds
-            another configuration's run (both before any training).
+        ValueError: `jobs` is not a positive integer, the grid is larger than
+            `max_runs`, or a cell directory holds another configuration's run
+            (all before any training).
+        keras_wrs.recipes.runs.lock.RunDirBusyError: another process works in
+            `out_dir`.
     """
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise ValueError(
             f"`jobs` must be a positive integer (cells trained at once). Received: jobs={jobs!r}"
         )
-    out_dir = rundir.prepare_run_dir(out_dir, resume=resume, overwrite=overwrite)
+    check_size(len(cells), max_runs)
+    with rundir.claim_run_dir(out_dir, resume=resume, overwrite=overwrite, kind="grid") as claim:
+        try:
+            return _run_claimed(cells, claim.path, jobs, results_dir, verbose, recipe, echo)
+        except BaseException:
+            claim.keep = any(
+                (claim.path / name / rundir.FILES["config"]).is_file() for name, _ in cells
+            )
+            raise
+
+
+def check_size(runs, max_runs=MAX_RUNS):
+    """Refuse a grid of more than `max_runs` runs (None: no limit).
+
+    Raises:
+        ValueError: the grid is larger, with the flag that allows it.
+    """
+    if max_runs is not None and runs > max_runs:
+        raise ValueError(
+            f"This grid has {runs} runs, more than {max_runs}: each is a full training run, "
+            f"and the time of one run times {runs} is easy to underestimate. Check the "
+            f"grid's axes (`sweep --estimate` counts and times them), or pass "
+            f"--allow-large-grid if you mean it."
+        )
+
+
+def _remaining(times, left, jobs):
+    """The expected time of `left` cells from the wall seconds of the ones just trained."""
+    wall = _median(times)
+    if not left or wall is None:
+        return ""
+    rounds = math.ceil(left / jobs)
+    return (
+        f"; about {_hours(rounds * wall)} for the {left} left (median {wall:.0f} s "
+        f"of the {len(times)} trained now)"
+    )
+
+
+def _run_claimed(cells, out_dir, jobs, results_dir, verbose, recipe, echo):
+    """`run_cells` in a claimed grid directory."""
+    atomic_write_json(
+        out_dir / rundir.GRID_FILE, {"kind": "grid", "runs": [name for name, _ in cells]}
+    )
     plan = plan_cells(cells, out_dir, results_dir)
     echo(estimate_text(plan, jobs))
     position = {name: i for i, (name, _) in enumerate(cells, 1)}
@@ -299,11 +357,15 @@ def run_cells(
         if results_dir is not None:
             collect_cell(Path(out_dir) / name, results_dir)
 
+    times = []
+
     def finish(name, summary):
         summaries[name] = summary
         if results_dir is not None:
             collect_cell(Path(out_dir) / name, results_dir)
-        _report(echo, position[name], len(cells), name, summary)
+        times.append(summary.get("wall_seconds"))
+        left = len(plan.to_run) - len(times)
+        _report(echo, position[name], len(cells), name, summary, _remaining(times, left, jobs))
 
     if jobs == 1:
         for name, config in plan.to_run:

@@ -127,27 +127,40 @@ class Throughput(keras.callbacks.Callback):
 
 
 class ShortProgbar(keras.callbacks.ProgbarLogger):
-    """Keras's progress bar showing only loss and accuracy, train and test.
+    """Keras's progress bar showing only loss and accuracy, train and held out.
 
     The dynamics callbacks add dozens of `metric/kernel` values to the logs;
-    they belong in `history.csv` and TensorBoard, not on the terminal. Pass it
-    in `callbacks` with `model.fit(verbose=0)`: it keeps its own verbosity.
+    they belong in `history.csv` and TensorBoard, not on the terminal. Keras
+    calls the held-out split's metrics `val_*`; the recipes evaluate each
+    epoch on the test split (or on a validation split held out of the
+    training set), so the bar names them after that split: `test_accuracy`.
+    Pass it in `callbacks` with `model.fit(verbose=0)`: it keeps its own
+    verbosity.
 
     Args:
         verbose: `"auto"`/1 (progress bar) or 2 (one line per epoch).
         keys: the log keys to show.
+        held_out: the name of the split behind the `val_*` keys.
     """
 
-    def __init__(self, verbose="auto", keys=("loss", "accuracy", "val_loss", "val_accuracy")):
+    def __init__(
+        self,
+        verbose="auto",
+        keys=("loss", "accuracy", "val_loss", "val_accuracy"),
+        held_out="test",
+    ):
         super().__init__()
         self._verbose = verbose
         self.keys = tuple(keys)
+        self.held_out = held_out
 
     def set_params(self, params):
         super().set_params({**params, "verbose": self._verbose})
 
     def _short(self, logs):
-        return None if logs is None else {k: logs[k] for k in self.keys if k in logs}
+        if logs is None:
+            return None
+        return {k.replace("val_", f"{self.held_out}_", 1): logs[k] for k in self.keys if k in logs}
 
     def on_train_batch_end(self, batch, logs=None):
         super().on_train_batch_end(batch, self._short(logs))

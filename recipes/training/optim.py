@@ -75,6 +75,10 @@ class OptimizerSpec:
     kwargs: dict = dataclasses.field(default_factory=dict)
 
 
+# One of each of Keras's twelve optimizers (SGD twice: plain and with
+# momentum). Learning rates are the usual ones (the papers' for SGD, Adam,
+# Adamax, Adadelta and Adagrad; Keras's defaults otherwise); each weight
+# decay makes the decoupled shrink per step, lr x wd, the same 5e-5.
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec("SGD", "sgd", 0.1, 5e-4),
     "sgdm": OptimizerSpec("SGD", "sgd", 0.1, 5e-4, {"momentum": 0.9}),
@@ -84,6 +88,11 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "nadam": OptimizerSpec("Nadam", "adam", 1e-3, 5e-2),
     "lion": OptimizerSpec("Lion", "adam", 1e-4, 0.5),
     "lamb": OptimizerSpec("Lamb", "adam", 1e-3, 5e-2),
+    "adagrad": OptimizerSpec("Adagrad", "adam", 1e-2, 5e-3),
+    "adadelta": OptimizerSpec("Adadelta", "adam", 1.0, 5e-5),
+    "adamax": OptimizerSpec("Adamax", "adam", 2e-3, 2.5e-2),
+    "adafactor": OptimizerSpec("Adafactor", "adam", 1e-3, 5e-2),
+    "muon": OptimizerSpec("Muon", "adam", 1e-3, 5e-2),
 }
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import keras
 
 from keras_wrs.recipes import data
-from keras_wrs.recipes.config import check_extras, to_dict, validate
+from keras_wrs.recipes.config import check_extras, check_total_steps, to_dict, validate
 from keras_wrs.recipes.models import build_model
 from keras_wrs.recipes.runs import backup, record, rundir
 from keras_wrs.recipes.sweeps import figures
@@ -62,28 +62,20 @@ class DivergedError(RuntimeError):
         self.summary = summary
 
 
-def _check_resumable(files, config):
-    stored = rundir.read_json(files["config"])
-    if stored is None:
-        return
-    if stored.get("config_hash") != record.config_hash(config):
-        theirs = stored.get("config", {})
+def _resumed_record(run_dir, config):
+    """The checked record of the run being resumed in `run_dir`, or None if it has none."""
+    if not (Path(run_dir) / rundir.FILES["config"]).is_file():
+        return None
+    stored = record.RunRecord.read(run_dir)
+    if stored.config_hash != record.config_hash(config):
+        theirs = stored.stored["config"]
         diff = sorted(k for k, v in to_dict(config).items() if theirs.get(k) != v)
         raise ConfigMismatchError(
-            f"Cannot resume {str(files['config'].parent)!r}: its config differs "
+            f"Cannot resume {str(run_dir)!r}: its config differs "
             f"in {', '.join(diff) or 'its hash'}. Resume with the same settings, "
             f"or pass --overwrite to start again."
         )
-
-
-def _finished_summary(files, config):
-    """The summary of a finished run being resumed, else None (checked first)."""
-    _check_resumable(files, config)
-    done = rundir.read_json(files["summary"])
-    if done is not None:
-        backup.remove_backup(files["backup"])  # killed just before removing it
-        return _finished(done)
-    return None
+    return stored
 
 
 def _finished(summary):
@@ -159,7 +151,8 @@ def _callbacks(config, files, meter, dynamics, extra, verbose, saver):
     # Last, so that a crash after it never leaves a backup ahead of the logs.
     callbacks.append(saver)
     if verbose != 0:
-        callbacks.append(ShortProgbar(verbose))
+        held_out = "validation" if config.validation_examples else "test"
+        callbacks.append(ShortProgbar(verbose, held_out=held_out))
     return callbacks + list(extra)
 
 
@@ -168,38 +161,56 @@ class _Run:
     """What `_build` prepares for `model.fit`."""
 
     model: keras.Model
-    train_ds: object
+    strategy: object
+    splits: object
     eval_ds: object
     steps: int
     resolved: dict
     probe: object
     val_ds: object = None  # the validation split, or None: then the test set each epoch
 
-
-def _build(config, policy, point):
-    """Data, model and resolved config of a run, restored from `point` if given."""
-    start = point.epoch if point else 0
-    strategy = system.make_strategy(config.strategy, config.jit_compile)
-    keras.utils.set_random_seed(config.seed)
-    splits = data.splits_for(config)
-    try:
-        train_ds, steps = data.train_dataset(
-            splits,
+    def train_stream(self, config, start_epoch):
+        """The training batches from `start_epoch` on (`data.train_dataset`)."""
+        stream, _ = data.train_dataset(
+            self.splits,
             config.batch_size,
             config.seed,
             config.augment,
             config.pad,
-            start,
+            start_epoch,
             config.epochs,
             steps_per_epoch=config.steps_per_epoch,
         )
+        return stream
+
+
+def _setup_error(err):
+    """A ValueError found while preparing a run, as a `RunSetupError`."""
+    return err if isinstance(err, RunSetupError) else RunSetupError(str(err))
+
+
+def _check_noise_kernels(config, model):
+    """The kernels named in `noise_kernels` exist in the model (before any work)."""
+    if config.dynamics and config.noise_kernels:
+        from keras_wrs.dynamics import tracked_kernels
+
+        tracked_kernels(model, list(config.noise_kernels))
+
+
+def _build(config, policy):
+    """Data, compiled model and resolved config of a run; every check before training."""
+    strategy = system.make_strategy(config.strategy, config.jit_compile)
+    keras.utils.set_random_seed(config.seed)
+    try:
+        splits = data.splits_for(config)
+        steps = data.train_steps(splits, config.batch_size, config.steps_per_epoch)
+        check_total_steps(steps, config.epochs)
+        hp = optim.resolve_hyperparameters(config, steps)
+        with strategy.scope():
+            model = _compile(config, hp, splits, optim.learning_rate_schedule(config, hp))
+        _check_noise_kernels(config, model)
     except ValueError as err:  # e.g. a batch larger than the training set
-        raise RunSetupError(str(err)) from err
-    hp = optim.resolve_hyperparameters(config, steps)
-    with strategy.scope():
-        model = _compile(config, hp, splits, optim.learning_rate_schedule(config, hp))
-        if point is not None:  # before fit: callbacks begin on the restored state
-            backup.restore(model, point)
+        raise _setup_error(err) from err
     resolved = record.resolved_config(
         config,
         hp,
@@ -211,18 +222,11 @@ def _build(config, policy, point):
     )
     # The span probe: the first `probe_examples` training images, normalized.
     probe = data.probe_batch(splits, config.probe_examples)
+    eval_ds = data.eval_dataset(splits, config.batch_size)
     val_ds = None
     if splits.x_val is not None:
         val_ds = data.eval_dataset(splits, config.batch_size, "validation")
-    return _Run(
-        model,
-        train_ds,
-        data.eval_dataset(splits, config.batch_size),
-        steps,
-        resolved,
-        probe,
-        val_ds,
-    )
+    return _Run(model, strategy, splits, eval_ds, steps, resolved, probe, val_ds)
 
 
 def _fit(config, run, files, extra, verbose, saver):
@@ -236,7 +240,7 @@ def _fit(config, run, files, extra, verbose, saver):
     if start >= config.epochs:  # killed after the last epoch's backup
         return callbacks[0], dynamics
     run.model.fit(
-        run.train_ds,
+        run.train_stream(config, start),
         epochs=config.epochs,
         initial_epoch=start,
         steps_per_epoch=run.steps,
@@ -296,26 +300,34 @@ def train(
     check_extras(config)
     t0 = time.perf_counter()
     # Only the chief writes run_dir; another worker writes its own place.
-    files = _files(
-        rundir.prepare_run_dir(
-            cluster.worker_run_dir(run_dir, config), resume=resume, overwrite=overwrite
-        )
-    )
+    where = cluster.worker_run_dir(run_dir, config)
+    with rundir.claim_run_dir(where, resume=resume, overwrite=overwrite) as claim:
+        return _train_claimed(config, claim, t0, callbacks, verbose, recipe)
+
+
+def _train_claimed(config, claim, t0, callbacks, verbose, recipe):
+    """`train` in a claimed run directory."""
+    files = _files(claim.path)
+    previous = _resumed_record(claim.path, config)
+    if previous is not None and previous.summary is not None:
+        backup.remove_backup(files["backup"])  # killed just before removing it
+        return _finished(previous.summary)
     point = None
-    if resume:
-        done = _finished_summary(files, config)
-        if done is not None:
-            return done
+    if previous is not None:
         point = backup.find_restore_point(files["backup"], rundir.history_rows(files["history"]))
-    before = point.elapsed_seconds if point else 0.0
-    saver = backup.AtomicBackup(
-        files["backup"], point, elapsed=lambda: before + time.perf_counter() - t0
-    )
     with system.precision_policy(config.precision) as policy:
-        run = _build(config, policy, point)
-        record.write_config(files["config"].parent, run.resolved)
-        rundir.write_environment(files["config"].parent)
+        run = _build(config, policy)
+        if point is not None:  # before fit: callbacks begin on the restored state
+            with run.strategy.scope():
+                backup.restore(run.model, point)
+        before = point.elapsed_seconds if point else 0.0
+        saver = backup.AtomicBackup(
+            files["backup"], point, elapsed=lambda: before + time.perf_counter() - t0
+        )
+        record.write_config(claim.path, run.resolved)
+        rundir.write_environment(claim.path)
         rundir.truncate_history(files["history"], point.epoch if point else 0)
+        claim.keep = True  # training starts: keep what a --resume needs
         guard, dynamics = _fit(config, run, files, callbacks, verbose, saver)
         evaluation = None
         if guard.diverged is None:
@@ -333,7 +345,7 @@ def train(
         recipe,
         guard.diverged,
     )
-    record.write_summary(files["config"].parent, summary)
+    record.write_summary(claim.path, summary)
     backup.remove_backup(files["backup"])
-    cluster.finish_worker_dir(files["config"].parent, config)
+    cluster.finish_worker_dir(claim.path, config)
     return _finished(summary)

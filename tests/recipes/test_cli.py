@@ -51,7 +51,7 @@ def test_unknown_names_list_valid_ones(capsys, tmp_path):
     out = str(tmp_path / "run")
     for argv, match in [
         (["train", "cifar10_resnet18"], "Valid recipes: cifar100_wrn28_10"),
-        (["train", "--optimizer", "adagrad"], "Valid optimizers: adam, adamw"),
+        (["train", "--optimizer", "adagradd"], "Valid optimizers: adadelta, adafactor"),
         (
             ["train", "--regularization", "wd,decay"],
             "Valid regularizations: adamh, cwd, l2, none, sgdp, wd, wrs",

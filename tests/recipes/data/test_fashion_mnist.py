@@ -136,7 +136,9 @@ def test_search_order_and_partial_directories(tmp_path, monkeypatch):
     first, second = tmp_path / "a", tmp_path / "b"
     _write(second, arrays, specs)
     monkeypatch.setenv(fm.ENV_VAR, str(second))
-    assert fm.find_idx_dir(str(first), specs) == (second, fm.ENV_VAR)
+    assert fm.find_idx_dir(None, specs) == (second, fm.ENV_VAR)
+    with pytest.raises(fm.FashionMnistError, match=r"\(from --data-dir\) does not exist"):
+        fm.find_idx_dir(str(first), specs)  # a named place is the only one searched
     _write(first, arrays, specs)
     assert fm.find_idx_dir(str(first), specs) == (first, "--data-dir")
     (first / (specs["test_images"].name + ".gz")).unlink()
@@ -149,11 +151,78 @@ def test_search_order_and_partial_directories(tmp_path, monkeypatch):
 def test_missing_everywhere_fails_without_fallback(tmp_path, monkeypatch):
     monkeypatch.setenv(fm.ENV_VAR, str(tmp_path / "nothing"))
     monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "no-debian")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(data.DatasetUnavailableError) as err:
         data.load_splits("fashion_mnist", data_dir=str(tmp_path / "empty"))
     message = str(err.value)
     for words in ("apt-get install dataset-fashion-mnist", "--data-dir", "--download", fm.ENV_VAR):
         assert words in message
+
+
+@pytest.mark.parametrize("where", ["missing", "file"])
+def test_a_named_data_dir_must_be_a_directory(tmp_path, where):
+    path = tmp_path / "data"
+    if where == "file":
+        path.write_text("x")
+    state = "is not a directory" if where == "file" else "does not exist"
+    with pytest.raises(fm.FashionMnistError, match=rf"\(from --data-dir\) {state}"):
+        data.load_splits("fashion_mnist", data_dir=str(path))
+
+
+def test_a_named_place_without_the_files_never_falls_back(tmp_path, monkeypatch):
+    """Even with a good copy elsewhere (the Debian directory), a named place is the one read."""
+    arrays, specs = _tiny()
+    _write(tmp_path / "debian", arrays, specs)
+    monkeypatch.setattr(fm, "DEBIAN_DIR", tmp_path / "debian")
+    monkeypatch.setattr(fm, "FILES", specs)
+    assert data.load_splits("fashion_mnist").x_train.shape == (20, 28, 28, 1)
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv(fm.ENV_VAR, str(tmp_path / "empty"))
+    with pytest.raises(data.DatasetUnavailableError, match=rf"\${fm.ENV_VAR}=.*holds none"):
+        data.load_splits("fashion_mnist")
+    monkeypatch.setenv(fm.ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(fm.FashionMnistError, match=rf"\(from {fm.ENV_VAR}\) does not exist"):
+        data.load_splits("fashion_mnist")
+    monkeypatch.delenv(fm.ENV_VAR)
+    with pytest.raises(data.DatasetUnavailableError, match=r"not found in --data-dir"):
+        data.load_splits("fashion_mnist", data_dir=str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("mode", ["truncated", "magic", "shape", "swapped", "empty"])
+def test_a_bad_file_through_the_command_line_is_one_message(tmp_path, monkeypatch, capsys, mode):
+    from keras_wrs.recipes import cli
+
+    arrays, specs = _tiny()
+    _write(tmp_path / "data", arrays, specs)
+    monkeypatch.setattr(fm, "FILES", specs)
+    bad = tmp_path / "data" / (specs["train_images"].name + ".gz")
+    if mode == "swapped":
+        test = tmp_path / "data" / (specs["test_images"].name + ".gz")
+        bad_bytes, test_bytes = bad.read_bytes(), test.read_bytes()
+        bad.write_bytes(test_bytes)
+        test.write_bytes(bad_bytes)
+    elif mode == "empty":
+        bad.write_bytes(b"")
+    else:
+        _corrupt(bad, mode)
+    out = tmp_path / "run"
+    status = cli.main(
+        [
+            "train",
+            "fashion_mnist_small",
+            "--smoke",
+            "--regularization",
+            "wrs",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out",
+            str(out),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert status == 2 and "Fashion-MNIST file" in err and "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1
+    assert not out.exists()
 
 
 def test_subset_is_balanced_and_channels_replicate(tmp_path, monkeypatch):
