@@ -23,6 +23,7 @@ _PUBLIC = {
     "select_scale_invariant": "selection",
     "InvarianceReport": "verify",
     "verify_scale_invariance": "verify",
+    "load_model": "saving",
     "WeightDynamics": "dynamics",
     "SpanNoise": "dynamics",
     "Sharpness": "dynamics",

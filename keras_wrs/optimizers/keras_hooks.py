@@ -17,8 +17,12 @@ them back onto the targets.
 
 from __future__ import annotations
 
+import warnings
+
 import keras
 from keras import ops
+
+from keras_wrs.saving import overrides_compile
 
 __all__ = ["KerasHookOverrides"]
 
@@ -78,6 +82,25 @@ class KerasHookOverrides:
         if self.weight_decay is None or not any(self._use_weight_decay(v) for v in variables):
             return
         super()._apply_weight_decay(variables)
+
+    def save_own_variables(self, store):
+        """Keras's save, and a warning where `keras.saving.load_model` would lose this optimizer.
+
+        Keras restores an optimizer from a `.keras` file only for models whose
+        `compile()` is Keras's own; KerasHub task models override it and come
+        back with Adam, their saved optimizer state skipped.
+        """
+        super().save_own_variables(store)
+        model = self.rescale_spec
+        if isinstance(model, keras.Model) and overrides_compile(model):
+            warnings.warn(
+                f"Model {model.name!r} ({type(model).__name__}) overrides compile(), so "
+                f"keras.saving.load_model will not restore this {type(self).__name__} from a "
+                ".keras file: the model comes back with its class's default optimizer and "
+                "without this one's state. Load it with keras_wrs.load_model(path), which "
+                "restores the optimizer, its selection and its state.",
+                stacklevel=2,
+            )
 
     def __reduce__(self):
         # Keras pickles an optimizer as a `.keras` archive loaded back by
