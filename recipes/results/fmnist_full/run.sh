@@ -35,7 +35,9 @@ if [ "$stage" = all ] || [ "$stage" = stage1 ]; then
     --grid "$SGD regularization=wd,wrs lr=0.1,0.4" \
     --grid "$SGD regularization=none lr=0.2" \
     --grid "$SGD regularization=wd,wrs lr=0.05,0.8" \
-    --grid "$SGD regularization=none lr=0.05,0.1,0.4,0.8" \
+    --grid "$SGD regularization=none lr=0.05,0.1,0.4,0.8"
+  # Adam: Keras Adam has no Nesterov switch; the recipe's optimizer_kwargs are cleared.
+  sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 --set 'optimizer_kwargs={}' \
     --grid "$ADAM regularization=wd,wrs lr=1e-3 $ADAM_WD" \
     --grid "$ADAM regularization=wd,wrs lr=5e-4,2e-3 $ADAM_WD" \
     --grid "$ADAM regularization=none lr=1e-3 $ADAM_WD" \
