@@ -88,7 +88,7 @@ def select_scale_invariant(model, x=None) -> list[Selection]:
         >>> for s in select_scale_invariant(model):
         ...     print(s.path, s.reason)
     """
-    selected, _ = _analysis(model, x)
+    selected = list(_analysis(model, x)[0])  # a copy: the cached list stays as it is
     if not selected:
         raise ValueError(
             f"Model {model.name!r} has no scale-invariant kernel: no trainable Conv, "
@@ -111,7 +111,7 @@ def excluded_kernels(model, x=None) -> list[Selection]:
     Returns:
         One `Selection` per Conv/Dense-like kernel not selected, in model order.
     """
-    return _analysis(model, x)[1]
+    return list(_analysis(model, x)[1])
 
 
 # Results per model, recomputed when its layers, variables or trainable flags change.

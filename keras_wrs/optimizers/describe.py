@@ -8,6 +8,7 @@ import keras
 
 from keras_wrs.optimizers.factory import base_optimizer
 from keras_wrs.optimizers.wrs_mixin import WRSMixin
+from keras_wrs.selection import excluded_kernels
 
 __all__ = ["describe_rescaling", "parameter_coverage"]
 
@@ -41,7 +42,9 @@ def describe_rescaling(optimizer) -> str:
             resolved against its `rescale=` model when it has one.
 
     Returns:
-        A text table, one row per rescaled kernel.
+        A text table, one row per rescaled kernel; when the optimizer was
+        given its model, the share of parameters covered and, for each kernel
+        left out, the reason (a frozen BatchNorm, no gradient, not invariant).
 
     Example:
         >>> print(keras_wrs.describe_rescaling(model.optimizer))
@@ -74,7 +77,18 @@ def describe_rescaling(optimizer) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     every = "" if opt.rescale_every == 1 else f", every {opt.rescale_every} steps"
     return (f"{type(opt).__name__} rescales {len(rows)} kernel(s){every}:\n" + "\n".join(lines)
-            + _coverage_line(opt, [s for s, _ in rows]))
+            + _coverage_line(opt, [s for s, _ in rows]) + _left_out(opt))
+
+
+def _left_out(opt):
+    """The model's other kernels, each with the reason the selection leaves it out."""
+    if not isinstance(opt.rescale_spec, keras.Model):
+        return ""
+    excluded = excluded_kernels(opt.rescale_spec)
+    if not excluded:
+        return ""
+    return f"\nLeft out ({len(excluded)} kernel(s)):\n" + "\n".join(
+        f"  {s.path}: {s.reason}" for s in excluded)
 
 
 def _size(variable):

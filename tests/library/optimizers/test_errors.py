@@ -97,6 +97,10 @@ def test_describe_rescaling():
     assert "Conv2D 'c2' -> BatchNormalization 'bn2'" in text
     mean = np.mean(np.sqrt((m.get_layer("c1").kernel.numpy() ** 2).sum(axis=(0, 1, 2))))
     assert f"initial (mean {mean:.4g})" in text
+    assert text.splitlines()[-2:] == [
+        "Left out (1 kernel(s)):",
+        f"  head/kernel: {keras_wrs.selection.excluded_kernels(m)[0].reason}"]
+    assert "head/kernel: Dense 'head': not scale-invariant in training mode" in text
     with pytest.raises(ValueError, match="needs a keras-wrs optimizer.*Received: SGD"):
         keras_wrs.describe_rescaling(keras.optimizers.SGD())
 
