@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -49,6 +50,8 @@ __all__ = [
 logger = logging.getLogger("keras_wrs")
 
 MANIFEST = "training_metadata.json"
+# The files a manifest may name: plain names in the backup directory.
+_FILE = re.compile(r"epoch-\d{4,}\.weights\.h5")
 _FORMAT = 1
 _CHOICES = (
     "Pass --overwrite to start the run again, or put back a copy of "
@@ -111,14 +114,32 @@ def _write_manifest(backup_dir, latest, previous):
     atomic_write_json(backup_dir / MANIFEST, value)
 
 
+def _count(entry, key):
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{key}={value!r} is not an integer >= 0")
+    return value
+
+
 def _point(backup_dir, entry):
+    """The `RestorePoint` of a manifest entry, each value checked."""
+    name = entry["file"]
+    if not isinstance(name, str) or not _FILE.fullmatch(name):
+        raise ValueError(f"file={name!r} is not a backup file name (epoch-NNNN.weights.h5)")
+    elapsed = entry["elapsed_seconds"]
+    if (
+        isinstance(elapsed, bool)
+        or not isinstance(elapsed, (int, float))
+        or not (math.isfinite(elapsed) and elapsed >= 0)
+    ):
+        raise ValueError(f"elapsed_seconds={elapsed!r} is not a finite number >= 0")
     return RestorePoint(
-        int(entry["epoch"]),
-        backup_dir / entry["file"],
-        int(entry["iterations"]),
-        float(entry["elapsed_seconds"]),
+        _count(entry, "epoch"),
+        backup_dir / name,
+        _count(entry, "iterations"),
+        float(elapsed),
         str(entry["sha256"]),
-        int(entry["bytes"]),
+        _count(entry, "bytes"),
     )
 
 
