@@ -124,10 +124,8 @@ def _parity_batch(plan: ExportPlan, shape, source: ExportSource) -> ParityBatch:
         batch = load_batch(batch, batch_key=plan.batch_key)
     if batch is not None:
         return as_parity_batch(batch, shape)
-    real, reason = (None, "no run config.json names the data set")
-    if source.config is not None:
-        size = DEFAULT_REAL_BATCH if plan.batch_size is None else plan.batch_size
-        real, reason = run_test_batch(source.config, size)
+    size = DEFAULT_REAL_BATCH if plan.batch_size is None else plan.batch_size
+    real, reason = run_test_batch(source.record, size)
     if real is not None:
         return as_parity_batch(real, shape)
     size = 8 if plan.batch_size is None else plan.batch_size
@@ -152,7 +150,7 @@ def _calibration(plan: ExportPlan, shape, source: ExportSource):
     if isinstance(calibration, (str, Path)):
         calibration = load_calibration(calibration, key=plan.calibration_key)
     if calibration is None:
-        calibration = run_calibration(source.config, plan.calibration_size, plan.seed)
+        calibration = run_calibration(source.record, plan.calibration_size, plan.seed)
     return check_calibration(calibration, shape)
 
 

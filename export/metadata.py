@@ -9,7 +9,7 @@ from keras_wrs.export import atomic
 from keras_wrs.export.formats import onnx as ox
 from keras_wrs.export.formats import saved_model as sm
 from keras_wrs.export.inference import input_shape
-from keras_wrs.export.source import ExportSource, config_hash, find_config_value
+from keras_wrs.export.source import ExportSource, run_facts
 from keras_wrs.selection import iter_layers
 
 __all__ = ["artifact_size", "build_manifest", "build_metadata", "library_versions"]
@@ -18,15 +18,7 @@ __all__ = ["artifact_size", "build_manifest", "build_metadata", "library_version
 _PREPROCESSING = ("Rescaling", "Normalization", "Resizing", "CenterCrop")
 
 
-def _dataset_name(config) -> str | None:
-    dataset = find_config_value(config, "dataset")
-    if isinstance(dataset, dict):
-        dataset = dataset.get("name")
-    return dataset if isinstance(dataset, str) else None
-
-
-def _class_names(config, num_outputs: int | None) -> list[str] | None:
-    names = find_config_value(config, "class_names")
+def _class_names(names, num_outputs: int | None) -> list[str] | None:
     if names is None:
         return None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -75,7 +67,7 @@ def build_metadata(source: ExportSource, model, input_name: str, output_name: st
 
     out_shape = list(model.outputs[0].shape[1:])
     classes = out_shape[0] if len(out_shape) == 1 else None
-    config = source.config
+    facts = run_facts(source)
     return {
         "model_name": model.name,
         "input_name": input_name,
@@ -84,14 +76,14 @@ def build_metadata(source: ExportSource, model, input_name: str, output_name: st
         "output_name": output_name,
         "output_shape": [None, *out_shape],
         "output_activation": _output_activation(model),
-        "class_names": _class_names(config, classes),
-        "dataset": _dataset_name(config),
+        "class_names": _class_names(facts["class_names"], classes),
+        "dataset": facts["dataset"],
         "preprocessing": {
-            "outside_model": find_config_value(config, "preprocessing"),
+            "outside_model": facts["preprocessing"],
             "inside_model": _inside_preprocessing(model),
         },
         "keras_wrs_version": __version__,
-        "config_hash": config_hash(config),
+        "config_hash": facts["config_hash"],
     }
 
 

@@ -1,18 +1,22 @@
 """Where an export starts: a Keras model, a `.keras` file or a training run, and its data.
 
 A run directory written by `keras-wrs train` holds `model.keras` (the final
-model) and `config.json` (the resolved configuration). Either the directory or
-the `.keras` file can be exported; a `config.json` beside the model supplies
-the metadata the model itself does not carry (class names, preprocessing,
+model) and `config.json` (the run record). Either the directory or the
+`.keras` file can be exported; a `config.json` beside the model supplies the
+metadata the model itself does not carry (class names, preprocessing,
 dataset, the configuration hash).
 
-`config.json` also names the run's data set (`config.dataset`, `data_dir`,
-`image_size`, synthetic sizes) and the preprocessing the model was trained
-with (`preprocessing`: `(x * rescale - mean) / std`, applied outside the
-model). The data set is read again with `keras_wrs.recipes.data.load_splits`
-(nothing is downloaded) and preprocessed with those recorded values by the
-recipes' own `preprocess`: the run's test examples check parity, its
-training examples calibrate the int8 formats.
+A `config.json` written by the recipes (it has a `config_hash`, `config` or
+`resolved` entry) is read and checked by the recipes' own reader,
+`keras_wrs.recipes.runs.record.RunRecord.read`: a cut or hand-edited record
+is a `ValueError` naming the file. The record names the run's data set and the
+preprocessing the model was trained with (`(x * rescale - mean) / std`,
+applied outside the model); `RunRecord.splits` reads the data again (nothing
+is downloaded) and `RunRecord.preprocessing` applies those recorded values:
+the run's test examples check parity, its training examples calibrate the
+int8 formats. Any other `config.json` beside a `.keras` file is a foreign
+configuration: only its class names, data set name and preprocessing are
+looked up (`find_config_value`), and no data is read.
 """
 
 from __future__ import annotations
@@ -27,22 +31,24 @@ import keras
 import numpy as np
 
 from keras_wrs.export.inputs import CalibrationSet, ParityBatch
-from keras_wrs.recipes.data import load_splits, preprocess
+from keras_wrs.recipes.runs.record import RunRecord
 
 __all__ = [
     "ExportSource",
     "load_source",
     "config_hash",
     "find_config_value",
-    "data_spec",
+    "run_facts",
     "run_test_batch",
     "run_calibration",
 ]
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
-# A run config may keep dataset facts at the top or one level down.
+# A foreign config may keep dataset facts at the top or one level down.
 _CONFIG_SECTIONS = ("data", "dataset", "model", "preprocessing")
+# Entries only a recipes' run record has (`keras_wrs.recipes.runs.record.resolved_config`).
+_RECORD_KEYS = frozenset({"config_hash", "config", "resolved"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +61,8 @@ class ExportSource:
         run_dir: the run directory, when the source was one.
         config: the parsed `config.json`, or `None` when there was none.
         config_path: where `config` was read from, or `None`.
+        record: the checked `RunRecord` when `config.json` is a recipes' run
+            record, else `None`.
     """
 
     model: keras.Model
@@ -62,6 +70,7 @@ class ExportSource:
     run_dir: Path | None = None
     config: dict | None = None
     config_path: Path | None = None
+    record: RunRecord | None = None
 
     @property
     def label(self) -> str:
@@ -87,8 +96,8 @@ def load_source(source, custom_objects: dict | None = None) -> ExportSource:
 
     Raises:
         FileNotFoundError: the path, or `model.keras` inside it, is missing.
-        ValueError: the file is not a loadable `.keras` model, or
-            `config.json` is not valid JSON.
+        ValueError: the file is not a loadable `.keras` model, `config.json`
+            is not valid JSON, or a run record in it was cut or edited.
     """
     if isinstance(source, keras.Model):
         return ExportSource(model=source)
@@ -102,12 +111,17 @@ def load_source(source, custom_objects: dict | None = None) -> ExportSource:
     model_path = _model_path(path)
     config_path = model_path.parent / CONFIG_FILE
     config = _read_config(config_path) if config_path.is_file() else None
+    record = None
+    if config is not None and _RECORD_KEYS & set(config):
+        record = RunRecord.read(model_path.parent)
+        config = record.stored
     return ExportSource(
         model=_load_model(model_path, custom_objects),
         model_path=model_path,
         run_dir=run_dir,
         config=config,
         config_path=config_path if config is not None else None,
+        record=record,
     )
 
 
@@ -190,10 +204,10 @@ def config_hash(config: dict | None) -> str | None:
 
 
 def find_config_value(config: dict | None, key: str) -> Any:
-    """Looks `key` up at the top of a run configuration or one section down.
+    """Looks `key` up at the top of a foreign configuration or one section down.
 
     Args:
-        config: the parsed run configuration, or `None`.
+        config: the parsed configuration, or `None`.
         key: the entry to find, e.g. `"class_names"`.
 
     Returns:
@@ -210,81 +224,83 @@ def find_config_value(config: dict | None, key: str) -> Any:
     return None
 
 
-def data_spec(config: dict | None) -> dict | None:
-    """Where a run's data comes from, or `None` if its config does not say.
+def run_facts(source: ExportSource) -> dict:
+    """What the source's `config.json` says that the model does not carry.
+
+    A run record is read through its typed accessors; a foreign
+    configuration through `find_config_value`.
 
     Args:
-        config: the parsed `config.json`.
+        source: the `ExportSource`.
 
     Returns:
-        `name`, `data_dir`, `image_size`, `synthetic_size` and
-        `preprocessing` (`rescale`, `mean`, `std`), or `None`.
+        `dataset` (a name), `class_names`, `preprocessing` (outside the
+        model) and `config_hash`; each `None` when unknown.
     """
-    if not isinstance(config, dict):
-        return None
-    train = config.get("config")
-    prep = config.get("preprocessing")
-    if not isinstance(train, dict) or not isinstance(train.get("dataset"), str):
-        return None
-    if not isinstance(prep, dict) or not {"rescale", "mean", "std"} <= set(prep):
-        return None
-    synthetic = (train.get("synthetic_train", 10_000), train.get("synthetic_test", 2_000))
+    config = source.config
+    if source.record is not None:
+        dataset = source.record.dataset
+        names = dataset.get("class_names")
+        prep = config.get("preprocessing")
+        dataset = dataset.get("name")
+    else:
+        names = find_config_value(config, "class_names")
+        prep = find_config_value(config, "preprocessing")
+        dataset = find_config_value(config, "dataset")
+        if isinstance(dataset, dict):
+            dataset = dataset.get("name")
     return {
-        "name": train["dataset"],
-        "data_dir": train.get("data_dir"),
-        "image_size": train.get("image_size"),
-        "synthetic_size": synthetic,
-        "preprocessing": {k: prep[k] for k in ("rescale", "mean", "std")},
+        "dataset": dataset if isinstance(dataset, str) else None,
+        "class_names": names,
+        "preprocessing": prep,
+        "config_hash": config_hash(config),
     }
 
 
-def _splits(spec: dict):
-    return load_splits(
-        spec["name"],
-        data_dir=spec["data_dir"],
-        download=False,
-        image_size=spec["image_size"],
-        synthetic_size=spec["synthetic_size"],
-    )
+def _name(record: RunRecord) -> str:
+    return record.config.dataset
 
 
-def _inputs(images, spec: dict) -> np.ndarray:
-    """Raw images to model inputs, as the run preprocessed them (float32)."""
-    prep = spec["preprocessing"]
-    return np.asarray(preprocess(images, prep["rescale"], prep["mean"], prep["std"]), np.float32)
+def _unprepared(record: RunRecord | None) -> str | None:
+    """Why the run's model inputs cannot be made from its record, or `None`."""
+    if record is None:
+        return "no run config.json names the data set"
+    if "preprocessing" not in record.stored:
+        return "the run's config.json does not record its preprocessing"
+    return None
 
 
-def run_test_batch(config: dict | None, size: int) -> tuple[ParityBatch | None, str | None]:
+def run_test_batch(record: RunRecord | None, size: int) -> tuple[ParityBatch | None, str | None]:
     """The first `size` test examples of the run's data set, preprocessed.
 
     Args:
-        config: the run's parsed `config.json`.
+        record: the run's `RunRecord`, or `None`.
         size: how many examples (fewer if the test split is smaller).
 
     Returns:
         `(batch, None)`, or `(None, reason)` when the data cannot be read.
     """
-    spec = data_spec(config)
-    if spec is None:
-        return None, "the run's config.json does not name its data set and preprocessing"
+    reason = _unprepared(record)
+    if reason is not None:
+        return None, reason
     try:
-        splits = _splits(spec)
+        splits = record.splits()
     except Exception as err:  # a missing TFDS set, a missing optional dependency
-        return None, f"the run's data set {spec['name']!r} could not be read ({err})"
+        return None, f"the run's data set {_name(record)!r} could not be read ({err})"
     n = min(size, len(splits.x_test))
-    x = _inputs(splits.x_test[:n], spec)
+    x = np.asarray(record.preprocessing.apply(splits.x_test[:n]), np.float32)
     where = (
-        f"the run's own test data: {spec['name']} test split, first {n} of "
+        f"the run's own test data: {_name(record)} test split, first {n} of "
         f"{len(splits.x_test)}, preprocessed as in config.json"
     )
     return ParityBatch(x, where, real=True), None
 
 
-def run_calibration(config: dict | None, size: int, seed: int = 0) -> CalibrationSet:
+def run_calibration(record: RunRecord | None, size: int, seed: int = 0) -> CalibrationSet:
     """`size` training examples of the run's data set, drawn without replacement, preprocessed.
 
     Args:
-        config: the run's parsed `config.json`.
+        record: the run's `RunRecord`, or `None`.
         size: how many examples (fewer if the training split is smaller).
         seed: NumPy generator seed of the draw.
 
@@ -292,27 +308,33 @@ def run_calibration(config: dict | None, size: int, seed: int = 0) -> Calibratio
         A `CalibrationSet`.
 
     Raises:
-        ValueError: the configuration does not name the data, or it cannot
-            be read; the message says to pass a calibration file.
+        ValueError: there is no run record, it records no preprocessing, or
+            its data cannot be read; the message says to pass a calibration
+            file.
     """
-    spec = data_spec(config)
-    if spec is None:
+    if record is None:
         raise ValueError(
             "int8 formats need calibration inputs: the source has no run config.json naming "
             "its data set. Pass `calibration=` (CLI: --calibration FILE.npz) with model inputs."
         )
+    if _unprepared(record) is not None:
+        raise ValueError(
+            f"int8 formats need calibration inputs, but {_unprepared(record)}. Pass "
+            "`calibration=` (CLI: --calibration FILE.npz) with model inputs."
+        )
     try:
-        splits = _splits(spec)
+        splits = record.splits()
     except Exception as err:
         raise ValueError(
-            f"int8 formats calibrate on the run's training data, but data set {spec['name']!r} "
-            f"could not be read ({err}). Pass `calibration=` (CLI: --calibration FILE.npz)."
+            f"int8 formats calibrate on the run's training data, but data set "
+            f"{_name(record)!r} could not be read ({err}). Pass `calibration=` "
+            "(CLI: --calibration FILE.npz)."
         ) from err
     n = min(size, len(splits.x_train))
     index = np.sort(np.random.default_rng(seed).choice(len(splits.x_train), n, replace=False))
-    x = _inputs(splits.x_train[index], spec)
+    x = np.asarray(record.preprocessing.apply(splits.x_train[index]), np.float32)
     where = (
-        f"the run's own training data: {spec['name']} train split, {n} of "
+        f"the run's own training data: {_name(record)} train split, {n} of "
         f"{len(splits.x_train)} drawn with seed {seed}, preprocessed as in config.json"
     )
     return CalibrationSet(x, where)

@@ -1,6 +1,7 @@
 """Export arguments, sources and parity batches: every error names the fix, before any work."""
 
 import json
+import types
 
 import keras
 import numpy as np
@@ -8,6 +9,9 @@ import pytest
 
 from keras_wrs.export import export_model, load_batch, random_batch
 from keras_wrs.export.inputs import as_parity_batch
+from keras_wrs.recipes.config import Config
+from keras_wrs.recipes.data import load_splits
+from keras_wrs.recipes.runs import record
 
 L = keras.layers
 
@@ -103,6 +107,55 @@ def test_bad_run_config_is_a_clear_error(run_dir, config, match):
     (run_dir / "config.json").write_text(config)
     with pytest.raises(ValueError, match=match):
         export_model(run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "model.keras"]
+
+
+def run_record():
+    """A valid `config.json` written by the recipes' `runs.record.resolved_config`."""
+    splits = load_splits("synthetic_shapes", synthetic_size=(20, 10))
+    hp = types.SimpleNamespace(
+        learning_rate=0.1, weight_decay=5e-4, lr_scale=1.0, steps_per_epoch=2, total_steps=4
+    )
+    strategy = types.SimpleNamespace(num_replicas_in_sync=1)
+    config = Config(dataset="synthetic_shapes", synthetic_train=20, synthetic_test=10)
+    return record.resolved_config(config, hp, splits, "float32", strategy, {"workers": 1}, None)
+
+
+def _drop_config(stored):
+    del stored["config"]
+
+
+def _bad_epochs(stored):
+    stored["config"]["epochs"] = -3
+
+
+def _zero_std(stored):
+    stored["preprocessing"]["std"] = [0.0]
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (_drop_config, r"config\.json': has no 'config' section.*start the run again"),
+        (_bad_epochs, r"config\.json': its config does not validate.*epochs"),
+        (_zero_std, r"config\.json': preprocessing\.std=0\.0 is not a finite number >= 1e-12"),
+    ],
+)
+def test_an_edited_run_record_is_named_before_any_work(run_dir, edit, match):
+    stored = run_record()
+    edit(stored)
+    record.write_config(run_dir, stored)
+    with pytest.raises(ValueError, match=match):
+        export_model(run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "model.keras"]
+
+
+def test_a_run_record_without_preprocessing_cannot_calibrate(run_dir):
+    stored = run_record()
+    del stored["preprocessing"]
+    record.write_config(run_dir, stored)
+    with pytest.raises(ValueError, match=r"but the run's config.json does not record its prepro"):
+        export_model(run_dir, formats="tflite_int8", batch=np.zeros((4, 8, 8, 4), "float32"))
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "model.keras"]
 
 

@@ -1,6 +1,7 @@
 """LiteRT float32 / int8 and ONNX int8 exports of a WRS model trained under mixed precision."""
 
 import json
+import types
 
 import keras
 import numpy as np
@@ -16,7 +17,9 @@ from keras_wrs.export import (
     read_tflite_metadata,
 )
 from keras_wrs.export.formats.litert import load_tflite_runner, quantize
+from keras_wrs.recipes.config import Config
 from keras_wrs.recipes.data import load_splits, normalize
+from keras_wrs.recipes.runs import record
 
 L = keras.layers
 ALL = "saved_model,onnx,tflite,tflite_int8,tflite_dynamic,onnx_int8"
@@ -33,26 +36,23 @@ def digits_cnn():
     return keras.Model(inp, L.Dense(10, name="head", dtype="float32")(h), name="digits_cnn")
 
 
-def run_config(splits):
-    info = splits.info
-    return {
-        "config_hash": "sha256:test",
-        "config": {"dataset": "digits", "data_dir": None, "image_size": None},
-        "dataset": {"name": "digits", "class_names": list(info.class_names)},
-        "preprocessing": {
-            "rescale": info.rescale,
-            "mean": list(info.mean),
-            "std": list(info.std),
-            "formula": "(x * rescale - mean) / std",
-        },
-    }
+def run_record(splits):
+    """`config.json` as `keras-wrs train digits` writes it (`runs.record.resolved_config`)."""
+    config = Config(dataset="digits", epochs=20, batch_size=64)
+    hp = types.SimpleNamespace(
+        learning_rate=0.1, weight_decay=0.0, lr_scale=1.0, steps_per_epoch=23, total_steps=460
+    )
+    strategy = tf.distribute.get_strategy()
+    return record.resolved_config(
+        config, hp, splits, "mixed_float16", strategy, {"workers": 1}, {"applied": True}
+    )
 
 
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
     """A run directory like `keras-wrs train digits` writes: WRS SGD, mixed_float16."""
     splits = load_splits("digits")
-    config = run_config(splits)
+    stored = run_record(splits)
     x = normalize(splits.x_train, splits.info)
     keras.config.set_dtype_policy("mixed_float16")
     try:
@@ -69,7 +69,7 @@ def digits_run(tmp_path_factory):
         model.save(run / "model.keras")
     finally:
         keras.config.set_dtype_policy("float32")
-    (run / "config.json").write_text(json.dumps(config))
+    record.write_config(run, stored)
     return run
 
 
