@@ -134,8 +134,11 @@ def _input_spec(model):
 @contextlib.contextmanager
 def _sharp_batchnorm(model, sharpen: bool):
     """BatchNorm epsilon set to 1e-10 for the test (it makes invariance approximate)."""
-    bns = [bn for bn in iter_layers(model, include_self=True)
-           if isinstance(bn, keras.layers.BatchNormalization)]
+    bns = [
+        bn
+        for bn in iter_layers(model, include_self=True)
+        if isinstance(bn, keras.layers.BatchNormalization)
+    ]
     saved = [bn.epsilon for bn in bns]
     try:
         if sharpen:
@@ -153,8 +156,11 @@ def _float32_compute(model):
     changed = []
     for layer in iter_layers(model, include_self=True):
         policy = getattr(layer, "dtype_policy", None)
-        if policy is not None and policy.compute_dtype in ("float16", "bfloat16") \
-                and policy.quantization_mode is None:
+        if (
+            policy is not None
+            and policy.compute_dtype in ("float16", "bfloat16")
+            and policy.quantization_mode is None
+        ):
             changed.append((layer, policy))
     try:
         for layer, _ in changed:
@@ -195,8 +201,10 @@ def _perturbed(values, is_kernel, rng):
         a = a.astype("float64")
         rms = float(np.sqrt(np.mean(np.square(a)))) if a.size else 0.0
         scale = max(rms, 1.0) if a.ndim <= 1 else (rms or 0.05)
-        out.append(a * np.exp(0.3 * rng.standard_normal(a.shape))
-                   + 0.3 * scale * rng.standard_normal(a.shape))
+        out.append(
+            a * np.exp(0.3 * rng.standard_normal(a.shape))
+            + 0.3 * scale * rng.standard_normal(a.shape)
+        )
     return out
 
 
@@ -223,8 +231,9 @@ class _Problem:
         self.candidates = candidates
         # Every trainable kernel of the model: the population whose median
         # gradient size tells a filter's noise from its signal.
-        self.population = [(index[id(v)], axes) for v, axes, _ in layer_kernels(model)
-                           if id(v) in index]
+        self.population = [
+            (index[id(v)], axes) for v, axes, _ in layer_kernels(model) if id(v) in index
+        ]
         self.non_trainable = list(model.non_trainable_variables)
         self.x = x
         self.seed = seed
@@ -234,18 +243,29 @@ class _Problem:
         """Test point `p`: perturbed values; from `p = 1` on, every filter moved
         along its ray, the float inputs rescaled and the noise drawn afresh."""
         kernels = {j for j in self.slots.values() if j is not None}
-        values = _perturbed([v.value for v in self.trainable],
-                            [i in kernels for i in range(len(self.trainable))], self.rng)
+        values = _perturbed(
+            [v.value for v in self.trainable],
+            [i in kernels for i in range(len(self.trainable))],
+            self.rng,
+        )
         if p > 0:
             for i, s in enumerate(self.candidates):
                 j = self.slots[i]
                 if j is not None:
                     values[j] = values[j] * _filter_factors(
-                        values[j].shape, s.channel_axes, self.rng, 0.25, 4.0)
-        x = self.x if p == 0 else keras.tree.map_structure(
-            lambda a: a * 1.7 if "float" in str(np.asarray(a).dtype) else a, self.x)
-        non_trainable = [self._seed_state(v) if p > 0 and v.path.endswith("seed_generator_state")
-                         else v.value for v in self.non_trainable]
+                        values[j].shape, s.channel_axes, self.rng, 0.25, 4.0
+                    )
+        x = (
+            self.x
+            if p == 0
+            else keras.tree.map_structure(
+                lambda a: a * 1.7 if "float" in str(np.asarray(a).dtype) else a, self.x
+            )
+        )
+        non_trainable = [
+            self._seed_state(v) if p > 0 and v.path.endswith("seed_generator_state") else v.value
+            for v in self.non_trainable
+        ]
         return _Point(self.tensors(values), x, non_trainable, self.seed + p)
 
     def _seed_state(self, v):
@@ -253,27 +273,35 @@ class _Problem:
         return ops.convert_to_tensor(fresh, dtype=v.dtype)
 
     def tensors(self, arrays):
-        return [ops.convert_to_tensor(np.asarray(a), dtype=v.dtype)
-                for a, v in zip(arrays, self.trainable, strict=True)]
+        return [
+            ops.convert_to_tensor(np.asarray(a), dtype=v.dtype)
+            for a, v in zip(arrays, self.trainable, strict=True)
+        ]
 
     def forward(self, point, values=None):
         """The float outputs (float32 tensors) at `point`, with `values` if given."""
         with seeded_global_rng(point.seed):
             y, _ = self.model.stateless_call(
-                point.values if values is None else values, point.non_trainable, point.x,
-                training=True)
+                point.values if values is None else values,
+                point.non_trainable,
+                point.x,
+                training=True,
+            )
         return [ops.cast(leaf, "float32") for leaf in _float_leaves(y)]
 
     def outputs(self, point, values=None):
-        return [keras.ops.convert_to_numpy(y).astype("float64")
-                for y in self.forward(point, values)]
+        return [
+            keras.ops.convert_to_numpy(y).astype("float64") for y in self.forward(point, values)
+        ]
 
     def gradient(self, point, projections):
         """Gradient of `L = sum_i <r_i, y_i> / sqrt(size)`, a random linear loss."""
 
         def loss(values):
-            terms = [ops.sum(y * r) / np.sqrt(max(int(np.prod(r.shape)), 1))
-                     for y, r in zip(self.forward(point, values), projections, strict=True)]
+            terms = [
+                ops.sum(y * r) / np.sqrt(max(int(np.prod(r.shape)), 1))
+                for y, r in zip(self.forward(point, values), projections, strict=True)
+            ]
             return sum(terms[1:], terms[0])
 
         # Eager: tracing a large model for a few passes costs more than it saves
@@ -295,11 +323,16 @@ def _radial_terms(problem, point, projections):
     """Per candidate: `_filter_terms` (None if not trainable); and the median
     filter size over every trainable kernel of the model."""
     grads = problem.gradient(point, projections)
-    terms = [None if problem.slots[i] is None else
-             _filter_terms(point.values[problem.slots[i]], grads[problem.slots[i]], s.channel_axes)
-             for i, s in enumerate(problem.candidates)]
-    sizes = np.concatenate([_filter_terms(point.values[j], grads[j], axes)[1]
-                            for j, axes in problem.population] or [np.zeros(0)])
+    terms = [
+        None
+        if problem.slots[i] is None
+        else _filter_terms(point.values[problem.slots[i]], grads[problem.slots[i]], s.channel_axes)
+        for i, s in enumerate(problem.candidates)
+    ]
+    sizes = np.concatenate(
+        [_filter_terms(point.values[j], grads[j], axes)[1] for j, axes in problem.population]
+        or [np.zeros(0)]
+    )
     return terms, float(np.median(sizes[sizes > 0])) if (sizes > 0).any() else 0.0
 
 
@@ -350,16 +383,19 @@ def _radial(problem, points, first, base, cosine_tol):
     shapes = [a.shape for a in base]  # the outputs' shapes are the same at every point
     used = [first] + [problem.point(p) for p in range(1, points)]
     for point in used:
-        projections = [ops.convert_to_tensor(problem.rng.standard_normal(shape), "float32")
-                       for shape in shapes]
+        projections = [
+            ops.convert_to_tensor(problem.rng.standard_normal(shape), "float32") for shape in shapes
+        ]
         radial.add(*_radial_terms(problem, point, projections))
     return radial, used
 
 
 def _relative_change(out, base):
     ref = max(max((float(np.max(np.abs(b))) for b in base if b.size), default=0.0), 1e-12)
-    diff = max((float(np.max(np.abs(o - b))) for o, b in zip(out, base, strict=True)
-                if o.size), default=0.0)
+    diff = max(
+        (float(np.max(np.abs(o - b))) for o, b in zip(out, base, strict=True) if o.size),
+        default=0.0,
+    )
     return diff / ref
 
 
@@ -372,19 +408,29 @@ def _confirm(problem, group, first, base, rtol, seed):
         scaled = list(first.values)
         for i in part:
             j = problem.slots[i]
-            f = _filter_factors(tuple(scaled[j].shape), problem.candidates[i].channel_axes, rng,
-                                0.5, 2.0)
+            f = _filter_factors(
+                tuple(scaled[j].shape), problem.candidates[i].channel_axes, rng, 0.5, 2.0
+            )
             scaled[j] = ops.multiply(scaled[j], ops.convert_to_tensor(f, scaled[j].dtype))
         rel = _relative_change(problem.outputs(first, scaled), base)
         if rel <= rtol or len(part) == 1:
             found.update({i: rel for i in part})
         else:
-            todo += [part[: len(part) // 2], part[len(part) // 2:]]
+            todo += [part[: len(part) // 2], part[len(part) // 2 :]]
     return found
 
 
-def check_kernels(model, candidates, x=None, *, points: int = 2, cosine_tol: float = COSINE_TOL,
-                  rtol: float = RTOL, sharpen_batchnorm: bool = True, seed: int = 0):
+def check_kernels(
+    model,
+    candidates,
+    x=None,
+    *,
+    points: int = 2,
+    cosine_tol: float = COSINE_TOL,
+    rtol: float = RTOL,
+    sharpen_batchnorm: bool = True,
+    seed: int = 0,
+):
     """Test each candidate kernel for per-filter scale invariance under `fit`.
 
     Args:
@@ -401,12 +447,12 @@ def check_kernels(model, candidates, x=None, *, points: int = 2, cosine_tol: flo
         One `KernelCheck` per candidate, in order.
     """
     x = sample_inputs(model, seed=seed) if x is None else x
-    problem = _Problem(model, list(candidates), x, seed)
+    candidates = list(candidates)
     with _sharp_batchnorm(model, sharpen_batchnorm), _float32_compute(model):
         changes, radial, verdicts = _eagerly(
-            lambda: _run(problem, points, cosine_tol, rtol, seed))
+            lambda: _run(_Problem(model, candidates, x, seed), points, cosine_tol, rtol, seed))
     out = []
-    for i, s in enumerate(problem.candidates):
+    for i, s in enumerate(candidates):
         rel = changes.get(i)
         verdict = verdicts[i] or ("invariant" if rel <= rtol else "changed")
         out.append(KernelCheck(s, verdict, float(radial.worst[i]), rel))
@@ -424,8 +470,9 @@ def _run(problem, points, cosine_tol, rtol, seed):
     for k, point in enumerate(used[:2]):
         if not passed:
             break
-        found = _confirm(problem, passed, point, base if k == 0 else problem.outputs(point),
-                         rtol, seed + 1 + k)
+        found = _confirm(
+            problem, passed, point, base if k == 0 else problem.outputs(point), rtol, seed + 1 + k
+        )
         changes.update({i: max(changes.get(i, 0.0), rel) for i, rel in found.items()})
         passed = [i for i in passed if changes[i] <= rtol]
     return changes, radial, verdicts

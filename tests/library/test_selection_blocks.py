@@ -49,11 +49,15 @@ def _blocks_model(**block_kwargs):
 
 def test_kernels_inside_a_subclassed_block_are_selected():
     m = _blocks_model()
-    assert _selected(m) == brute_force_invariant(m, _batch()) == {
-        "block1/conv/kernel", "block2/conv/kernel"}
+    assert (
+        _selected(m)
+        == brute_force_invariant(m, _batch())
+        == {"block1/conv/kernel", "block2/conv/kernel"}
+    )
     reason = {s.path: s.reason for s in keras_wrs.select_scale_invariant(m)}["block1/conv/kernel"]
-    assert reason.startswith("Conv2D 'conv' (in ConvBNReLU 'block1'): every filter "
-                             "scale-invariant in training mode")
+    assert reason.startswith(
+        "Conv2D 'conv' (in ConvBNReLU 'block1'): every filter scale-invariant in training mode"
+    )
 
 
 def test_a_block_that_hard_codes_inference_mode_is_left_out():
@@ -76,7 +80,8 @@ def test_a_frozen_batchnorm_keeps_its_kernel_out():
     assert _selected(m) == brute_force_invariant(m, _batch()) == {"c2/kernel"}
     assert _reasons(m)["c1/kernel"] == (
         "Conv2D 'c1': feeds BatchNormalization 'bn1', frozen (trainable=False): it normalizes "
-        "with its moving statistics under fit, so the kernel's scale reaches the outputs")
+        "with its moving statistics under fit, so the kernel's scale reaches the outputs"
+    )
 
 
 def test_explicit_training_false_in_a_functional_graph_follows_keras():
@@ -119,7 +124,8 @@ def test_a_frozen_kernel_and_an_unused_one_are_left_out_with_reasons():
     assert reasons["frozen/kernel"] == "Conv2D 'frozen': not trainable, so no optimizer updates it"
     assert reasons["unused/kernel"] == (
         "Conv2D 'unused': the model's outputs do not depend on it (no gradient reaches it), "
-        "so there is nothing to keep at a norm")
+        "so there is nothing to keep at a norm"
+    )
     assert set(reasons) == {"frozen/kernel", "unused/kernel", "head/kernel"}
     with pytest.raises(ValueError, match="has no scale-invariant kernel.*excluded_kernels"):
         keras_wrs.select_scale_invariant(m)
@@ -146,3 +152,20 @@ def test_fit_rescales_kernels_inside_blocks():
     for s in opt.rescale_selection:
         norms = np.sqrt(np.sum(np.square(keras.ops.convert_to_numpy(s.variable)), axis=(0, 1, 2)))
         np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+
+
+@pytest.mark.tensorflow_only
+def test_selection_inside_a_traced_function():
+    """Keras may build the optimizer, and so select, inside a traced train step,
+    where TensorFlow records no gradient (`tf.init_scope` pauses the tape)."""
+    import tensorflow as tf
+
+    m, found = _blocks_model(), {}
+
+    @tf.function
+    def traced():
+        found["paths"] = _selected(m)
+        return tf.constant(0)
+
+    traced()
+    assert found["paths"] == {"block1/conv/kernel", "block2/conv/kernel"}

@@ -35,10 +35,15 @@ def resnet(blocks, block_type, pre_activation=False, size=64):
     """ResNet backbone arguments of KerasHub's timm presets (resnet18/50, resnetv2_50)."""
     hub = _hub()
     return hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[7],
-        stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=blocks,
-        stackwise_num_strides=[1, 2, 2, 2], block_type=block_type,
-        use_pre_activation=pre_activation, image_shape=(size, size, 3))
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=blocks,
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type=block_type,
+        use_pre_activation=pre_activation,
+        image_shape=(size, size, 3),
+    )
 
 
 def resnet18_v1(size=64):
@@ -73,10 +78,16 @@ def efficientnet_b0(size=64):
         stackwise_strides=[1, 2, 2, 2, 1, 2, 1],
         stackwise_block_types=["v1"] * 7,
         stackwise_squeeze_and_excite_ratios=[0.25] * 7,
-        stackwise_width_coefficients=[1.0] * 7, stackwise_depth_coefficients=[1.0] * 7,
-        min_depth=None, include_stem_padding=True, use_depth_divisor_as_min_depth=True,
-        cap_round_filter_decrease=True, stem_conv_padding="valid", dropout=0,
-        input_shape=(size, size, 3))
+        stackwise_width_coefficients=[1.0] * 7,
+        stackwise_depth_coefficients=[1.0] * 7,
+        min_depth=None,
+        include_stem_padding=True,
+        use_depth_divisor_as_min_depth=True,
+        cap_round_filter_decrease=True,
+        stem_conv_padding="valid",
+        dropout=0,
+        input_shape=(size, size, 3),
+    )
     return _classifier(backbone)
 
 
@@ -92,9 +103,13 @@ def efficientnet_v2_b0(size=64):
         stackwise_squeeze_and_excite_ratios=[0, 0, 0, 0.25, 0.25, 0.25],
         stackwise_strides=[1, 2, 2, 2, 1, 2],
         stackwise_block_types=["fused"] * 3 + ["unfused"] * 3,
-        stackwise_width_coefficients=[1.0] * 6, stackwise_depth_coefficients=[1.0] * 6,
-        stackwise_force_input_filters=[0] * 6, stackwise_nores_option=[False] * 6,
-        dropout=0, input_shape=(size, size, 3))
+        stackwise_width_coefficients=[1.0] * 6,
+        stackwise_depth_coefficients=[1.0] * 6,
+        stackwise_force_input_filters=[0] * 6,
+        stackwise_nores_option=[False] * 6,
+        dropout=0,
+        input_shape=(size, size, 3),
+    )
     return _classifier(backbone)
 
 
@@ -108,13 +123,40 @@ def mobilenet_v3_small(size=64):
         stackwise_kernel_size=[[3, 3], [5, 5, 5], [5, 5], [5, 5, 5]],
         stackwise_num_strides=[[2, 1], [2, 1, 1], [1, 1], [2, 1, 1]],
         stackwise_se_ratio=[[None, None], [0.25] * 3, [0.25] * 2, [0.25] * 3],
-        stackwise_activation=[["relu", "relu"], ["hard_swish"] * 3, ["hard_swish"] * 2,
-                              ["hard_swish"] * 3],
+        stackwise_activation=[
+            ["relu", "relu"],
+            ["hard_swish"] * 3,
+            ["hard_swish"] * 2,
+            ["hard_swish"] * 3,
+        ],
         stackwise_padding=[[1, 1], [2, 2, 2], [2, 2], [2, 2, 2]],
-        output_num_filters=1024, input_num_filters=16, depthwise_filters=16,
-        depthwise_stride=2, depthwise_residual=False, squeeze_and_excite=0.5,
-        last_layer_filter=576, input_activation="hard_swish", output_activation="hard_swish",
-        image_shape=(size, size, 3))
+        output_num_filters=1024,
+        input_num_filters=16,
+        depthwise_filters=16,
+        depthwise_stride=2,
+        depthwise_residual=False,
+        squeeze_and_excite=0.5,
+        last_layer_filter=576,
+        input_activation="hard_swish",
+        output_activation="hard_swish",
+        image_shape=(size, size, 3),
+    )
+    return _classifier(backbone)
+
+
+def mobilenet_v3_tiny(size=32):
+    """Two stacks of MobileNetV3 blocks (subclassed layers, squeeze-excite, hard-swish):
+    the KerasHub model of the default test run."""
+    hub = _hub()
+    backbone = hub.models.MobileNetBackbone(
+        stackwise_expansion=[[32], [48, 48]], stackwise_num_blocks=[1, 2],
+        stackwise_num_filters=[[16], [24, 24]], stackwise_kernel_size=[[3], [5, 5]],
+        stackwise_num_strides=[[2], [2, 1]], stackwise_se_ratio=[[None], [0.25, 0.25]],
+        stackwise_activation=[["relu"], ["hard_swish", "hard_swish"]],
+        stackwise_padding=[[1], [2, 2]], output_num_filters=64, input_num_filters=8,
+        depthwise_filters=8, depthwise_stride=2, depthwise_residual=False,
+        squeeze_and_excite=0.5, last_layer_filter=48, input_activation="hard_swish",
+        output_activation="hard_swish", image_shape=(size, size, 3))
     return _classifier(backbone)
 
 
@@ -122,12 +164,22 @@ def hgnetv2_b0(size=64):
     """Arguments of KerasHub's timm converter for hgnetv2_b0 (learnable affine blocks on)."""
     hub = _hub()
     backbone = hub.models.HGNetV2Backbone(
-        depths=[1, 1, 2, 1], embedding_size=16, hidden_sizes=[64, 256, 512, 1024],
-        stem_channels=[3, 16, 16], hidden_act="relu", use_learnable_affine_block=True,
-        stackwise_stage_filters=[[16, 16, 64, 1, 3, 3], [64, 32, 256, 1, 3, 3],
-                                 [256, 64, 512, 2, 3, 5], [512, 128, 1024, 1, 3, 5]],
+        depths=[1, 1, 2, 1],
+        embedding_size=16,
+        hidden_sizes=[64, 256, 512, 1024],
+        stem_channels=[3, 16, 16],
+        hidden_act="relu",
+        use_learnable_affine_block=True,
+        stackwise_stage_filters=[
+            [16, 16, 64, 1, 3, 3],
+            [64, 32, 256, 1, 3, 3],
+            [256, 64, 512, 2, 3, 5],
+            [512, 128, 1024, 1, 3, 5],
+        ],
         apply_downsample=[False, True, True, True],
-        use_lightweight_conv_block=[False, False, True, True], image_shape=(size, size, 3))
+        use_lightweight_conv_block=[False, False, True, True],
+        image_shape=(size, size, 3),
+    )
     return hub.models.HGNetV2ImageClassifier(backbone=backbone, preprocessor=None, num_classes=5)
 
 
@@ -135,20 +187,36 @@ def cspdarknet53(size=64):
     """Arguments of KerasHub's timm converter for cspdarknet53."""
     hub = _hub()
     backbone = hub.models.CSPNetBackbone(
-        stem_filters=32, stem_kernel_size=3, stem_strides=1, stackwise_depth=[1, 2, 8, 8, 4],
-        stackwise_strides=[2, 2, 2, 2, 2], stackwise_num_filters=[64, 128, 256, 512, 1024],
-        block_type="dark_block", groups=1, stage_type="csp", bottle_ratio=(0.5, 1.0),
-        block_ratio=(1.0, 0.5), expand_ratio=(2.0, 1.0), stem_padding="same",
-        stem_pooling=None, avg_down=False, down_growth=True, cross_linear=False,
-        image_shape=(size, size, 3))
+        stem_filters=32,
+        stem_kernel_size=3,
+        stem_strides=1,
+        stackwise_depth=[1, 2, 8, 8, 4],
+        stackwise_strides=[2, 2, 2, 2, 2],
+        stackwise_num_filters=[64, 128, 256, 512, 1024],
+        block_type="dark_block",
+        groups=1,
+        stage_type="csp",
+        bottle_ratio=(0.5, 1.0),
+        block_ratio=(1.0, 0.5),
+        expand_ratio=(2.0, 1.0),
+        stem_padding="same",
+        stem_pooling=None,
+        avg_down=False,
+        down_growth=True,
+        cross_linear=False,
+        image_shape=(size, size, 3),
+    )
     return _classifier(backbone)
 
 
 def densenet121(size=32):
     hub = _hub()
     backbone = hub.models.DenseNetBackbone(
-        stackwise_num_repeats=[6, 12, 24, 16], compression_ratio=0.5, growth_rate=32,
-        image_shape=(size, size, 3))
+        stackwise_num_repeats=[6, 12, 24, 16],
+        compression_ratio=0.5,
+        growth_rate=32,
+        image_shape=(size, size, 3),
+    )
     return _classifier(backbone)
 
 
@@ -157,9 +225,11 @@ def xception41(size=64):
     hub = _hub()
     backbone = hub.models.XceptionBackbone(
         stackwise_conv_filters=[[32, 64], [128, 128], [256, 256], [728, 728]]
-        + [[728, 728, 728]] * 8 + [[728, 1024], [1536, 2048]],
+        + [[728, 728, 728]] * 8
+        + [[728, 1024], [1536, 2048]],
         stackwise_pooling=[False, True, True, True] + [False] * 8 + [True, False],
-        image_shape=(size, size, 3))
+        image_shape=(size, size, 3),
+    )
     return _classifier(backbone)
 
 
@@ -168,9 +238,14 @@ def deeplab_v3(size=64):
     hub = _hub()
     encoder = resnet([2, 2, 2, 2], "basic_block", size=size)
     backbone = hub.models.DeepLabV3Backbone(
-        image_encoder=encoder, spatial_pyramid_pooling_key="P5", upsampling_size=8,
-        dilation_rates=[6, 12, 18], low_level_feature_key="P2", projection_filters=48,
-        image_shape=(size, size, 3))
+        image_encoder=encoder,
+        spatial_pyramid_pooling_key="P5",
+        upsampling_size=8,
+        dilation_rates=[6, 12, 18],
+        low_level_feature_key="P2",
+        projection_filters=48,
+        image_shape=(size, size, 3),
+    )
     return hub.models.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=3)
 
 
@@ -187,13 +262,15 @@ HUB = {
     "Xception41": (64, xception41),
     "DeepLabV3 (ResNet18)": (64, deeplab_v3),
     "ResNet18 v1, BatchNorm frozen": (64, resnet18_v1_frozen_bn),
+    "MobileNetV3, 2 stacks": (32, mobilenet_v3_tiny),
 }
 
 
 def _app(name, **kwargs):
     def build(size):
         return getattr(keras.applications, name)(
-            weights=None, input_shape=(size, size, 3), classes=5, **kwargs)
+            weights=None, input_shape=(size, size, 3), classes=5, **kwargs
+        )
 
     return build
 
