@@ -382,6 +382,7 @@ def _start(args, out, extras_config=None, report=False):
 
 def _run_train(args):
     config = _config_from_args(args)  # first: a usage error loads no backend
+    console.import_backend()
     from keras_wrs.recipes import config as cfg
     from keras_wrs.recipes.sweeps import grid as grids
     from keras_wrs.recipes.training.train import train
@@ -447,6 +448,7 @@ def _run_grid(args, config, grid, out):
 
 def _run_compare(args):
     config = _config_from_args(args)  # first: a usage error loads no backend
+    console.import_backend()
     from keras_wrs.recipes.sweeps import grid as grids
 
     grid = grids.Grid(args.regularizations, args.optimizers, args.seeds)
@@ -458,6 +460,7 @@ def _run_sweep(args):
     from keras_wrs.recipes.sweeps import runner
 
     config = _config_from_args(args)
+    console.import_backend()
     cells = _preflight(grids.sweep_configs, config, args.groups, args.seeds)
     if args.estimate:
         plan = _preflight(runner.plan_cells, cells, args.out or "", args.results)
@@ -576,6 +579,8 @@ def main(argv=None):
         return 0
     console.quiet_tensorflow(verbose=getattr(args, "verbose", None) == 3)
     try:
+        if args.command in ("export", "report"):
+            console.import_backend()
         if args.command == "export":
             args = _export_parser().parse_args(args.export_args)
             args.command = "export"

@@ -11,10 +11,19 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import sys
+import tempfile
 
-__all__ = ["UsageError", "quiet_tensorflow", "resume_command", "interrupted", "failed"]
+__all__ = [
+    "UsageError",
+    "quiet_tensorflow",
+    "import_backend",
+    "resume_command",
+    "interrupted",
+    "failed",
+]
 
 # Errors that mean "bad input or state, nothing trained": (module, class name).
 _USAGE_ERRORS = (
@@ -52,15 +61,59 @@ def quiet_tensorflow(verbose=False):
     Args:
         verbose: leave TensorFlow's logging as it is.
     """
+    global _silent_loading
     if verbose:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _silent_loading = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    # 3: errors too. TensorFlow's C++ errors that matter reach Python as
+    # exceptions; the others are noise such as a GPU wheel's "failed call to
+    # cuInit" on a machine without a GPU.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         from absl import logging as absl_logging
     except ImportError:
         return
     absl_logging.set_verbosity(absl_logging.ERROR)
+
+
+# Whether `import_backend` keeps the backend's start-up lines off the console.
+_silent_loading = False
+# What TensorFlow's C++ libraries write while they load: glog-style lines
+# (`I0000 00:00:17.5  123 port.cc:153] ...`), absl's notice, the CPU note.
+_LOAD_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\]"
+    r"|To enable the following instructions:)"
+)
+
+
+def import_backend():
+    """Import Keras, and with it its backend, with the libraries' start-up lines off.
+
+    The full `tensorflow` wheel writes lines to the process's standard error
+    while its C++ libraries load, before any log setting applies. After
+    `quiet_tensorflow` (and unless the caller set TF_CPP_MIN_LOG_LEVEL), the
+    import writes its standard error to a temporary file, and everything in
+    it but those lines is then written to the real one.
+    """
+    if not _silent_loading or "keras" in sys.modules:
+        import keras
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(x for x in lines if not _LOAD_NOISE.match(x)))
+            sys.stderr.flush()
 
 
 def resume_command(argv, out):

@@ -82,7 +82,7 @@ def test_quiet_tensorflow_keeps_a_level_the_caller_set(monkeypatch):
     console.quiet_tensorflow(verbose=True)
     assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     console.quiet_tensorflow()
-    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")
     console.quiet_tensorflow()
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
