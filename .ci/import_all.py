@@ -12,11 +12,17 @@ from pathlib import Path
 import keras_wrs
 
 checkout = Path(__file__).resolve().parents[1]
-if Path(keras_wrs.__file__).resolve().is_relative_to(checkout) or "site-packages" not in keras_wrs.__file__:
+if (
+    Path(keras_wrs.__file__).resolve().is_relative_to(checkout)
+    or "site-packages" not in keras_wrs.__file__
+):
     sys.exit(f"keras_wrs comes from {keras_wrs.__file__}, not from an installed wheel")
 # `__main__` modules run their command when imported: their imports are covered by `cli`.
-names = sorted(m.name for m in pkgutil.walk_packages(keras_wrs.__path__, "keras_wrs.")
-               if not m.name.endswith(".__main__"))
+names = sorted(
+    m.name
+    for m in pkgutil.walk_packages(keras_wrs.__path__, "keras_wrs.")
+    if not m.name.endswith(".__main__")
+)
 for name in names:
     importlib.import_module(name)
 expected = {"keras_wrs.optimizers", "keras_wrs.dynamics", "keras_wrs.recipes", "keras_wrs.export"}

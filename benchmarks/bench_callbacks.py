@@ -23,15 +23,17 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras_wrs  # noqa: E402
-from keras_wrs.dynamics import WeightDynamics  # noqa: E402
-from keras_wrs.dynamics import SpanNoise  # noqa: E402
-from keras_wrs.recipes.models import resnet  # noqa: E402
-from keras_wrs.dynamics import Sharpness  # noqa: E402
+import keras_wrs
+from keras_wrs.dynamics import (
+    Sharpness,
+    SpanNoise,
+    WeightDynamics,
+)
+from keras_wrs.recipes.models import resnet
 
 CIFAR_EPOCH = 391  # steps of batch 128 in a CIFAR-10 epoch
 
@@ -79,8 +81,10 @@ class Timed(keras.callbacks.Callback):
 
 def build(batch):
     model = resnet(depth=20)
-    model.compile(keras_wrs.optimizers.SGD(0.1, momentum=0.9, rescale=model),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras_wrs.optimizers.SGD(0.1, momentum=0.9, rescale=model),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -88,7 +92,11 @@ def data(batch, n=512, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=n).astype("int32")
-    return x, y, tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat()
+    return (
+        x,
+        y,
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat(),
+    )
 
 
 def measure(label, make_callback, args, x, y, ds):
@@ -97,25 +105,31 @@ def measure(label, make_callback, args, x, y, ds):
     timed = Timed(make_callback(x, y))
     # Epoch 0 absorbs tracing; epoch 1 is timed.
     model.fit(ds, steps_per_epoch=args.steps, epochs=2, callbacks=[timed], verbose=0)
-    steps = timed.step_s[args.steps:]
-    hooks = timed.hook_s[args.steps:]
+    steps = timed.step_s[args.steps :]
+    hooks = timed.hook_s[args.steps :]
     step = statistics.median(steps)
     return {
-        "label": label, "step_ms": 1e3 * step,
-        "per_step": statistics.median(h / s for h, s in zip(hooks, steps)),
-        "epoch_end_ms": 1e3 * timed.epoch_s[-1], "epoch_end_steps": timed.epoch_s[-1] / step,
+        "label": label,
+        "step_ms": 1e3 * step,
+        "per_step": statistics.median(h / s for h, s in zip(hooks, steps, strict=True)),
+        "epoch_end_ms": 1e3 * timed.epoch_s[-1],
+        "epoch_end_steps": timed.epoch_s[-1] / step,
     }
 
 
 CASES = {
     "none (baseline)": lambda x, y: keras.callbacks.Callback(),
     "WeightDynamics, every step": lambda x, y: WeightDynamics(schedule=1),
-    "WeightDynamics + grad_norm (probe 32), every step": lambda x, y: WeightDynamics(schedule=1, probe=(x[:32], y[:32])),
+    "WeightDynamics + grad_norm (probe 32), every step": lambda x, y: WeightDynamics(
+        schedule=1, probe=(x[:32], y[:32])
+    ),
     "SpanNoise eigh float64 (probe 64), per epoch": lambda x, y: SpanNoise(x[:64]),
     "SpanNoise randomized k=64, q=0 (probe 64), per epoch": lambda x, y: SpanNoise(
-        x[:64], method="randomized", sketch_size=64, power_iterations=0),
+        x[:64], method="randomized", sketch_size=64, power_iterations=0
+    ),
     "Sharpness (probe 64, 10 iterations), per epoch": lambda x, y: Sharpness(
-        (x[:64], y[:64]), max_iterations=10, tolerance=1e-12),
+        (x[:64], y[:64]), max_iterations=10, tolerance=1e-12
+    ),
 }
 
 
@@ -144,24 +158,37 @@ def large_layer(d=2304, n=4096, k=256, seed=0):
         p64 = ops.cast(rows, "float64")
         for q in (0, 1):
             t = time.perf_counter()
-            (span, _, got), = wspan.randomized_spans(
-                lambda ms: [ops.matmul(ops.transpose(p64), ops.matmul(p64, ms[0]))], [d], 1e-6, k, q)
+            ((span, _, got),) = wspan.randomized_spans(
+                lambda ms, p64=p64: [ops.matmul(ops.transpose(p64), ops.matmul(p64, ms[0]))],
+                [d],
+                1e-6,
+                k,
+                q,
+            )
             approx = ops.convert_to_numpy(wspan.noise_stats(w, span))
-            out.append((rank, f"randomized k={k}, q={q}", time.perf_counter() - t, int(got), approx[0]))
-    lines = [f"| input rank | method | time (s) | span rank found | noise ratio (mean over filters) |",
-             "|---|---|---|---|---|"]
+            out.append(
+                (rank, f"randomized k={k}, q={q}", time.perf_counter() - t, int(got), approx[0])
+            )
+    lines = [
+        "| input rank | method | time (s) | span rank found | noise ratio (mean over filters) |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {r} | {m} | {t:.2f} | {g} | {v:.4f} |" for r, m, t, g, v in out]
     return "\n".join(lines)
 
 
 def table(rows, steps):
-    out = ["| callback | step time (ms) | cost per step, fraction of a step | epoch-end cost (ms) | "
-           f"epoch-end cost, in steps | per CIFAR-10 epoch ({CIFAR_EPOCH} steps), fraction |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| callback | step time (ms) | cost per step, fraction of a step | epoch-end cost (ms) | "
+        f"epoch-end cost, in steps | per CIFAR-10 epoch ({CIFAR_EPOCH} steps), fraction |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         amortized = r["per_step"] + r["epoch_end_steps"] / CIFAR_EPOCH
-        out.append(f"| {r['label']} | {r['step_ms']:.0f} | {r['per_step']:.3f} | {r['epoch_end_ms']:.0f} | "
-                   f"{r['epoch_end_steps']:.2f} | {amortized:.3f} |")
+        out.append(
+            f"| {r['label']} | {r['step_ms']:.0f} | {r['per_step']:.3f} | {r['epoch_end_ms']:.0f} | "
+            f"{r['epoch_end_steps']:.2f} | {amortized:.3f} |"
+        )
     return "\n".join(out)
 
 
@@ -189,16 +216,20 @@ def _tf_wheel():
 
 def describe():
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"Machine: {_cpu_name()}, {os.cpu_count()} logical cores, no GPU, "
-            f"{platform.system()} {platform.machine()}; load average at start: {load}.\n"
-            f"Versions: Python {platform.python_version()}, keras-wrs {keras_wrs.__version__}, "
-            f"keras {keras.__version__}, {_tf_wheel()}, numpy {np.__version__}.")
+    return (
+        f"Machine: {_cpu_name()}, {os.cpu_count()} logical cores, no GPU, "
+        f"{platform.system()} {platform.machine()}; load average at start: {load}.\n"
+        f"Versions: Python {platform.python_version()}, keras-wrs {keras_wrs.__version__}, "
+        f"keras {keras.__version__}, {_tf_wheel()}, numpy {np.__version__}."
+    )
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps (after as many warm-up steps)")
+    parser.add_argument(
+        "--steps", type=int, default=8, help="timed steps (after as many warm-up steps)"
+    )
     parser.add_argument("--write", help="write a markdown report to this file")
     args = parser.parse_args(argv)
     machine = describe()
@@ -216,8 +247,19 @@ def main(argv=None):
     if args.write:
         cmd = f"python benchmarks/bench_callbacks.py --batch {args.batch} --steps {args.steps} --write {args.write}"
         with open(args.write, "w") as f:
-            f.write(HEADER.format(cmd=cmd, date=time.strftime("%Y-%m-%d"), wall=time.perf_counter() - t0,
-                                  machine=machine, batch=args.batch, steps=args.steps) + text + "\n" + NOTES)
+            f.write(
+                HEADER.format(
+                    cmd=cmd,
+                    date=time.strftime("%Y-%m-%d"),
+                    wall=time.perf_counter() - t0,
+                    machine=machine,
+                    batch=args.batch,
+                    steps=args.steps,
+                )
+                + text
+                + "\n"
+                + NOTES
+            )
     return 0
 
 

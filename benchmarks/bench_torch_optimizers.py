@@ -25,10 +25,10 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from keras_wrs import optimizers as wo  # noqa: E402
+from keras_wrs import optimizers as wo
 
 
 def resnet20_shapes():
@@ -36,7 +36,14 @@ def resnet20_shapes():
     for width, blocks in ((16, 3), (32, 3), (64, 3)):
         for b in range(blocks):
             cin = width if b or width == 16 else width // 2
-            shapes += [(3, 3, cin, width), (width,), (width,), (3, 3, width, width), (width,), (width,)]
+            shapes += [
+                (3, 3, cin, width),
+                (width,),
+                (width,),
+                (3, 3, width, width),
+                (width,),
+                (width,),
+            ]
     return shapes + [(64, 10), (10,)]
 
 
@@ -58,7 +65,9 @@ def time_apply(opt, variables, grads, steps, repeats):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "torch_optimizers_results.md"))
+    ap.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "torch_optimizers_results.md")
+    )
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
@@ -77,13 +86,18 @@ def main():
         kw = {"momentum": 0.9} if name == "SGD" else {}
         results = {}
         for label, make in (
-            ("keras (fused)", lambda: keras_cls(0.01, **kw)),
-            ("generic subclass", lambda: generic_cls(0.01, **kw)),
-            ("keras-wrs, rescale=[]", lambda: getattr(wo, name)(0.01, rescale=[], **kw)),
+            ("keras (fused)", lambda keras_cls=keras_cls, kw=kw: keras_cls(0.01, **kw)),
+            ("generic subclass", lambda generic_cls=generic_cls, kw=kw: generic_cls(0.01, **kw)),
+            (
+                "keras-wrs, rescale=[]",
+                lambda name=name, kw=kw: getattr(wo, name)(0.01, rescale=[], **kw),
+            ),
             ("keras-wrs, kernels rescaled", None),
         ):
             variables = [keras.Variable(rng.normal(size=s).astype("float32")) for s in shapes]
-            grads = [keras.ops.convert_to_tensor(rng.normal(size=s).astype("float32")) for s in shapes]
+            grads = [
+                keras.ops.convert_to_tensor(rng.normal(size=s).astype("float32")) for s in shapes
+            ]
             if make is None:
                 kernels = [v for v in variables if len(v.shape) > 1]
                 opt = getattr(wo, name)(0.01, rescale=kernels, **kw)
@@ -93,7 +107,9 @@ def main():
         base = statistics.median(results["keras (fused)"])
         for label, runs in results.items():
             med = statistics.median(runs)
-            rows.append(f"| {name} | {label} | {med:.3f} | {med / base:.2f}x | {', '.join(f'{r:.3f}' for r in runs)} |")
+            rows.append(
+                f"| {name} | {label} | {med:.3f} | {med / base:.2f}x | {', '.join(f'{r:.3f}' for r in runs)} |"
+            )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lines = [
         "# Optimizer step time on the PyTorch backend",

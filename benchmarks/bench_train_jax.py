@@ -32,31 +32,63 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_wrs  # noqa: E402
-from keras_wrs.recipes.models import resnet  # noqa: E402
+import keras_wrs
+from keras_wrs.recipes.models import resnet
 
 SGD = dict(learning_rate=0.1, momentum=0.9)
 # name -> (description, dtype policy, jit_compile, optimizer factory); the first is the baseline.
 SETTINGS = {
-    "wd": ("Keras SGD-momentum + weight decay", "float32", True,
-           lambda m: keras.optimizers.SGD(weight_decay=5e-4, **SGD)),
-    "off": ("keras-wrs SGD-momentum, rescale=[] (off)", "float32", True,
-            lambda m: keras_wrs.optimizers.SGD(rescale=[], **SGD)),
-    "wrs": ("keras-wrs SGD-momentum, WRS (rescale=model)", "float32", True,
-            lambda m: keras_wrs.optimizers.SGD(rescale=m, **SGD)),
-    "wd_fp16": ("Keras SGD-momentum + weight decay", "mixed_float16", True,
-                lambda m: keras.optimizers.SGD(weight_decay=5e-4, **SGD)),
-    "wrs_fp16": ("keras-wrs WRS", "mixed_float16", True,
-                 lambda m: keras_wrs.optimizers.SGD(rescale=m, **SGD)),
-    "wd_bf16": ("Keras SGD-momentum + weight decay", "mixed_bfloat16", True,
-                lambda m: keras.optimizers.SGD(weight_decay=5e-4, **SGD)),
-    "wrs_bf16": ("keras-wrs WRS", "mixed_bfloat16", True,
-                 lambda m: keras_wrs.optimizers.SGD(rescale=m, **SGD)),
-    "wrs_nojit": ("keras-wrs WRS, jit_compile=False", "float32", False,
-                  lambda m: keras_wrs.optimizers.SGD(rescale=m, **SGD)),
+    "wd": (
+        "Keras SGD-momentum + weight decay",
+        "float32",
+        True,
+        lambda m: keras.optimizers.SGD(weight_decay=5e-4, **SGD),
+    ),
+    "off": (
+        "keras-wrs SGD-momentum, rescale=[] (off)",
+        "float32",
+        True,
+        lambda m: keras_wrs.optimizers.SGD(rescale=[], **SGD),
+    ),
+    "wrs": (
+        "keras-wrs SGD-momentum, WRS (rescale=model)",
+        "float32",
+        True,
+        lambda m: keras_wrs.optimizers.SGD(rescale=m, **SGD),
+    ),
+    "wd_fp16": (
+        "Keras SGD-momentum + weight decay",
+        "mixed_float16",
+        True,
+        lambda m: keras.optimizers.SGD(weight_decay=5e-4, **SGD),
+    ),
+    "wrs_fp16": (
+        "keras-wrs WRS",
+        "mixed_float16",
+        True,
+        lambda m: keras_wrs.optimizers.SGD(rescale=m, **SGD),
+    ),
+    "wd_bf16": (
+        "Keras SGD-momentum + weight decay",
+        "mixed_bfloat16",
+        True,
+        lambda m: keras.optimizers.SGD(weight_decay=5e-4, **SGD),
+    ),
+    "wrs_bf16": (
+        "keras-wrs WRS",
+        "mixed_bfloat16",
+        True,
+        lambda m: keras_wrs.optimizers.SGD(rescale=m, **SGD),
+    ),
+    "wrs_nojit": (
+        "keras-wrs WRS, jit_compile=False",
+        "float32",
+        False,
+        lambda m: keras_wrs.optimizers.SGD(rescale=m, **SGD),
+    ),
 }
 
 
@@ -66,8 +98,11 @@ def measure(name, steps, batch_size, repeats):
     keras.config.set_dtype_policy(policy)
     keras.utils.set_random_seed(0)
     model = resnet(depth=20)
-    model.compile(optimizer=make(model), jit_compile=jit,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=make(model),
+        jit_compile=jit,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     rng = np.random.default_rng(0)
     x = rng.random((steps * batch_size, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 10, steps * batch_size)
@@ -94,7 +129,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "train_results_gpu.md"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "train_results_gpu.md")
+    )
     args = parser.parse_args(argv)
     names = [n for n in args.settings.split(",") if n]
     bad = [n for n in names if n not in SETTINGS]
@@ -106,18 +143,25 @@ def main(argv=None):
         results[name] = measure(name, steps, args.batch_size, args.repeats)
         print(f"{name}: {results[name]:.0f} images/s", flush=True)
     base = results[names[0]]
-    rows = [f"| {SETTINGS[n][0]} | {SETTINGS[n][1]} | {'on' if SETTINGS[n][2] else 'off'} | "
-            f"{r:.0f} | {r / base:.2f}x |" for n, r in results.items()]
-    text = f"""# Training throughput on a GPU: ResNet-20, Keras JAX backend
+    rows = [
+        f"| {SETTINGS[n][0]} | {SETTINGS[n][1]} | {'on' if SETTINGS[n][2] else 'off'} | "
+        f"{r:.0f} | {r / base:.2f}x |"
+        for n, r in results.items()
+    ]
+    text = (
+        f"""# Training throughput on a GPU: ResNet-20, Keras JAX backend
 
-Command: `KERAS_BACKEND=jax python benchmarks/bench_train_jax.py {' '.join(argv if argv is not None else sys.argv[1:])}`
+Command: `KERAS_BACKEND=jax python benchmarks/bench_train_jax.py {" ".join(argv if argv is not None else sys.argv[1:])}`
 Date: {datetime.date.today().isoformat()}. Device: {device()}; host {platform.machine()}, {os.cpu_count()} logical cores.
 Versions: Python {platform.python_version()}, keras {keras.__version__}, keras-wrs {keras_wrs.__version__}, numpy {np.__version__}.
 What runs: `model.fit` on ResNet-20 (0.27M parameters), random 32x32x3 arrays in host memory, batch {args.batch_size}, SGD momentum 0.9, {args.steps} steps per timed fit (a tenth of that without jit), median of {args.repeats}. Throughput includes Keras's host-to-device batch transfer.
 
 | setting | dtype policy | XLA (jit_compile) | images/s | vs first row |
 |---|---|---|---|---|
-""" + "\n".join(rows) + "\n"
+"""
+        + "\n".join(rows)
+        + "\n"
+    )
     with open(args.out, "w") as f:
         f.write(text)
     print(text)

@@ -58,8 +58,10 @@ def require_tensorflow(feature: str = "this feature") -> None:
 
 def is_tf_dataset(obj) -> bool:
     """Whether `obj` is a `tf.data.Dataset`, without importing TensorFlow."""
-    return any(c.__module__.startswith("tensorflow") and c.__name__.endswith("Dataset")
-               for c in type(obj).__mro__)
+    return any(
+        c.__module__.startswith("tensorflow") and c.__name__.endswith("Dataset")
+        for c in type(obj).__mro__
+    )
 
 
 def num_replicas() -> int:
@@ -166,7 +168,12 @@ def hessian_vector_product(fn, values, vectors, *args):
                 inner.watch(values)
                 loss = fn(values, *args)
             grads = inner.gradient(loss, values, unconnected_gradients=zero)
-            dot = tf.add_n([tf.reduce_sum(g * tf.stop_gradient(v)) for g, v in zip(grads, vectors)])
+            dot = tf.add_n(
+                [
+                    tf.reduce_sum(g * tf.stop_gradient(v))
+                    for g, v in zip(grads, vectors, strict=True)
+                ]
+            )
         return outer.gradient(dot, values, unconnected_gradients=zero)
     if name == "jax":
         import jax
@@ -187,13 +194,19 @@ def _torch_grads(fn, values, args, vectors):
         loss = fn(vs, *args)
         grads = torch.autograd.grad(loss, vs, create_graph=vectors is not None, allow_unused=True)
         if vectors is not None:
-            pairs = [(g, u) for g, u in zip(grads, vectors) if g is not None and g.requires_grad]
+            pairs = [
+                (g, u)
+                for g, u in zip(grads, vectors, strict=True)
+                if g is not None and g.requires_grad
+            ]
             if pairs:
                 dot = sum(torch.sum(g * u.detach()) for g, u in pairs)
                 grads = torch.autograd.grad(dot, vs, allow_unused=True)
             else:  # the loss is linear in every value: H = 0
                 grads = [None] * len(vs)
-    return [torch.zeros_like(v) if g is None else g.detach() for g, v in zip(grads, vs)]
+    return [
+        torch.zeros_like(v) if g is None else g.detach() for g, v in zip(grads, vs, strict=True)
+    ]
 
 
 def init_scope():

@@ -15,8 +15,14 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_json", "atomic_write_npz",
-           "partial_name", "PARTIAL_PREFIX"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_write_npz",
+    "partial_name",
+    "PARTIAL_PREFIX",
+]
 
 # Temporary files start with this; a folder listing can tell them from real files.
 PARTIAL_PREFIX = ".partial-"

@@ -115,9 +115,7 @@ def rescale(w, target, axes: Sequence[int], epsilon: float = EPSILON):
 
 
 def _dot(a, b, axes):
-    return ops.sum(
-        ops.cast(a, "float32") * ops.cast(b, "float32"), axis=tuple(axes), keepdims=True
-    )
+    return ops.sum(ops.cast(a, "float32") * ops.cast(b, "float32"), axis=tuple(axes), keepdims=True)
 
 
 def angle(a, b, axes: Sequence[int], epsilon: float = EPSILON):

@@ -4,28 +4,41 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import ast  # noqa: E402
-from pathlib import Path  # noqa: E402
+import ast
+from pathlib import Path
 
-import keras  # noqa: E402
-import pytest  # noqa: E402
-from support.backends import BACKEND  # noqa: E402
+import keras
+import pytest
+from support.backends import BACKEND
+
 # Test modules importing one of these at top level run on TensorFlow only:
 # TensorFlow, TFDS, and the export stack (SavedModel/ONNX export needs TensorFlow).
-_TF_MODULES = ("tensorflow", "tensorflow_datasets", "tf2onnx", "onnx", "onnxruntime",
-               "keras_wrs.export")
+_TF_MODULES = (
+    "tensorflow",
+    "tensorflow_datasets",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "keras_wrs.export",
+)
 
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "tensorflow_only: needs the TensorFlow backend; skipped on the others")
+        "markers", "tensorflow_only: needs the TensorFlow backend; skipped on the others"
+    )
 
 
 def _imports_tensorflow(path):
     """Whether a test module imports a TensorFlow package at its top level."""
     for node in ast.parse(Path(path).read_text()).body:
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        names = (
+            [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else []
+        )
         if any(n == m or n.startswith(m + ".") for n in names for m in _TF_MODULES):
             return True
     return False
@@ -33,8 +46,12 @@ def _imports_tensorflow(path):
 
 def pytest_ignore_collect(collection_path, config):
     """On JAX and PyTorch, leave out test modules that import TensorFlow."""
-    if BACKEND != "tensorflow" and collection_path.suffix == ".py" and \
-            collection_path.name.startswith("test_") and _imports_tensorflow(collection_path):
+    if (
+        BACKEND != "tensorflow"
+        and collection_path.suffix == ".py"
+        and collection_path.name.startswith("test_")
+        and _imports_tensorflow(collection_path)
+    ):
         return True
     return None
 

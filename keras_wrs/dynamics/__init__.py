@@ -16,6 +16,16 @@ from keras_wrs.dynamics.span_noise import SpanNoise
 from keras_wrs.dynamics.weight_dynamics import WeightDynamics
 
 __all__ = [
-    "DynamicsCallback", "Sharpness", "SpanNoise", "WeightDynamics", "kernel_keys", "load_history",
-    "logkeys", "plot_dynamics", "run_styles", "step_schedule", "style_axis", "tracked_kernels",
+    "DynamicsCallback",
+    "Sharpness",
+    "SpanNoise",
+    "WeightDynamics",
+    "kernel_keys",
+    "load_history",
+    "logkeys",
+    "plot_dynamics",
+    "run_styles",
+    "step_schedule",
+    "style_axis",
+    "tracked_kernels",
 ]

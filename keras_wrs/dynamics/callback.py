@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 import keras
 
 from keras_wrs._backend import read, require_tensorflow
-from keras_wrs.checks import positive_int
 
 __all__ = [
     "DynamicsCallback",
@@ -181,7 +180,11 @@ class DynamicsCallback(keras.callbacks.Callback):
             logger.warning(
                 "keras-wrs %s: %s failed at step %d and is switched off for the "
                 "rest of training (%s: %s)",
-                type(self).__name__, name, self.step, type(e).__name__, e,
+                type(self).__name__,
+                name,
+                self.step,
+                type(e).__name__,
+                e,
             )
             return None
 
@@ -199,7 +202,7 @@ class DynamicsCallback(keras.callbacks.Callback):
         rows = []
         for step, keys, values in pending:
             flat = keras.ops.convert_to_numpy(values).reshape(-1)
-            rows.append((step, {k: float(v) for k, v in zip(keys, flat)}))
+            rows.append((step, {k: float(v) for k, v in zip(keys, flat, strict=True)}))
         for step, values in rows:
             for k, v in values.items():
                 self.series.setdefault(k, []).append((step, v))

@@ -39,8 +39,11 @@ def _default_kernels(model) -> list[Selection]:
     if isinstance(opt, WRSMixin):
         # Keras builds the optimizer inside the first traced step: before it,
         # resolve `rescale=` against the same variables, without building.
-        chosen = (opt.rescale_selection if opt.built
-                  else opt.resolved_selection(model.trainable_variables))
+        chosen = (
+            opt.rescale_selection
+            if opt.built
+            else opt.resolved_selection(model.trainable_variables)
+        )
         if chosen:
             return [_with_layer(model, s) for s in chosen]
     return select_scale_invariant(model)
@@ -119,4 +122,4 @@ def tracked_kernels(model, kernels: Sequence[str] = (), default: bool = True) ->
 def kernel_keys(selections: Sequence[Selection]) -> list[str]:
     """Short names for logs: the layer name where unique, else the path."""
     names = [s.layer.name if s.layer is not None else s.path for s in selections]
-    return [n if names.count(n) == 1 else s.path for n, s in zip(names, selections)]
+    return [n if names.count(n) == 1 else s.path for n, s in zip(names, selections, strict=True)]

@@ -11,20 +11,41 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 __all__ = [
-    "STATE_METRICS", "STEP_METRICS", "GRADIENT_METRICS", "NOISE_METRICS", "SHARPNESS_METRICS",
-    "INITIAL_SUFFIX", "key", "keys", "initial", "parse", "is_initial",
+    "STATE_METRICS",
+    "STEP_METRICS",
+    "GRADIENT_METRICS",
+    "NOISE_METRICS",
+    "SHARPNESS_METRICS",
+    "INITIAL_SUFFIX",
+    "NORM_MEAN",
+    "EFF_LR",
+    "ANGULAR_UPDATE",
+    "NOISE_RATIO_MEAN",
+    "NOISE_NORM",
+    "SPAN_NORM",
+    "SHARPNESS",
+    "EDGE_OF_STABILITY",
+    "key",
+    "keys",
+    "initial",
+    "parse",
+    "is_initial",
 ]
 
 # WeightDynamics: values of the weights after a step; the epoch's value is the one at its end.
-STATE_METRICS = ("norm_mean", "norm_min", "norm_max", "eff_lr", "rotation")
+NORM_MEAN, EFF_LR = "norm_mean", "eff_lr"
+STATE_METRICS = (NORM_MEAN, "norm_min", "norm_max", EFF_LR, "rotation")
 # WeightDynamics: values of one update; the epoch's value is the mean over its measured steps.
-STEP_METRICS = ("angular_update", "radial", "tangential")
+ANGULAR_UPDATE = "angular_update"
+STEP_METRICS = (ANGULAR_UPDATE, "radial", "tangential")
 # WeightDynamics with a probe batch.
 GRADIENT_METRICS = ("grad_norm",)
 # SpanNoise.
-NOISE_METRICS = ("noise_ratio_mean", "noise_ratio_max", "noise_norm", "span_norm", "span_rank")
+NOISE_RATIO_MEAN, NOISE_NORM, SPAN_NORM = "noise_ratio_mean", "noise_norm", "span_norm"
+NOISE_METRICS = (NOISE_RATIO_MEAN, "noise_ratio_max", NOISE_NORM, SPAN_NORM, "span_rank")
 # Sharpness (whole model, no kernel part).
-SHARPNESS_METRICS = ("sharpness", "edge_of_stability", "sharpness_iterations")
+SHARPNESS, EDGE_OF_STABILITY = "sharpness", "edge_of_stability"
+SHARPNESS_METRICS = (SHARPNESS, EDGE_OF_STABILITY, "sharpness_iterations")
 # `noise_ratio_mean_initial/K`: the value before the first step of `fit`.
 INITIAL_SUFFIX = "_initial"
 

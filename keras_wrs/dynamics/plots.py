@@ -15,16 +15,27 @@ from collections.abc import Mapping
 
 from keras_wrs.dynamics import logkeys
 
-__all__ = ["load_history", "dynamics_figure", "plot_dynamics", "run_styles", "style_axis", "FIGURES"]
+__all__ = [
+    "load_history",
+    "dynamics_figure",
+    "plot_dynamics",
+    "run_styles",
+    "style_axis",
+    "FIGURES",
+]
 
 # figure name -> (metric key prefix, y label, log scale)
 FIGURES = {
-    "norms": ("norm_mean", "filter norm ||w|| (mean, band: min-max)", False),
-    "eff_lr": ("eff_lr", "effective learning rate", True),
-    "angular_update": ("angular_update", "angular update per step (rad)", True),
-    "noise_ratio": ("noise_ratio_mean", "weight noise ||w_perp|| / ||w|| (mean over filters)", False),
-    "noise_norm": ("noise_norm", "||w_perp|| (solid), in-span ||w_par|| (dashed)", False),
-    "sharpness": ("sharpness", "top Hessian eigenvalue (dashed: edge of stability)", True),
+    "norms": (logkeys.NORM_MEAN, "filter norm ||w|| (mean, band: min-max)", False),
+    "eff_lr": (logkeys.EFF_LR, "effective learning rate", True),
+    "angular_update": (logkeys.ANGULAR_UPDATE, "angular update per step (rad)", True),
+    "noise_ratio": (
+        logkeys.NOISE_RATIO_MEAN,
+        "weight noise ||w_perp|| / ||w|| (mean over filters)",
+        False,
+    ),
+    "noise_norm": (logkeys.NOISE_NORM, "||w_perp|| (solid), in-span ||w_par|| (dashed)", False),
+    "sharpness": (logkeys.SHARPNESS, "top Hessian eigenvalue (dashed: edge of stability)", True),
 }
 _LINESTYLES = ("-", "--", "-.", ":")
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
@@ -36,9 +47,17 @@ def run_styles(n: int) -> list[dict]:
     Identical curves stay visible: later runs draw smaller hollow markers
     of another shape over earlier ones.
     """
-    return [dict(color=f"C{i % 10}", linestyle=_LINESTYLES[i % len(_LINESTYLES)],
-                 marker=_MARKERS[i % len(_MARKERS)], markersize=max(6 - i * 0.6, 2.5),
-                 markerfacecolor="none", linewidth=1.2) for i in range(n)]
+    return [
+        dict(
+            color=f"C{i % 10}",
+            linestyle=_LINESTYLES[i % len(_LINESTYLES)],
+            marker=_MARKERS[i % len(_MARKERS)],
+            markersize=max(6 - i * 0.6, 2.5),
+            markerfacecolor="none",
+            linewidth=1.2,
+        )
+        for i in range(n)
+    ]
 
 
 def _float(v) -> float:
@@ -100,7 +119,7 @@ def _series(hist, key):
     """A metric's points in epochs completed: `<metric>_initial` at x = e, then ends at e + 1."""
     first = _finite(hist.get(logkeys.initial(key), []), offset=0)
     rest = _finite(hist.get(key, []))
-    pts = sorted(zip(first[0] + rest[0], first[1] + rest[1]))
+    pts = sorted(zip(first[0] + rest[0], first[1] + rest[1], strict=True))
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
@@ -112,7 +131,9 @@ def _pick(layers, max_layers):
 
 
 def _has_initial(runs, prefix) -> bool:
-    return any(logkeys.parse(k)[0] == prefix + logkeys.INITIAL_SUFFIX for h in runs.values() for k in h)
+    return any(
+        logkeys.parse(k)[0] == prefix + logkeys.INITIAL_SUFFIX for h in runs.values() for k in h
+    )
 
 
 def dynamics_figure(runs, name: str, max_layers: int = 8):
@@ -136,7 +157,7 @@ def dynamics_figure(runs, name: str, max_layers: int = 8):
 
     runs = _runs(runs)
     prefix, ylabel, log = FIGURES[name]
-    styles = dict(zip(runs, run_styles(len(runs))))
+    styles = dict(zip(runs, run_styles(len(runs)), strict=True))
     xlabel = "epoch (0: before training)" if _has_initial(runs, prefix) else "epoch"
     if name == "sharpness":
         if not any(prefix in h for h in runs.values()):
@@ -145,9 +166,14 @@ def dynamics_figure(runs, name: str, max_layers: int = 8):
         ax = fig.add_subplot()
         for label, h in runs.items():
             st = styles[label]
-            ax.plot(*_finite(h.get("sharpness", [])), **st, label=label)
-            ax.plot(*_finite(h.get("edge_of_stability", [])), color=st["color"], ls="--", lw=0.8,
-                    label=f"{label}: 2/lr")
+            ax.plot(*_finite(h.get(logkeys.SHARPNESS, [])), **st, label=label)
+            ax.plot(
+                *_finite(h.get(logkeys.EDGE_OF_STABILITY, [])),
+                color=st["color"],
+                ls="--",
+                lw=0.8,
+                label=f"{label}: 2/lr",
+            )
         style_axis(ax, ylabel, log, "probe batch", xlabel)
         _legend(fig, runs)
         return fig
@@ -171,14 +197,24 @@ def _draw(ax, name, h, layer, style, label, n_runs):
     if name == "noise_norm":
         plain = dict(style, linestyle="-")
         ax.plot(*_series(h, f"noise_norm/{layer}"), **plain, label=label)
-        ax.plot(*_series(h, logkeys.key("span_norm", layer)), **dict(plain, linestyle="--"), label=f"{label}: in span")
+        ax.plot(
+            *_series(h, logkeys.key(logkeys.SPAN_NORM, layer)),
+            **dict(plain, linestyle="--"),
+            label=f"{label}: in span",
+        )
         return
     ax.plot(*_series(h, logkeys.key(prefix, layer)), **style, label=label)
     if name == "norms":
         lo, hi = h.get(f"norm_min/{layer}", []), h.get(f"norm_max/{layer}", [])
         if lo and hi:  # thin bands: several runs stay readable
-            ax.fill_between(range(1, len(lo) + 1), lo, hi, color=style["color"],
-                            alpha=0.2 if n_runs <= 2 else 0.08, linewidth=0)
+            ax.fill_between(
+                range(1, len(lo) + 1),
+                lo,
+                hi,
+                color=style["color"],
+                alpha=0.2 if n_runs <= 2 else 0.08,
+                linewidth=0,
+            )
 
 
 def _legend(fig, runs):
@@ -194,8 +230,14 @@ def _legend(fig, runs):
         for line in ax.get_lines():
             if line.get_label() in runs:
                 handles.setdefault(line.get_label(), line)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-               ncols=min(len(handles), 6), fontsize=7, frameon=False)
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="outside lower center",
+        ncols=min(len(handles), 6),
+        fontsize=7,
+        frameon=False,
+    )
 
 
 def style_axis(ax, ylabel, log, title, xlabel="epoch"):

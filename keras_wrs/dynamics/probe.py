@@ -18,8 +18,13 @@ from keras import ops
 from keras_wrs._backend import is_tf_dataset, num_replicas
 
 __all__ = [
-    "probe_batches", "take_examples", "check_probe_inputs", "check_probe_targets", "probe_loss",
-    "loss_function", "as_tensor_batch",
+    "probe_batches",
+    "take_examples",
+    "check_probe_inputs",
+    "check_probe_targets",
+    "probe_loss",
+    "loss_function",
+    "as_tensor_batch",
 ]
 
 _FORMS = (
@@ -31,7 +36,9 @@ _FORMS = (
 def _split(element):
     if isinstance(element, (tuple, list)):
         if not 1 <= len(element) <= 3:
-            raise ValueError(f"a probe element must be x, (x,), (x, y) or (x, y, w); got {len(element)} items")
+            raise ValueError(
+                f"a probe element must be x, (x,), (x, y) or (x, y, w); got {len(element)} items"
+            )
         return element[0], (element[1] if len(element) > 1 else None)
     return element, None
 
@@ -55,7 +62,10 @@ def _is_batch_iterable(probe) -> bool:
 
 
 def probe_batches(
-    probe, name: str = "probe", need_targets: bool = False, batch_size: int | None = 256,
+    probe,
+    name: str = "probe",
+    need_targets: bool = False,
+    batch_size: int | None = 256,
     max_batches: int | None = None,
 ) -> list[tuple]:
     """Normalizes a probe into a non-empty list of `(x, y)` batches.
@@ -80,10 +90,15 @@ def probe_batches(
     elif isinstance(probe, (tuple, list)) or hasattr(probe, "shape"):
         x, y = _split(tuple(probe)) if isinstance(probe, (tuple, list)) else (probe, None)
         if not hasattr(keras.tree.flatten(x)[0], "shape"):
-            raise ValueError(f"`{name}` must be {_FORMS}. Received: {name} of type {type(probe).__name__}")
+            raise ValueError(
+                f"`{name}` must be {_FORMS}. Received: {name} of type {type(probe).__name__}"
+            )
         n = _num_rows(x)
         step = batch_size or max(n, 1)
-        batches = [(_slice(x, i, i + step), None if y is None else _slice(y, i, i + step)) for i in range(0, n, step)]
+        batches = [
+            (_slice(x, i, i + step), None if y is None else _slice(y, i, i + step))
+            for i in range(0, n, step)
+        ]
         batches = batches[:max_batches] if max_batches else batches
     else:
         raise ValueError(f"`{name}` must be {_FORMS}. Received: {name}={probe!r}")
@@ -155,10 +170,12 @@ def check_probe_inputs(model, x, name: str = "probe"):
             f"`{name}` gives {len(given)} input array(s); model {model.name!r} takes "
             f"{len(inputs)} ({', '.join(str(t.shape) for t in inputs)})."
         )
-    for a, t in zip(given, inputs):
+    for a, t in zip(given, inputs, strict=True):
         want = tuple(t.shape)
         got = tuple(a.shape)
-        ok = len(got) == len(want) and all(w is None or w == g for w, g in zip(want[1:], got[1:]))
+        ok = len(got) == len(want) and all(
+            w is None or w == g for w, g in zip(want[1:], got[1:], strict=True)
+        )
         if not ok:
             raise ValueError(
                 f"`{name}` inputs have shape {got}; model {model.name!r} expects "
@@ -243,9 +260,9 @@ def loss_function(model, x, y, training: bool = True, variables=None):
     rest = [v for v in model.variables if id(v) not in ids]
 
     def fn(values, rest_values=None):
-        mapping = list(zip(chosen, values))
+        mapping = list(zip(chosen, values, strict=True))
         if rest_values is not None:
-            mapping += list(zip(rest, rest_values))
+            mapping += list(zip(rest, rest_values, strict=True))
         with keras.StatelessScope(state_mapping=mapping):
             y_pred = model(x, training=training)
             loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=training)

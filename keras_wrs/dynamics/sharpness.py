@@ -60,16 +60,16 @@ def hessian_vector_product(loss_fn, variables, vectors):
     """
 
     def pure(values):
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
             return loss_fn()
 
     values = [_backend.read(v) for v in variables]
-    vectors = [ops.convert_to_tensor(u, v.dtype) for u, v in zip(vectors, variables)]
+    vectors = [ops.convert_to_tensor(u, v.dtype) for u, v in zip(vectors, variables, strict=True)]
     return _backend.hessian_vector_product(pure, values, vectors)
 
 
 def _dot(a, b):
-    return sum(float(ops.sum(x * y)) for x, y in zip(a, b))
+    return sum(float(ops.sum(x * y)) for x, y in zip(a, b, strict=True))
 
 
 def top_hessian_eigenvalue(hvp, initial, max_iterations: int = 20, tolerance: float = 1e-3):
@@ -164,8 +164,15 @@ class Sharpness(DynamicsCallback):
     """
 
     def __init__(
-        self, probe, every_n_epochs: int = 1, schedule=None, max_iterations: int = 20,
-        tolerance: float = 1e-3, variables=None, seed: int = 0, log_dir: str | None = None,
+        self,
+        probe,
+        every_n_epochs: int = 1,
+        schedule=None,
+        max_iterations: int = 20,
+        tolerance: float = 1e-3,
+        variables=None,
+        seed: int = 0,
+        log_dir: str | None = None,
     ):
         super().__init__(log_dir)
         self.every_n_epochs = positive_int(every_n_epochs, "every_n_epochs")
@@ -183,15 +190,20 @@ class Sharpness(DynamicsCallback):
         check_probe_targets(self.model, self._y, "probe")
         vs = self._variables if self._variables is not None else self.model.trainable_variables
         if not vs:
-            raise ValueError("`variables` is empty: the Hessian needs at least one trainable variable.")
+            raise ValueError(
+                "`variables` is empty: the Hessian needs at least one trainable variable."
+            )
         self._vars = list(vs)
         loss_fn, self._loss_vars = loss_function(self.model, self._x, self._y, variables=self._vars)
         # Module-level lookup at trace time, so that a test can replace it.
         self._hvp_fn = _backend.jit(
-            lambda vec, values, rest: _backend.hessian_vector_product(loss_fn, values, vec, rest))
+            lambda vec, values, rest: _backend.hessian_vector_product(loss_fn, values, vec, rest)
+        )
         if self._vector is None:
             rng = np.random.default_rng(self.seed)
-            self._vector = [ops.convert_to_tensor(rng.standard_normal(v.shape), "float32") for v in self._vars]
+            self._vector = [
+                ops.convert_to_tensor(rng.standard_normal(v.shape), "float32") for v in self._vars
+            ]
 
     def _hvp(self, vectors):
         values = self.current(self._loss_vars)
@@ -201,7 +213,8 @@ class Sharpness(DynamicsCallback):
     def estimate(self) -> tuple[float, int, bool]:
         """Top eigenvalue now: `(eigenvalue, iterations, converged)`."""
         value, self._vector, its, ok = top_hessian_eigenvalue(
-            self._hvp, self._vector, self.max_iterations, self.tolerance)
+            self._hvp, self._vector, self.max_iterations, self.tolerance
+        )
         return value, its, ok
 
     def _measure(self, step):

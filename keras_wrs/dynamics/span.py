@@ -34,9 +34,13 @@ __all__ = [
 
 _CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _NOT_SPANNED = (
-    keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose,
-    keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D,
-    keras.layers.SeparableConv1D, keras.layers.SeparableConv2D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
 )
 
 
@@ -74,7 +78,7 @@ def im2col(x, kernel_size, strides, dilation_rate, padding):
         `(taps..., channel)` order (the kernel's own row order).
     """
     pads, outs = [], []
-    for n, k, s, d in zip(x.shape[1:-1], kernel_size, strides, dilation_rate):
+    for n, k, s, d in zip(x.shape[1:-1], kernel_size, strides, dilation_rate, strict=True):
         if padding == "same":
             before, after, out = _same_padding(n, k, s, d)
         else:
@@ -84,8 +88,10 @@ def im2col(x, kernel_size, strides, dilation_rate, padding):
     xp = ops.pad(x, [(0, 0), *pads, (0, 0)])
     taps = []
     for tap in np.ndindex(*kernel_size):
-        index = tuple(slice(t * d, t * d + (o - 1) * s + 1, s)
-                      for t, d, o, s in zip(tap, dilation_rate, outs, strides))
+        index = tuple(
+            slice(t * d, t * d + (o - 1) * s + 1, s)
+            for t, d, o, s in zip(tap, dilation_rate, outs, strides, strict=True)
+        )
         taps.append(xp[(slice(None), *index, slice(None))])
     return ops.concatenate(taps, axis=-1)
 
@@ -117,7 +123,9 @@ def layer_patches(layer, x):
         left = layer.dilation_rate[0] * (layer.kernel_size[0] - 1)
         x = ops.pad(x, [[0, 0], [left, 0], [0, 0]])
         padding = "valid"
-    p = im2col(x, tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate), padding)
+    p = im2col(
+        x, tuple(layer.kernel_size), tuple(layer.strides), tuple(layer.dilation_rate), padding
+    )
     return ops.reshape(p, (-1, p.shape[-1]))
 
 
@@ -137,8 +145,15 @@ def exact_span(gram, rel_threshold: float):
     return wmath.span_basis(gram, rel_threshold)
 
 
-def randomized_spans(apply_grams, dims, rel_threshold: float, sketch_size: int,
-                     power_iterations: int = 1, seed: int = 0, dtype: str = "float64"):
+def randomized_spans(
+    apply_grams,
+    dims,
+    rel_threshold: float,
+    sketch_size: int,
+    power_iterations: int = 1,
+    seed: int = 0,
+    dtype: str = "float64",
+):
     """Span estimates by a randomized range finder, without forming Gram matrices.
 
     For each layer: `Y = G^(q+1) Omega` with a Gaussian `Omega` of
@@ -175,7 +190,7 @@ def randomized_spans(apply_grams, dims, rel_threshold: float, sketch_size: int,
         ys = apply_grams([ops.qr(y)[0] for y in ys])
     qs = [ops.qr(y)[0] for y in ys]
     out = []
-    for q, gq in zip(qs, apply_grams(qs)):
+    for q, gq in zip(qs, apply_grams(qs), strict=True):
         small = ops.transpose(q) @ gq  # `@`, not ops.matmul: float64 (see keras_wrs.math)
         sub, _, rank = wmath.span_basis((small + ops.transpose(small)) / 2, rel_threshold)
         out.append((q @ sub, None, rank))
@@ -205,7 +220,11 @@ def noise_stats(w2d, span, complement=None, epsilon: float = wmath.EPSILON):
     perp_col = ops.sqrt(ops.sum(ops.square(perp), axis=0))
     # where and sum / count, not ops.maximum / ops.mean: float64 (see keras_wrs.math).
     ratio = ops.where(col > epsilon, perp_col / ops.where(col > epsilon, col, 1.0), 0.0)
-    return ops.stack([
-        ops.sum(ratio) / ratio.shape[0], ops.max(ratio),
-        ops.sqrt(ops.sum(ops.square(perp))), ops.sqrt(ops.sum(ops.square(par))),
-    ])
+    return ops.stack(
+        [
+            ops.sum(ratio) / ratio.shape[0],
+            ops.max(ratio),
+            ops.sqrt(ops.sum(ops.square(perp))),
+            ops.sqrt(ops.sum(ops.square(par))),
+        ]
+    )

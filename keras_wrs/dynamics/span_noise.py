@@ -11,9 +11,9 @@ from keras import ops
 
 from keras_wrs import math as wmath
 from keras_wrs._backend import float64_scope, jit
+from keras_wrs.checks import positive_int
 from keras_wrs.dynamics import logkeys
 from keras_wrs.dynamics import span as wspan
-from keras_wrs.checks import positive_int
 from keras_wrs.dynamics.callback import DynamicsCallback
 from keras_wrs.dynamics.kernels import kernel_keys, tracked_kernels
 from keras_wrs.dynamics.logkeys import NOISE_METRICS
@@ -92,30 +92,57 @@ class SpanNoise(DynamicsCallback):
     """
 
     def __init__(
-        self, probe, kernels: Sequence[str] = (), default: bool = True, every_n_epochs: int = 1,
-        rel_threshold: float = 1e-6, method: str = "eigh", sketch_size: int = 256,
-        power_iterations: int = 1, dtype: str = "float64", training: bool = False,
-        batch_size: int = 256, max_batches: int | None = None, probe_size: int | None = None,
+        self,
+        probe,
+        kernels: Sequence[str] = (),
+        default: bool = True,
+        every_n_epochs: int = 1,
+        rel_threshold: float = 1e-6,
+        method: str = "eigh",
+        sketch_size: int = 256,
+        power_iterations: int = 1,
+        dtype: str = "float64",
+        training: bool = False,
+        batch_size: int = 256,
+        max_batches: int | None = None,
+        probe_size: int | None = None,
         log_dir: str | None = None,
     ):
         super().__init__(log_dir)
         self.every_n_epochs = positive_int(every_n_epochs, "every_n_epochs")
         if not (isinstance(rel_threshold, (int, float)) and 0 <= rel_threshold < 1):
-            raise ValueError(f"`rel_threshold` must be a number in [0, 1). Received: rel_threshold={rel_threshold!r}")
+            raise ValueError(
+                f"`rel_threshold` must be a number in [0, 1). Received: rel_threshold={rel_threshold!r}"
+            )
         if method not in _METHODS:
             raise ValueError(f"`method` must be one of {_METHODS}. Received: method={method!r}")
         if dtype not in ("float32", "float64"):
             raise ValueError(f'`dtype` must be "float32" or "float64". Received: dtype={dtype!r}')
         positive_int(sketch_size, "sketch_size")
-        if isinstance(power_iterations, bool) or not isinstance(power_iterations, int) or power_iterations < 0:
-            raise ValueError(f"`power_iterations` must be an integer >= 0. Received: power_iterations={power_iterations!r}")
+        if (
+            isinstance(power_iterations, bool)
+            or not isinstance(power_iterations, int)
+            or power_iterations < 0
+        ):
+            raise ValueError(
+                f"`power_iterations` must be an integer >= 0. Received: power_iterations={power_iterations!r}"
+            )
         self.kernels = [kernels] if isinstance(kernels, str) else list(kernels)
         self.default = default
         self.rel_threshold, self.method, self.dtype = float(rel_threshold), method, dtype
-        self.sketch_size, self.power_iterations, self.training = sketch_size, power_iterations, training
+        self.sketch_size, self.power_iterations, self.training = (
+            sketch_size,
+            power_iterations,
+            training,
+        )
         self.probe_size = positive_int(probe_size, "probe_size", none_ok=True)
-        batches = probe_batches(probe, "probe", False, positive_int(batch_size, "batch_size"),
-                                positive_int(max_batches, "max_batches", none_ok=True))
+        batches = probe_batches(
+            probe,
+            "probe",
+            False,
+            positive_int(batch_size, "batch_size"),
+            positive_int(max_batches, "max_batches", none_ok=True),
+        )
         self._batches = [as_tensor_batch(x) for x, _ in take_examples(batches, self.probe_size)]
         self.spans: dict = {}
 
@@ -127,7 +154,9 @@ class SpanNoise(DynamicsCallback):
             if reason is None:
                 chosen.append(s)
             elif s.reason.startswith("named"):
-                raise ValueError(f"`kernels` names {s.path!r}, whose weight noise cannot be measured: {reason}.")
+                raise ValueError(
+                    f"`kernels` names {s.path!r}, whose weight noise cannot be measured: {reason}."
+                )
             else:
                 logger.info("keras-wrs SpanNoise: skipping %s: %s", s.path, reason)
         if not chosen:
@@ -141,7 +170,9 @@ class SpanNoise(DynamicsCallback):
         self._fixed = [id(s.layer.input) in inputs for s in chosen]
         self._cache = {}
         # A resumed fit starts at step > 0: its first state is not the initial one.
-        self._initial = self.guard("span_noise", self._measure, self.step) if self.step == 0 else None
+        self._initial = (
+            self.guard("span_noise", self._measure, self.step) if self.step == 0 else None
+        )
 
     def _feature_model(self, chosen):
         try:
@@ -155,7 +186,7 @@ class SpanNoise(DynamicsCallback):
         self._feature_vars = fm.variables
 
         def features(values, x):
-            with keras.StatelessScope(state_mapping=list(zip(fm.variables, values))):
+            with keras.StatelessScope(state_mapping=list(zip(fm.variables, values, strict=True))):
                 out = fm(x, training=self.training)
             return out if isinstance(out, (list, tuple)) else [out]
 
@@ -173,7 +204,9 @@ class SpanNoise(DynamicsCallback):
         # The randomized path only pays where d is well above the sketch:
         # smaller layers get the exact span (cheaper there, and exact).
         small = [i for i in todo if self.method == "eigh" or self._dim(i) <= 2 * self.sketch_size]
-        out = self._randomized([i for i in todo if i not in small]) if len(small) < len(todo) else {}
+        out = (
+            self._randomized([i for i in todo if i not in small]) if len(small) < len(todo) else {}
+        )
         if not small:
             return out
         grams = dict.fromkeys(small)
@@ -195,9 +228,15 @@ class SpanNoise(DynamicsCallback):
             return out
 
         dims = [self._dim(i) for i in todo]
-        spans = wspan.randomized_spans(apply_grams, dims, self.rel_threshold, self.sketch_size,
-                                       self.power_iterations, dtype=self.dtype)
-        return dict(zip(todo, spans))
+        spans = wspan.randomized_spans(
+            apply_grams,
+            dims,
+            self.rel_threshold,
+            self.sketch_size,
+            self.power_iterations,
+            dtype=self.dtype,
+        )
+        return dict(zip(todo, spans, strict=True))
 
     def _measure(self, step, keys=None):
         with float64_scope(self.dtype):  # JAX computes float64 only in x64 mode
@@ -211,7 +250,7 @@ class SpanNoise(DynamicsCallback):
         self._cache.update(self._compute_spans(todo))
         kernels = self.current([s.variable for s in self.selections])
         rows = []
-        for i, (s, w) in enumerate(zip(self.selections, kernels)):
+        for i, (s, w) in enumerate(zip(self.selections, kernels, strict=True)):
             span, comp, rank = self._cache[i]
             stats = wspan.noise_stats(wmath.kernel_matrix(w, s.channel_axes), span, comp)
             rows.append(ops.concatenate([stats, ops.cast(ops.reshape(rank, (1,)), stats.dtype)]))
@@ -225,8 +264,11 @@ class SpanNoise(DynamicsCallback):
         values = None
         if epoch % self.every_n_epochs == 0:
             values = self.guard("span_noise", self._measure, self.step)
-        out.update(dict.fromkeys(names, float("nan")) if values is None
-                   else zip(names, ops.convert_to_numpy(values).reshape(-1)))
+        out.update(
+            dict.fromkeys(names, float("nan"))
+            if values is None
+            else zip(names, ops.convert_to_numpy(values).reshape(-1), strict=True)
+        )
         return out
 
     def _initial_values(self, names):
@@ -235,11 +277,12 @@ class SpanNoise(DynamicsCallback):
         values, self._initial = self._initial, None
         if values is None:
             return dict.fromkeys(initial, float("nan"))
-        return dict(zip(initial, ops.convert_to_numpy(values).reshape(-1)))
+        return dict(zip(initial, ops.convert_to_numpy(values).reshape(-1), strict=True))
 
     def on_train_end(self, logs=None):
-        last = self.series.get(f"noise_norm/{self.keys[0]}") if getattr(self, "keys", None) else None
+        last = (
+            self.series.get(f"noise_norm/{self.keys[0]}") if getattr(self, "keys", None) else None
+        )
         if last is not None and last[-1][0] != self.step:
             self.guard("span_noise", self._measure, self.step)
         super().on_train_end(logs)
-

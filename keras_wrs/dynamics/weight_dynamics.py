@@ -50,7 +50,9 @@ def norm_stats(w, axes):
 
 def mean_effective_learning_rate(learning_rate, w, axes, power):
     """Mean over filters of `lr / ||w_k||^power` (see `math.effective_learning_rate`)."""
-    return ops.mean(wmath.effective_learning_rate(learning_rate, wmath.filter_norms(w, axes), power))
+    return ops.mean(
+        wmath.effective_learning_rate(learning_rate, wmath.filter_norms(w, axes), power)
+    )
 
 
 def mean_angle(a, b, axes):
@@ -141,8 +143,15 @@ class WeightDynamics(DynamicsCallback):
     """
 
     def __init__(
-        self, kernels: Sequence[str] = (), default: bool = True, schedule=1, lr_power="auto",
-        granularity: str = "filter", probe=None, log_dir: str | None = None, initial=None,
+        self,
+        kernels: Sequence[str] = (),
+        default: bool = True,
+        schedule=1,
+        lr_power="auto",
+        granularity: str = "filter",
+        probe=None,
+        log_dir: str | None = None,
+        initial=None,
     ):
         super().__init__(log_dir)
         if isinstance(kernels, str):
@@ -154,9 +163,11 @@ class WeightDynamics(DynamicsCallback):
         self.granularity = check_granularity(granularity)
         self._probe = None if probe is None else probe_batches(probe, "probe", True, None, 1)[0]
         if not (initial is None or isinstance(initial, (str, os.PathLike, Mapping))):
-            raise TypeError(f"`initial` must be None, a dict from kernel key to array or the "
-                            f"path of an .npz file. Received: initial={initial!r} "
-                            f"(type {type(initial).__name__}).")
+            raise TypeError(
+                f"`initial` must be None, a dict from kernel key to array or the "
+                f"path of an .npz file. Received: initial={initial!r} "
+                f"(type {type(initial).__name__})."
+            )
         self.initial = initial
         self._init = None
         self.selections = []
@@ -171,7 +182,7 @@ class WeightDynamics(DynamicsCallback):
         self._vars = [s.variable for s in self.selections]
         self._axes = [
             wmath.reduction_axes(len(v.shape), s.channel_axes, self.granularity)
-            for v, s in zip(self._vars, self.selections)
+            for v, s in zip(self._vars, self.selections, strict=True)
         ]
         if self._init is None:
             self._init = self._initial_kernels()
@@ -190,20 +201,28 @@ class WeightDynamics(DynamicsCallback):
         if given is None or (is_path and not Path(given).exists()):
             snapshot = self._snapshot()
             if is_path:
-                atomic_write_npz(Path(given), dict(zip(self.keys, map(ops.convert_to_numpy, snapshot),
-                                                       strict=True)))
+                atomic_write_npz(
+                    Path(given),
+                    dict(zip(self.keys, map(ops.convert_to_numpy, snapshot), strict=True)),
+                )
             return snapshot
-        arrays, where = (_read_npz(Path(given)), repr(str(given))) if is_path else (given, "the dict")
+        arrays, where = (
+            (_read_npz(Path(given)), repr(str(given))) if is_path else (given, "the dict")
+        )
         if sorted(arrays) != sorted(self.keys):
-            raise ValueError(f"`initial` ({where}) must hold the watched kernels "
-                             f"{sorted(self.keys)}; it holds {sorted(arrays)}. Pass the file "
-                             "this model's run wrote, or a new path to start one.")
+            raise ValueError(
+                f"`initial` ({where}) must hold the watched kernels "
+                f"{sorted(self.keys)}; it holds {sorted(arrays)}. Pass the file "
+                "this model's run wrote, or a new path to start one."
+            )
         out = []
-        for key, v in zip(self.keys, self._vars):
+        for key, v in zip(self.keys, self._vars, strict=True):
             value = np.asarray(arrays[key])
             if value.shape != tuple(v.shape):
-                raise ValueError(f"`initial` ({where}) holds kernel {key!r} with shape "
-                                 f"{value.shape}, but the model's has {tuple(v.shape)}.")
+                raise ValueError(
+                    f"`initial` ({where}) holds kernel {key!r} with shape "
+                    f"{value.shape}, but the model's has {tuple(v.shape)}."
+                )
             out.append(ops.convert_to_tensor(value, dtype=v.dtype))
         return out
 
@@ -213,13 +232,17 @@ class WeightDynamics(DynamicsCallback):
 
     def _update_metrics(self, before, current):
         rows = []
-        for b, w, axes in zip(before, current, self._axes):
-            rows.append(ops.concatenate([ops.reshape(mean_angle(b, w, axes), (1,)), update_parts(b, w, axes)]))
+        for b, w, axes in zip(before, current, self._axes, strict=True):
+            rows.append(
+                ops.concatenate(
+                    [ops.reshape(mean_angle(b, w, axes), (1,)), update_parts(b, w, axes)]
+                )
+            )
         return ops.stack(rows)
 
     def _state_metrics(self, init, current, learning_rate):
         rows = []
-        for w0, w, axes in zip(init, current, self._axes):
+        for w0, w, axes in zip(init, current, self._axes, strict=True):
             eff = mean_effective_learning_rate(learning_rate, w, axes, self._power)
             rot = mean_angle(w0, w, axes)
             rows.append(ops.concatenate([norm_stats(w, axes), ops.stack([eff, rot])]))
@@ -277,7 +300,11 @@ class WeightDynamics(DynamicsCallback):
         out = dict.fromkeys(self._names(STATE_METRICS), float("nan"))
         state = self.guard("norms", self._state)
         if state is not None:
-            out.update(zip(self._names(STATE_METRICS), ops.convert_to_numpy(state).reshape(-1)))
+            out.update(
+                zip(
+                    self._names(STATE_METRICS), ops.convert_to_numpy(state).reshape(-1), strict=True
+                )
+            )
         steps, self._epoch_steps = self._epoch_steps, []
         out.update(self._step_means([r.get("update") for r in steps], STEP_METRICS))
         if self._probe is not None:
@@ -290,7 +317,7 @@ class WeightDynamics(DynamicsCallback):
         if not values:
             return dict.fromkeys(names, float("nan"))
         mean = ops.convert_to_numpy(ops.mean(ops.stack(values), axis=0)).reshape(-1)
-        return dict(zip(names, mean))
+        return dict(zip(names, mean, strict=True))
 
 
 def _read_npz(path: Path) -> dict:
@@ -299,6 +326,8 @@ def _read_npz(path: Path) -> dict:
         with np.load(path, allow_pickle=False) as found:
             return {k: found[k] for k in found.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise ValueError(f"`initial`={str(path)!r} cannot be read as an .npz file "
-                         f"({type(err).__name__}: {err}). Restore the file the run wrote, or "
-                         "pass a new path (rotation then measures from this fit's start).") from err
+        raise ValueError(
+            f"`initial`={str(path)!r} cannot be read as an .npz file "
+            f"({type(err).__name__}: {err}). Restore the file the run wrote, or "
+            "pass a new path (rotation then measures from this fit's start)."
+        ) from err

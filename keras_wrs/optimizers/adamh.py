@@ -89,8 +89,17 @@ class AdamH(WRSMixin, keras.optimizers.Adam):
     effective_lr_power = 0.0
 
     def __init__(
-        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, amsgrad=False,
-        rescale=None, granularity="layer", target_norm="initial", name="AdamH", **kwargs,
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        amsgrad=False,
+        rescale=None,
+        granularity="layer",
+        target_norm="initial",
+        name="AdamH",
+        **kwargs,
     ):
         if "rescale_every" in kwargs:
             raise ValueError(
@@ -98,9 +107,16 @@ class AdamH(WRSMixin, keras.optimizers.Adam):
                 f"remove `rescale_every`. Received: rescale_every={kwargs['rescale_every']!r}"
             )
         super().__init__(
-            learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            amsgrad=amsgrad, rescale=rescale, granularity=granularity,
-            target_norm=target_norm, name=name, **kwargs,
+            learning_rate=learning_rate,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            amsgrad=amsgrad,
+            rescale=rescale,
+            granularity=granularity,
+            target_norm=target_norm,
+            name=name,
+            **kwargs,
         )
 
     def update_step(self, gradient, variable, learning_rate):

@@ -107,17 +107,22 @@ class _CorrectedDecay:
 
     def get_config(self):
         config = super().get_config()
-        config.update(corrected_weight_decay=self.corrected_weight_decay,
-                      max_learning_rate=self.max_learning_rate)
+        config.update(
+            corrected_weight_decay=self.corrected_weight_decay,
+            max_learning_rate=self.max_learning_rate,
+        )
         return config
 
 
 def _make(parent, name, default_lr):
     base = fused_base(parent)
-    doc = (f"Keras's `{parent.__name__}` with corrected weight decay ({name}).\n"
-           f"{CORRECTED_ARGS_DOC}")
-    attrs = {"__doc__": doc, "__module__": __name__, "_fused": base is not parent,
-             "_default_learning_rate": default_lr}
+    doc = f"Keras's `{parent.__name__}` with corrected weight decay ({name}).\n{CORRECTED_ARGS_DOC}"
+    attrs = {
+        "__doc__": doc,
+        "__module__": __name__,
+        "_fused": base is not parent,
+        "_default_learning_rate": default_lr,
+    }
     cls = type(name, (_CorrectedDecay, base), attrs)
     return keras.saving.register_keras_serializable(package="keras_wrs", name=name)(cls)
 

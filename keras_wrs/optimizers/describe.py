@@ -52,13 +52,13 @@ def describe_rescaling(optimizer) -> str:
     opt = _unwrap(optimizer)
     if opt.built:
         rows = opt.rescale_targets
-    elif isinstance(opt.rescale_spec, keras.Model):
-        model = opt.rescale_spec
+    elif isinstance(opt.rescale_spec(), keras.Model):
+        model = opt.rescale_spec()
         target = None if opt.target_norm == "initial" else opt.target_norm
         rows = [(s, target) for s in opt.resolved_selection(model.trainable_variables)]
     else:
         return (
-            f"{type(opt).__name__}: rescale={opt.rescale_spec!r}, resolved when the "
+            f"{type(opt).__name__}: rescale={opt.rescale_spec()!r}, resolved when the "
             "optimizer is built (after the first training step)."
         )
     header = ("path", "shape", "granularity", "target", "reason")
@@ -66,29 +66,36 @@ def describe_rescaling(optimizer) -> str:
         (
             s.path,
             "x".join(str(d) for d in s.variable.shape),
-            opt.granularity if opt.granularity == "layer" else f"filter (axes {list(s.channel_axes)})",
+            opt.granularity
+            if opt.granularity == "layer"
+            else f"filter (axes {list(s.channel_axes)})",
             _target(t),
             s.reason,
         )
         for s, t in rows
     ]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     every = "" if opt.rescale_every == 1 else f", every {opt.rescale_every} steps"
-    return (f"{type(opt).__name__} rescales {len(rows)} kernel(s){every}:\n" + "\n".join(lines)
-            + _coverage_line(opt, [s for s, _ in rows]) + _left_out(opt))
+    return (
+        f"{type(opt).__name__} rescales {len(rows)} kernel(s){every}:\n"
+        + "\n".join(lines)
+        + _coverage_line(opt, [s for s, _ in rows])
+        + _left_out(opt)
+    )
 
 
 def _left_out(opt):
     """The model's other kernels, each with the reason the selection leaves it out."""
-    if not isinstance(opt.rescale_spec, keras.Model):
+    if not isinstance(opt.rescale_spec(), keras.Model):
         return ""
-    excluded = excluded_kernels(opt.rescale_spec)
+    excluded = excluded_kernels(opt.rescale_spec())
     if not excluded:
         return ""
     return f"\nLeft out ({len(excluded)} kernel(s)):\n" + "\n".join(
-        f"  {s.path}: {s.reason}" for s in excluded)
+        f"  {s.path}: {s.reason}" for s in excluded
+    )
 
 
 def _size(variable):
@@ -107,14 +114,20 @@ def parameter_coverage(model, selections) -> dict:
     """
     covered = sum(_size(s.variable) for s in selections)
     total = sum(_size(v) for v in model.trainable_variables)
-    return {"kernels": len(selections), "kernel_params": covered, "trainable_params": total,
-            "param_fraction": covered / total if total else 0.0}
+    return {
+        "kernels": len(selections),
+        "kernel_params": covered,
+        "trainable_params": total,
+        "param_fraction": covered / total if total else 0.0,
+    }
 
 
 def _coverage_line(opt, selections):
     """How much of the model the rescaled kernels are (when the model is known)."""
-    if not isinstance(opt.rescale_spec, keras.Model):
+    if not isinstance(opt.rescale_spec(), keras.Model):
         return ""
-    found = parameter_coverage(opt.rescale_spec, selections)
-    return (f"\nCoverage: {found['kernel_params']:,} of the model's {found['trainable_params']:,} "
-            f"trainable parameters ({100 * found['param_fraction']:.1f}%) are in rescaled kernels.")
+    found = parameter_coverage(opt.rescale_spec(), selections)
+    return (
+        f"\nCoverage: {found['kernel_params']:,} of the model's {found['trainable_params']:,} "
+        f"trainable parameters ({100 * found['param_fraction']:.1f}%) are in rescaled kernels."
+    )

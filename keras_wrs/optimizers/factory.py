@@ -44,7 +44,10 @@ _TWINS = {}  # (parent class, name) -> class made by wrs()
 
 
 def _check_wrappable(optimizer_class):
-    if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, keras.optimizers.Optimizer)):
+    if not (
+        isinstance(optimizer_class, type)
+        and issubclass(optimizer_class, keras.optimizers.Optimizer)
+    ):
         raise TypeError(
             "`optimizer_class` must be a subclass of keras.optimizers.Optimizer. "
             f"Received: optimizer_class={optimizer_class!r}"
@@ -126,7 +129,11 @@ def _make_class(optimizer_class, name):
     doc = f"{optimizer_class.__name__} with weight rescaling (keras-wrs).\n{WRS_ARGS_DOC}"
     # The public module, whatever file defines the class: pickles and `.keras`
     # files written by 0.1.0 name it.
-    attrs = {"__doc__": doc, "__module__": "keras_wrs.optimizers", "_wrs_fused": base is not optimizer_class}
+    attrs = {
+        "__doc__": doc,
+        "__module__": "keras_wrs.optimizers",
+        "_wrs_fused": base is not optimizer_class,
+    }
     cls = type(name, (WRSMixin, base), attrs)
     return keras.saving.register_keras_serializable(package="keras_wrs", name=name)(cls)
 

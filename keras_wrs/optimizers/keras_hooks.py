@@ -39,7 +39,9 @@ class KerasHookOverrides:
         if not self._wrs_fused:
             return
         due = self._due_in_update_step()
-        pairs = ((v, self._wrs.rescaled.get(self._get_variable_index(v))) for v in trainable_variables)
+        pairs = (
+            (v, self._wrs.rescaled.get(self._get_variable_index(v))) for v in trainable_variables
+        )
         self._rescale_selected([(v, r) for v, r in pairs if r is not None], due)
 
     def apply(self, grads, trainable_variables=None):
@@ -61,19 +63,26 @@ class KerasHookOverrides:
         before = ops.add(self.iterations, 0) if overwrites or without else None
         super().apply(grads, trainable_variables)
         if without and self._wrs.rescaled:
-            variables = self._trainable_variables if trainable_variables is None \
+            variables = (
+                self._trainable_variables
+                if trainable_variables is None
                 else list(trainable_variables)
-            pairs = [(variables[i], self._wrs.rescaled.get(self._get_variable_index(variables[i])))
-                     for i in without]
-            due = None if self.rescale_every == 1 else \
-                ops.equal((before + 1) % self.rescale_every, 0)
+            )
+            pairs = [
+                (variables[i], self._wrs.rescaled.get(self._get_variable_index(variables[i])))
+                for i in without
+            ]
+            due = (
+                None if self.rescale_every == 1 else ops.equal((before + 1) % self.rescale_every, 0)
+            )
             self._rescale_selected([(v, r) for v, r in pairs if r is not None], due)
         if not (overwrites and len(grads) and self._wrs.rescaled):
             return
         # Keras's own test for the overwrite, on the count before the step.
         due = ops.equal((before + 1) % self.ema_overwrite_frequency, 0)
         self._rescale_selected(
-            [(self._trainable_variables[i], r) for i, r in self._wrs.rescaled.items()], due)
+            [(self._trainable_variables[i], r) for i, r in self._wrs.rescaled.items()], due
+        )
 
     def _apply_weight_decay(self, variables):
         # Keras's PyTorch optimizer calls `torch._foreach_mul_` on the list of
@@ -91,7 +100,7 @@ class KerasHookOverrides:
         back with Adam, their saved optimizer state skipped.
         """
         super().save_own_variables(store)
-        model = self.rescale_spec
+        model = self.rescale_spec()
         if isinstance(model, keras.Model) and overrides_compile(model):
             warnings.warn(
                 f"Model {model.name!r} ({type(model).__name__}) overrides compile(), so "

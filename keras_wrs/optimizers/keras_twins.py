@@ -5,8 +5,18 @@ import keras
 from keras_wrs.optimizers.factory import own_class
 
 __all__ = [
-    "SGD", "Adam", "AdamW", "RMSprop", "Nadam", "Lion", "Lamb",
-    "Adagrad", "Adadelta", "Adamax", "Adafactor", "Muon",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Nadam",
+    "Lion",
+    "Lamb",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "Adafactor",
+    "Muon",
 ]
 
 SGD = own_class(keras.optimizers.SGD)

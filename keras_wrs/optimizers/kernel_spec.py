@@ -17,7 +17,11 @@ from keras_wrs import math as wmath
 from keras_wrs.selection import Selection, select_scale_invariant
 
 __all__ = [
-    "validate_rescale", "resolve_rescale", "serialize_rescale", "variable_path", "checked_reduction_axes",
+    "validate_rescale",
+    "resolve_rescale",
+    "serialize_rescale",
+    "variable_path",
+    "checked_reduction_axes",
 ]
 
 _ACCEPTED = (
@@ -43,15 +47,16 @@ def validate_rescale(rescale):
             re.compile(rescale)
         except re.error as e:
             raise ValueError(
-                f"`rescale` is not a valid regular expression ({e}). "
-                f"Received: rescale={rescale!r}"
+                f"`rescale` is not a valid regular expression ({e}). Received: rescale={rescale!r}"
             ) from None
         return rescale
     if isinstance(rescale, dict):
         return {str(k): _validate_axes(k, v) for k, v in rescale.items()}
     if isinstance(rescale, (list, tuple)):
         for item in rescale:
-            if not isinstance(item, (str, Selection, keras.Variable)) and not _is_raw_variable(item):
+            if not isinstance(item, (str, Selection, keras.Variable)) and not _is_raw_variable(
+                item
+            ):
                 raise ValueError(
                     "`rescale` as a list must hold variables or variable paths; "
                     f"it holds {type(item).__name__} {item!r}. Accepted: {_ACCEPTED}."
@@ -63,7 +68,11 @@ def validate_rescale(rescale):
 def _checked_filter(fn):
     """A `variable -> bool` callable; Layers, classes and other callables are refused."""
     if isinstance(fn, (keras.Layer, type)):
-        what = f"the class {fn.__name__}" if isinstance(fn, type) else f"the {type(fn).__name__} {getattr(fn, 'name', '')!r}"
+        what = (
+            f"the class {fn.__name__}"
+            if isinstance(fn, type)
+            else f"the {type(fn).__name__} {getattr(fn, 'name', '')!r}"
+        )
         raise ValueError(
             f"`rescale` was given {what}, which is not a filter `variable -> bool`. For "
             "automatic selection pass the whole model (`rescale=model`); for one layer's "
@@ -120,7 +129,13 @@ def serialize_rescale(rescale):
 
 
 def _path(item):
-    return item if isinstance(item, str) else item.path if isinstance(item, Selection) else variable_path(item)
+    return (
+        item
+        if isinstance(item, str)
+        else item.path
+        if isinstance(item, Selection)
+        else variable_path(item)
+    )
 
 
 def _axes(item):

@@ -74,8 +74,12 @@ def projected_update(update, w, grad, delta, wd_ratio, epsilon):
     shape, ndim = tuple(w.shape), len(w.shape)
     channel, layer = tuple(range(ndim - 1)), tuple(range(ndim))
     per_channel = math.prod(shape[:-1])
-    hit_channel = ops.max(wmath.abs_cosine(grad, w, channel, epsilon)) < delta / math.sqrt(per_channel)
-    hit_layer = ops.max(wmath.abs_cosine(grad, w, layer, epsilon)) < delta / math.sqrt(math.prod(shape))
+    hit_channel = ops.max(wmath.abs_cosine(grad, w, channel, epsilon)) < delta / math.sqrt(
+        per_channel
+    )
+    hit_layer = ops.max(wmath.abs_cosine(grad, w, layer, epsilon)) < delta / math.sqrt(
+        math.prod(shape)
+    )
     update = ops.cast(update, "float32")
     out = ops.where(
         hit_channel,
@@ -88,7 +92,9 @@ def projected_update(update, w, grad, delta, wd_ratio, epsilon):
 
 def _renamed(error):
     """A `rescale=` error from the shared spec reader, about `projection=`."""
-    return ValueError(str(error).replace("`rescale`", "`projection`").replace("rescale=", "projection="))
+    return ValueError(
+        str(error).replace("`rescale`", "`projection`").replace("rescale=", "projection=")
+    )
 
 
 def _is_cosine(projection):
@@ -122,7 +128,9 @@ class _Projection:
 class _ProjectedOptimizer(keras.optimizers.Optimizer):
     """Shared machinery of SGDP and AdamP: arguments, selection, decay, config."""
 
-    def __init__(self, learning_rate, epsilon, delta, wd_ratio, projection, nesterov, weight_decay, **kwargs):
+    def __init__(
+        self, learning_rate, epsilon, delta, wd_ratio, projection, nesterov, weight_decay, **kwargs
+    ):
         weight_decay = None if weight_decay is None else _check("weight_decay", weight_decay, 0.0)
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, **kwargs)
         self.epsilon = _check("epsilon", epsilon, 0.0)
@@ -152,8 +160,10 @@ class _ProjectedOptimizer(keras.optimizers.Optimizer):
         chosen = []
         if not _is_cosine(self.projection):
             try:
-                chosen = [(s, checked_reduction_axes(s, "filter"))
-                          for s in resolve_rescale(self.projection, var_list)]
+                chosen = [
+                    (s, checked_reduction_axes(s, "filter"))
+                    for s in resolve_rescale(self.projection, var_list)
+                ]
             except ValueError as e:
                 raise _renamed(e) from None
         super().build(var_list)
@@ -171,7 +181,9 @@ class _ProjectedOptimizer(keras.optimizers.Optimizer):
         if len(variable.shape) < 2 and _is_cosine(self.projection):
             return ops.cast(update, "float32"), 1.0
         if _is_cosine(self.projection):
-            return projected_update(update, variable, gradient, self.delta, self.wd_ratio, self.epsilon)
+            return projected_update(
+                update, variable, gradient, self.delta, self.wd_ratio, self.epsilon
+            )
         selected = self._projection.selected.get(self._get_variable_index(variable))
         if selected is None:
             return ops.cast(update, "float32"), 1.0
@@ -190,16 +202,23 @@ class _ProjectedOptimizer(keras.optimizers.Optimizer):
         if not _is_cosine(projection):
             projection = (
                 {path: list(axes) for path, axes in self.projected_selection.items()}
-                if self.built else serialize_rescale(projection)
+                if self.built
+                else serialize_rescale(projection)
             )
-        config.update(epsilon=self.epsilon, delta=self.delta, wd_ratio=self.wd_ratio,
-                      nesterov=self.nesterov, projection=projection)
+        config.update(
+            epsilon=self.epsilon,
+            delta=self.delta,
+            wd_ratio=self.wd_ratio,
+            nesterov=self.nesterov,
+            projection=projection,
+        )
         return config
 
 
 @keras.saving.register_keras_serializable(package="keras_wrs", name="SGDP")
 class SGDP(_ProjectedOptimizer):
-    """SGD with momentum, projected on scale-invariant weights (SGDP).
+    (
+        """SGD with momentum, projected on scale-invariant weights (SGDP).
 
     Step for a variable `w` with gradient `g` (the reference's order):
     `b <- momentum * b + (1 - dampening) * g`; `d = g + momentum * b` with
@@ -221,27 +240,53 @@ class SGDP(_ProjectedOptimizer):
         nesterov: Nesterov momentum. Defaults to `False`.
         epsilon: guards norms in the cosine test and the projection.
             Defaults to `1e-8`.
-    """ + PROJECTION_DOC + """
+    """
+        + PROJECTION_DOC
+        + """
 
     Reference arguments: `lr` is `learning_rate`, `eps` is `epsilon`.
 
     References:
         Heo et al., ICLR 2021, arXiv 2006.08217; the `adamp` package 0.3.0.
     """
+    )
 
     effective_lr_power = 2.0
 
     def __init__(
-        self, learning_rate=0.01, momentum=0.0, dampening=0.0, weight_decay=None, nesterov=False,
-        epsilon=1e-8, delta=0.1, wd_ratio=0.1, projection=COSINE, name="SGDP", **kwargs,
+        self,
+        learning_rate=0.01,
+        momentum=0.0,
+        dampening=0.0,
+        weight_decay=None,
+        nesterov=False,
+        epsilon=1e-8,
+        delta=0.1,
+        wd_ratio=0.1,
+        projection=COSINE,
+        name="SGDP",
+        **kwargs,
     ):
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum < 1:
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not 0 <= momentum < 1
+        ):
             raise ValueError(
                 "`momentum` must be a float between [0, 1] and below 1 (SGDP divides the "
                 f"weight decay by 1 - momentum). Received: momentum={momentum!r}"
             )
-        super().__init__(learning_rate, epsilon, delta, wd_ratio, projection, nesterov,
-                         weight_decay, name=name, **kwargs)
+        super().__init__(
+            learning_rate,
+            epsilon,
+            delta,
+            wd_ratio,
+            projection,
+            nesterov,
+            weight_decay,
+            name=name,
+            **kwargs,
+        )
         self.momentum = float(momentum)
         self.dampening = _check("dampening", dampening, 0.0, 1.0)
 
@@ -271,7 +316,8 @@ class SGDP(_ProjectedOptimizer):
 
 @keras.saving.register_keras_serializable(package="keras_wrs", name="AdamP")
 class AdamP(_ProjectedOptimizer):
-    """Adam, projected on scale-invariant weights (AdamP).
+    (
+        """Adam, projected on scale-invariant weights (AdamP).
 
     Step (the reference's order): Adam's moments `m`, `v`;
     `p = m / (sqrt(v) / sqrt(1 - beta_2^t) + epsilon)` (with Nesterov,
@@ -289,7 +335,9 @@ class AdamP(_ProjectedOptimizer):
         epsilon: Defaults to `1e-8`.
         weight_decay: decoupled decay coefficient (`None` or >= 0).
         nesterov: Defaults to `False`.
-    """ + PROJECTION_DOC + """
+    """
+        + PROJECTION_DOC
+        + """
 
     Reference arguments: `lr` is `learning_rate`, `betas` is
     `(beta_1, beta_2)`, `eps` is `epsilon`.
@@ -297,15 +345,35 @@ class AdamP(_ProjectedOptimizer):
     References:
         Heo et al., ICLR 2021, arXiv 2006.08217; the `adamp` package 0.3.0.
     """
+    )
 
     effective_lr_power = 1.0
 
     def __init__(
-        self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=None,
-        delta=0.1, wd_ratio=0.1, nesterov=False, projection=COSINE, name="AdamP", **kwargs,
+        self,
+        learning_rate=0.001,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        weight_decay=None,
+        delta=0.1,
+        wd_ratio=0.1,
+        nesterov=False,
+        projection=COSINE,
+        name="AdamP",
+        **kwargs,
     ):
-        super().__init__(learning_rate, epsilon, delta, wd_ratio, projection, nesterov,
-                         weight_decay, name=name, **kwargs)
+        super().__init__(
+            learning_rate,
+            epsilon,
+            delta,
+            wd_ratio,
+            projection,
+            nesterov,
+            weight_decay,
+            name=name,
+            **kwargs,
+        )
         self.beta_1 = _check("beta_1", beta_1, 0.0, 1.0, high_open=True)
         self.beta_2 = _check("beta_2", beta_2, 0.0, 1.0, high_open=True)
 
@@ -313,7 +381,9 @@ class AdamP(_ProjectedOptimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
+        self._momentums, self._velocities = self.add_optimizer_variables(
+            var_list, ["momentum", "velocity"]
+        )
 
     def update_step(self, gradient, variable, learning_rate):
         g = ops.cast(gradient, "float32")

@@ -20,13 +20,13 @@ from keras import ops
 from keras_wrs import math as wmath
 from keras_wrs._backend import init_scope
 from keras_wrs.checks import check_granularity, check_rescale_every, check_target_norm
+from keras_wrs.optimizers.keras_hooks import KerasHookOverrides
 from keras_wrs.optimizers.kernel_spec import (
     checked_reduction_axes,
     resolve_rescale,
     serialize_rescale,
     validate_rescale,
 )
-from keras_wrs.optimizers.keras_hooks import KerasHookOverrides
 from keras_wrs.selection import Selection
 
 __all__ = ["WRSMixin", "WRS_ARGS_DOC"]
@@ -87,9 +87,12 @@ class WRSMixin(KerasHookOverrides):
         self.rescale_every = check_rescale_every(rescale_every)
         self._wrs = _WRSState(spec=validate_rescale(rescale))
 
-    @property
     def rescale_spec(self):
-        """The `rescale=` argument as given (validated, not yet resolved)."""
+        """The `rescale=` argument as given (validated, not yet resolved).
+
+        A method, not a property: Keras's saving walks an optimizer's public
+        attributes, and a model reached from its own optimizer would loop.
+        """
         return self._wrs.spec
 
     @property
@@ -133,8 +136,10 @@ class WRSMixin(KerasHookOverrides):
         with init_scope():
             initial = keras.ops.convert_to_numpy(wmath.filter_norms(v, axes))
         target = self.add_variable(
-            shape, initializer=lambda shape, dtype: ops.cast(initial, dtype),
-            dtype="float32", name=_var_name(selection.path) + "_target_norm",
+            shape,
+            initializer=lambda shape, dtype: ops.cast(initial, dtype),
+            dtype="float32",
+            name=_var_name(selection.path) + "_target_norm",
         )
         return _Rescaled(selection, axes, target)
 
@@ -176,8 +181,6 @@ class WRSMixin(KerasHookOverrides):
             rescale_every=self.rescale_every,
         )
         return config
-
-
 
 
 def _var_name(path):

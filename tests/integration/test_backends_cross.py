@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,28 +42,37 @@ def python_for(backend):
 def run(backend, *args):
     python = python_for(backend)
     if python is None:
-        pytest.skip(f"{backend} is not installed here and KERAS_WRS_PYTHON_"
-                    f"{backend.upper()} is not set")
-    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu",
-           "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([python, str(WORKER), *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=900)
+        pytest.skip(
+            f"{backend} is not installed here and KERAS_WRS_PYTHON_{backend.upper()} is not set"
+        )
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "JAX_PLATFORMS": "cpu",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    done = subprocess.run(
+        [python, str(WORKER), *map(str, args)], env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, f"{backend} run failed:\n{done.stderr[-3000:]}"
 
 
 def assert_close_to(reference, other, keys, label):
     for key in keys:
         scale = np.abs(reference[key]).max()
-        np.testing.assert_allclose(other[key], reference[key], rtol=0,
-                                   atol=RTOL_OF_MAX * scale, err_msg=f"{label} {key}")
+        np.testing.assert_allclose(
+            other[key], reference[key], rtol=0, atol=RTOL_OF_MAX * scale, err_msg=f"{label} {key}"
+        )
 
 
 @pytest.fixture(scope="module")
 def available():
     found = [b for b in BACKENDS if python_for(b)]
     if len(found) < 2:
-        pytest.skip(f"needs two backends; found only {', '.join(found) or 'none'} "
-                    f"(set KERAS_WRS_PYTHON_JAX / _TORCH / _TENSORFLOW)")
+        pytest.skip(
+            f"needs two backends; found only {', '.join(found) or 'none'} "
+            f"(set KERAS_WRS_PYTHON_JAX / _TORCH / _TENSORFLOW)"
+        )
     return found
 
 
@@ -103,8 +111,7 @@ def test_wrs_trajectories_agree_across_backends(trajectories, workdir):
                 w = arrays[f"step8/{j}"]
                 norms = np.sqrt((w.reshape(-1, w.shape[-1]) ** 2).sum(0))
                 np.testing.assert_allclose(norms, 1.0, rtol=1e-5, err_msg=backend)
-        moved = max(np.abs(arrays[f"step8/{j}"] - init[f"w{j}"]).max()
-                    for j in range(len(paths)))
+        moved = max(np.abs(arrays[f"step8/{j}"] - init[f"w{j}"]).max() for j in range(len(paths)))
         assert moved > 0.1, backend
 
 
@@ -117,15 +124,18 @@ def test_keras_file_from_jax_continues_and_exports_under_tensorflow(trajectories
     model = workdir / "jax4.keras"
     run("jax", "save", workdir / "init.npz", model, "--steps", 4)
     export = workdir / "export"
-    run("tensorflow", "resume", model, workdir / "tf_resumed.npz", "--steps", 4,
-        "--export", export)
+    run("tensorflow", "resume", model, workdir / "tf_resumed.npz", "--steps", 4, "--export", export)
     resumed = np.load(workdir / "tf_resumed.npz")
     assert int(resumed["resumed_at"]) == 4 and float(resumed["target_norm"]) == 1.0
     # Steps 5..8 on TensorFlow from JAX's file equal JAX's own steps 5..8:
     # weights, BatchNorm statistics and optimizer state travel in the file.
     jax = trajectories["jax"]
-    assert_close_to(jax, resumed, [k for k in _steps(jax) if int(k[4:].split("/")[0]) > 4],
-                    "jax file resumed on tensorflow vs jax:")
+    assert_close_to(
+        jax,
+        resumed,
+        [k for k in _steps(jax) if int(k[4:].split("/")[0]) > 4],
+        "jax file resumed on tensorflow vs jax:",
+    )
     assert (export / "saved_model").is_dir() and (export / "model.onnx").is_file()
     manifest = json.loads((export / "export.json").read_text())
     checks = [c for a in manifest["artifacts"].values() for c in a["parity"]]

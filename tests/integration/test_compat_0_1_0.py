@@ -9,10 +9,10 @@ import pickle
 
 import keras
 import numpy as np
-
-import keras_wrs
 from support import WORKERS
 from support.nets import data
+
+import keras_wrs
 
 FIXTURES = WORKERS.parent / "fixtures"
 
@@ -29,7 +29,9 @@ def test_a_0_1_0_keras_file_loads_with_its_optimizer_state_and_trains_on():
     paths = sorted(s.path for s in opt.rescale_selection)
     assert paths == sorted([model.get_layer("c1").kernel.path, model.get_layer("c2").kernel.path])
     momenta = [v for v in opt.variables if "momentum" in v.path]
-    assert momenta and all(np.abs(np.asarray(v)).max() > 0 for v in momenta)  # restored, not fresh zeros
+    assert momenta and all(
+        np.abs(np.asarray(v)).max() > 0 for v in momenta
+    )  # restored, not fresh zeros
     targets = {s.path: np.asarray(t).reshape(-1) for s, t in opt.rescale_targets}
     x, y = data(16)
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)

@@ -62,7 +62,9 @@ OPTIMIZERS = {
     "sgd": lambda m: keras.optimizers.SGD(LR),
     "momentum": lambda m: keras.optimizers.SGD(LR, momentum=0.9),
     "weight_decay": lambda m: keras.optimizers.SGD(LR, momentum=0.9, weight_decay=WD),
-    "wrs_initial": lambda m: keras_wrs.optimizers.SGD(LR, momentum=0.9, rescale=m, target_norm="initial"),
+    "wrs_initial": lambda m: keras_wrs.optimizers.SGD(
+        LR, momentum=0.9, rescale=m, target_norm="initial"
+    ),
     "wrs_unit": lambda m: keras_wrs.optimizers.SGD(LR, momentum=0.9, rescale=m),
 }
 
@@ -139,11 +141,13 @@ def test_d_plain_sgd_norm_growth_law():
     x, y = digits()
     net = model(bn_epsilon=1e-7)
     lr = 0.5
-    net.compile(keras.optimizers.SGD(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    net.compile(
+        keras.optimizers.SGD(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     trace = Trace()
     net.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False, callbacks=[trace])
     assert len(trace.w) == 9
-    for before, after in zip(trace.w[:-1], trace.w[1:]):
+    for before, after in zip(trace.w[:-1], trace.w[1:], strict=True):
         before, after = before.astype(np.float64), after.astype(np.float64)
         # Plain SGD: the step is -lr g, so lr^2 ||g||^2 is the squared step.
         growth = filter_norms(after - before) ** 2

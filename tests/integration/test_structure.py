@@ -39,7 +39,7 @@ def is_submodule(module, name):
     """Whether `from module import name` imports a module (a private module may be imported)."""
     for folder, package in SOURCES.items():
         if module == package or module.startswith(package + "."):
-            rel = module[len(package):].strip(".").split(".") if module != package else []
+            rel = module[len(package) :].strip(".").split(".") if module != package else []
             base = ROOT.joinpath(folder, *[p for p in rel if p])
             return (base / f"{name}.py").is_file() or (base / name / "__init__.py").is_file()
     return False
@@ -49,12 +49,16 @@ def test_no_module_imports_another_modules_private_name():
     offences = []
     for path in module_files():
         for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("keras_wrs"):
+            if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith(
+                "keras_wrs"
+            ):
                 continue
             for alias in node.names:
                 private = alias.name.startswith("_") and not alias.name.endswith("__")
                 if private and not is_submodule(node.module, alias.name):
-                    offences.append(f"{path.relative_to(ROOT)}: from {node.module} import {alias.name}")
+                    offences.append(
+                        f"{path.relative_to(ROOT)}: from {node.module} import {alias.name}"
+                    )
     assert not offences, "\n".join(offences)
 
 

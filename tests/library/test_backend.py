@@ -7,12 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-from support.backends import BACKEND, tf_installed
 from keras import ops
+from support.backends import BACKEND, tf_installed
 
 from keras_wrs import _backend
-from keras_wrs.dynamics import WeightDynamics
-from keras_wrs.dynamics import SpanNoise
+from keras_wrs.dynamics import SpanNoise, WeightDynamics
 
 IMPORT_ALL = (
     "import sys, keras, keras_wrs\n"
@@ -21,7 +20,9 @@ IMPORT_ALL = (
 )
 
 
-@pytest.mark.skipif(BACKEND == "tensorflow", reason="on its own backend Keras itself loads TensorFlow")
+@pytest.mark.skipif(
+    BACKEND == "tensorflow", reason="on its own backend Keras itself loads TensorFlow"
+)
 @pytest.mark.parametrize("chosen_by", ["KERAS_BACKEND", "keras.json"])
 def test_import_loads_no_tensorflow_off_the_tensorflow_backend(tmp_path, chosen_by):
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
@@ -30,7 +31,9 @@ def test_import_loads_no_tensorflow_off_the_tensorflow_backend(tmp_path, chosen_
         env["KERAS_BACKEND"] = BACKEND
     else:
         (tmp_path / "keras.json").write_text(json.dumps({"backend": BACKEND}))
-    out = subprocess.run([sys.executable, "-c", IMPORT_ALL], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL], env=env, capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     backend, loaded_tf = out.stdout.split()[-2:]
     assert (backend, loaded_tf) == (BACKEND, "False")
@@ -38,11 +41,16 @@ def test_import_loads_no_tensorflow_off_the_tensorflow_backend(tmp_path, chosen_
 
 @pytest.mark.skipif(tf_installed, reason="TensorFlow is installed: nothing to ask for")
 def test_tensorflow_only_features_name_the_extra(tmp_path):
-    with pytest.raises(ImportError, match=r"`log_dir` \(TensorBoard step series.*needs TensorFlow, which is not installed.*keras-wrs\[cpu\]"):
+    with pytest.raises(
+        ImportError,
+        match=r"`log_dir` \(TensorBoard step series.*needs TensorFlow, which is not installed.*keras-wrs\[cpu\]",
+    ):
         WeightDynamics(log_dir=str(tmp_path))
     with pytest.raises(ImportError, match=r"keras-wrs\[tf\]"):
         SpanNoise(np.zeros((4, 3), "float32"), log_dir=str(tmp_path))
-    with pytest.raises(ImportError, match=rf"TFDS data sets needs TensorFlow.*the Keras backend is '{BACKEND}'"):
+    with pytest.raises(
+        ImportError, match=rf"TFDS data sets needs TensorFlow.*the Keras backend is '{BACKEND}'"
+    ):
         _backend.require_tensorflow("TFDS data sets")
 
 

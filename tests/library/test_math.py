@@ -36,7 +36,9 @@ def test_reduction_axes(ndim, channel_axes, granularity, expected):
 
 
 def test_reduction_axes_rejects_unknown_granularity():
-    with pytest.raises(ValueError, match=r"`granularity` must be one of .*Received: granularity='channel'"):
+    with pytest.raises(
+        ValueError, match=r"`granularity` must be one of .*Received: granularity='channel'"
+    ):
         wmath.reduction_axes(4, (-1,), "channel")
 
 
@@ -61,8 +63,12 @@ def test_angle_is_arccos_of_normalized_dot():
     a = RNG.normal(size=(3, 3, 4, 8))
     b = a + 0.3 * RNG.normal(size=a.shape)
     axes = (0, 1, 2)
-    cos = np.sum(a * b, axis=axes) / (np.linalg.norm(a.reshape(-1, 8), axis=0) * np.linalg.norm(b.reshape(-1, 8), axis=0))
-    got = ops.convert_to_numpy(wmath.angle(a.astype("float32"), b.astype("float32"), axes)).reshape(-1)
+    cos = np.sum(a * b, axis=axes) / (
+        np.linalg.norm(a.reshape(-1, 8), axis=0) * np.linalg.norm(b.reshape(-1, 8), axis=0)
+    )
+    got = ops.convert_to_numpy(wmath.angle(a.astype("float32"), b.astype("float32"), axes)).reshape(
+        -1
+    )
     # float32 arccos near cos=1 loses digits: 3e-4 rad absolute covers angles of ~0.1-0.5 rad here.
     np.testing.assert_allclose(got, np.arccos(cos), atol=3e-4)
     assert got.min() > 0.05  # the test compares real rotations, not zeros
@@ -80,8 +86,10 @@ def test_angle_zero_filter_is_zero_and_opposite_is_pi():
 def test_radial_tangential_matches_numpy_and_reassembles():
     w = RNG.normal(size=(9, 5))
     delta = 0.1 * RNG.normal(size=w.shape)
-    radial, tangential = (ops.convert_to_numpy(t).reshape(-1) for t in
-                          wmath.radial_tangential(delta.astype("float32"), w.astype("float32"), (0,)))
+    radial, tangential = (
+        ops.convert_to_numpy(t).reshape(-1)
+        for t in wmath.radial_tangential(delta.astype("float32"), w.astype("float32"), (0,))
+    )
     unit = w / np.linalg.norm(w, axis=0)
     r = np.sum(delta * unit, axis=0)
     t = np.linalg.norm(delta - r * unit, axis=0)
@@ -93,7 +101,9 @@ def test_radial_tangential_matches_numpy_and_reassembles():
 def test_effective_learning_rate_powers():
     norms = np.array([0.5, 1.0, 2.0], "float32")
     for p in (0, 1, 2):
-        np.testing.assert_allclose(wmath.effective_learning_rate(0.1, norms, p), 0.1 / norms**p, rtol=1e-6)
+        np.testing.assert_allclose(
+            wmath.effective_learning_rate(0.1, norms, p), 0.1 / norms**p, rtol=1e-6
+        )
 
 
 def test_kernel_matrix_matches_layer_output():

@@ -10,7 +10,8 @@ BACKEND = keras.backend.backend()
 # Tests of TensorFlow-only machinery (tf.distribute, tf.summary, tf.data
 # specifics) skip on the other backends.
 requires_tf = pytest.mark.skipif(
-    BACKEND != "tensorflow", reason=f"TensorFlow-only machinery; the backend is {BACKEND!r}")
+    BACKEND != "tensorflow", reason=f"TensorFlow-only machinery; the backend is {BACKEND!r}"
+)
 
 tf_installed = importlib.util.find_spec("tensorflow") is not None
 

@@ -54,8 +54,9 @@ def gradients(model, x, y):
     if backend == "tensorflow":
         return [g.numpy() for g in _tf_gradients(model)(x, y)]
     if backend == "jax":
-        grads = _jax_gradients(model)([v.value for v in variables],
-                                      [v.value for v in model.non_trainable_variables], x, y)
+        grads = _jax_gradients(model)(
+            [v.value for v in variables], [v.value for v in model.non_trainable_variables], x, y
+        )
         return [np.asarray(g) for g in grads]
     for v in variables:
         v.value.grad = None
@@ -109,8 +110,9 @@ def _apply_function(optimizer, variables):
         def apply(grads):
             state = [v.value for v in optimizer.variables]
             new_values, new_state = stateless(state, grads, [v.value for v in variables])
-            for v, value in zip([*variables, *optimizer.variables], [*new_values, *new_state],
-                                strict=True):
+            for v, value in zip(
+                [*variables, *optimizer.variables], [*new_values, *new_state], strict=True
+            ):
                 v.assign(value)
 
         return apply
@@ -189,8 +191,10 @@ def run_twin(make_optimizer, make_reference, steps=100, seed=0, watch=None):
             watch(weights, grads, t)
         reference.step(grads, t)
         apply([keras.ops.convert_to_tensor(g) for g in grads])
-    return {v.path: relative_difference(keras.ops.convert_to_numpy(v), w)
-            for v, w in zip(variables, reference.weights, strict=True)}
+    return {
+        v.path: relative_difference(keras.ops.convert_to_numpy(v), w)
+        for v, w in zip(variables, reference.weights, strict=True)
+    }
 
 
 def relative_difference(ours, theirs):

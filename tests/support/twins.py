@@ -11,7 +11,7 @@ def np_patches(x, ksize, strides, padding, dilation):
     """im2col by explicit loops, TF's padding rule, rows in (taps..., channel) order."""
     spatial = x.shape[1:-1]
     outs, pads = [], []
-    for n, k, s, d in zip(spatial, ksize, strides, dilation):
+    for n, k, s, d in zip(spatial, ksize, strides, dilation, strict=True):
         span = (k - 1) * d + 1
         if padding == "same":
             out = math.ceil(n / s)
@@ -27,11 +27,20 @@ def np_patches(x, ksize, strides, padding, dilation):
     rows = []
     for b in range(x.shape[0]):
         for pos in np.ndindex(*outs):
-            taps = [xp[(b, *[p * s + t * d for p, s, t, d in zip(pos, strides, tap, dilation)])]
-                    for tap in np.ndindex(*ksize)]
+            taps = [
+                xp[
+                    (
+                        b,
+                        *[
+                            p * s + t * d
+                            for p, s, t, d in zip(pos, strides, tap, dilation, strict=True)
+                        ],
+                    )
+                ]
+                for tap in np.ndindex(*ksize)
+            ]
             rows.append(np.concatenate(taps))
     return np.array(rows)
-
 
 
 def np_noise(w2d, x_rows, rel):
@@ -41,4 +50,6 @@ def np_noise(w2d, x_rows, rel):
     w = w2d.astype(np.float64)
     perp = w - basis @ (basis.T @ w)
     ratio = np.linalg.norm(perp, axis=0) / np.linalg.norm(w, axis=0)
-    return np.array([ratio.mean(), ratio.max(), np.linalg.norm(perp), np.linalg.norm(w - perp), basis.shape[1]])
+    return np.array(
+        [ratio.mean(), ratio.max(), np.linalg.norm(perp), np.linalg.norm(w - perp), basis.shape[1]]
+    )

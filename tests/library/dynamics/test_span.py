@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from support.twins import np_noise, np_patches
 
 from keras_wrs import _backend
 from keras_wrs import math as wmath
 from keras_wrs.dynamics import span as wspan
-from support.twins import np_noise, np_patches
 
 L = keras.layers
 RNG = np.random.default_rng(0)
@@ -40,8 +40,10 @@ def test_conv_patches_match_loops_and_layer_output(cls, kwargs, shape):
     y = ops.convert_to_numpy(layer(x))
     got = ops.convert_to_numpy(wspan.layer_patches(layer, x))
     nd = len(shape) - 2
-    tup = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)  # noqa: E731
-    want = np_patches(x, tup(layer.kernel_size), tup(layer.strides), layer.padding, tup(layer.dilation_rate))
+    tup = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)
+    want = np_patches(
+        x, tup(layer.kernel_size), tup(layer.strides), layer.padding, tup(layer.dilation_rate)
+    )
     np.testing.assert_allclose(got, want, atol=1e-6)
     # The definition that matters: patch . filter is the layer's pre-activation.
     w2d = ops.convert_to_numpy(wmath.kernel_matrix(layer.kernel, (-1,)))
@@ -53,7 +55,9 @@ def test_dense_patches_are_input_rows():
     layer = L.Dense(4)
     x = RNG.normal(size=(2, 3, 6)).astype("float32")
     layer(x)
-    np.testing.assert_array_equal(ops.convert_to_numpy(wspan.layer_patches(layer, x)), x.reshape(-1, 6))
+    np.testing.assert_array_equal(
+        ops.convert_to_numpy(wspan.layer_patches(layer, x)), x.reshape(-1, 6)
+    )
 
 
 @pytest.mark.parametrize(
@@ -95,7 +99,7 @@ def test_gram_accumulates_over_batches():
 
 def _apply(grams):
     # `@`: on PyTorch, ops.matmul computes float64 in float32.
-    return lambda ms: [ops.convert_to_tensor(g) @ m for g, m in zip(grams, ms)]
+    return lambda ms: [ops.convert_to_tensor(g) @ m for g, m in zip(grams, ms, strict=True)]
 
 
 @pytest.mark.usefixtures("float64")
@@ -103,11 +107,16 @@ def test_randomized_equals_exact_when_rank_fits_in_sketch():
     x = low_rank_rows(d=40, r=12, decay=True)
     w2d = RNG.normal(size=(40, 5))
     g = x.T @ x
-    (span_r, _, rank_r), = wspan.randomized_spans(_apply([g]), [40], 1e-9, sketch_size=22, power_iterations=1)
+    ((span_r, _, rank_r),) = wspan.randomized_spans(
+        _apply([g]), [40], 1e-9, sketch_size=22, power_iterations=1
+    )
     span, comp, rank = wspan.exact_span(ops.convert_to_tensor(g), 1e-9)
     assert int(rank_r) == int(rank) == 12
-    np.testing.assert_allclose(ops.convert_to_numpy(wspan.noise_stats(w2d, span_r)),
-                               ops.convert_to_numpy(wspan.noise_stats(w2d, span, comp)), rtol=1e-8)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(wspan.noise_stats(w2d, span_r)),
+        ops.convert_to_numpy(wspan.noise_stats(w2d, span, comp)),
+        rtol=1e-8,
+    )
 
 
 @pytest.mark.usefixtures("float64")
@@ -115,7 +124,7 @@ def test_randomized_over_estimates_noise_when_sketch_is_too_small():
     x = low_rank_rows(d=40, r=20, decay=True)
     w2d = RNG.normal(size=(40, 5))
     g = x.T @ x
-    (span_r, _, rank_r), = wspan.randomized_spans(_apply([g]), [40], 1e-9, sketch_size=8)
+    ((span_r, _, rank_r),) = wspan.randomized_spans(_apply([g]), [40], 1e-9, sketch_size=8)
     span, comp, _ = wspan.exact_span(ops.convert_to_tensor(g), 1e-9)
     small = ops.convert_to_numpy(wspan.noise_stats(w2d, span_r))
     exact = ops.convert_to_numpy(wspan.noise_stats(w2d, span, comp))

@@ -5,12 +5,12 @@ import logging
 import keras
 import numpy as np
 import pytest
-from support.nets import conv_bn, loss
 from sklearn.datasets import load_digits
+from support.nets import conv_bn, loss
 from support.twins import np_noise, np_patches
 
-from keras_wrs.dynamics import span as wspan
 from keras_wrs.dynamics import SpanNoise
+from keras_wrs.dynamics import span as wspan
 from keras_wrs.dynamics.logkeys import NOISE_METRICS
 
 L = keras.layers
@@ -28,7 +28,9 @@ def fit(callbacks, epochs=1, model=None, x=None, y=None):
     x, y = (x, y) if x is not None else digits4()
     model = model or conv_bn()
     model.compile(keras.optimizers.SGD(0.05), loss())
-    hist = model.fit(x, y, batch_size=32, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False)
+    hist = model.fit(
+        x, y, batch_size=32, epochs=epochs, callbacks=callbacks, verbose=0, shuffle=False
+    )
     return model, hist.history
 
 
@@ -57,20 +59,31 @@ def test_logged_noise_matches_twin_for_both_convs():
 def test_dense_span_rank_is_data_rank():
     d = load_digits()
     x, y = (d.data[:300] / 16.0).astype("float32"), (d.target[:300] % 3).astype("int32")
-    model = keras.Sequential([keras.Input((64,)), L.Dense(16, name="fc"), L.BatchNormalization(momentum=0.9),
-                              L.ReLU(), L.Dense(3, name="head")])
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            L.Dense(16, name="fc"),
+            L.BatchNormalization(momentum=0.9),
+            L.ReLU(),
+            L.Dense(3, name="head"),
+        ]
+    )
     cb = SpanNoise(x)
     _, hist = fit([cb], model=model, x=x, y=y)
     s = np.linalg.svd(x.astype(np.float64), compute_uv=False)
     # Rank at the default threshold (eigenvalues of the Gram = squared singular values).
-    assert hist["span_rank/fc"][0] == np.sum(s**2 > 1e-6 * s[0] ** 2) < 64  # pixels that never light up
+    assert (
+        hist["span_rank/fc"][0] == np.sum(s**2 > 1e-6 * s[0] ** 2) < 64
+    )  # pixels that never light up
     want = np_noise(np.asarray(model.get_layer("fc").kernel), x, 1e-6)
     np.testing.assert_allclose(hist["noise_ratio_max/fc"][0], want[1], rtol=1e-5)
 
 
 def test_randomized_matches_exact_when_rank_fits():
     x, y = digits4()
-    x = np.tile(x, (1, 1, 1, 4))  # 16 channels: d = 144 > 2 k, so the sketch is used; rank 9 <= k - 10
+    x = np.tile(
+        x, (1, 1, 1, 4)
+    )  # 16 channels: d = 144 > 2 k, so the sketch is used; rank 9 <= k - 10
     inp = keras.Input((8, 8, 16))
     h = L.ReLU()(L.BatchNormalization(momentum=0.9)(L.Conv2D(8, 3, padding="same", name="c1")(inp)))
     model = keras.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(h)))
@@ -79,7 +92,9 @@ def test_randomized_matches_exact_when_rank_fits():
     assert rand._dim(0) > 2 * rand.sketch_size
     for key in ("noise_ratio_mean", "noise_ratio_max", "noise_norm", "span_rank"):
         assert exact.series[f"{key}/c1"][-1][1] > 0
-        np.testing.assert_allclose(rand.series[f"{key}/c1"][-1][1], exact.series[f"{key}/c1"][-1][1], rtol=1e-6)
+        np.testing.assert_allclose(
+            rand.series[f"{key}/c1"][-1][1], exact.series[f"{key}/c1"][-1][1], rtol=1e-6
+        )
 
 
 def test_every_n_epochs_logs_nan_between_and_series_has_begin_and_end():
@@ -99,12 +114,14 @@ def test_every_n_epochs_logs_nan_between_and_series_has_begin_and_end():
 
 def test_probe_size_takes_the_first_examples():
     x, y = digits4(64)
-    small, cut = SpanNoise(x[:1]), SpanNoise((x[i:i + 3] for i in range(0, 12, 3)), probe_size=1)
+    small, cut = SpanNoise(x[:1]), SpanNoise((x[i : i + 3] for i in range(0, 12, 3)), probe_size=1)
     _, hist = fit([small, cut], x=x, y=y)
     assert cut.probe_size == 1 and [int(b.shape[0]) for b in cut._batches] == [1]
     assert [int(b.shape[0]) for b in small._batches] == [1]
     for m in NOISE_METRICS:  # two callbacks on one run: same probe, same numbers
-        np.testing.assert_array_equal([v for _, v in cut.series[f"{m}/c2"]], [v for _, v in small.series[f"{m}/c2"]])
+        np.testing.assert_array_equal(
+            [v for _, v in cut.series[f"{m}/c2"]], [v for _, v in small.series[f"{m}/c2"]]
+        )
     assert small.series["span_rank/c2"][0][1] <= 64  # one image: at most 64 patches
 
 
@@ -120,12 +137,30 @@ def test_plain_sgd_keeps_first_layer_noise_norm():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(probe=np.zeros((0, 8, 8, 4), "float32")), r"`probe` holds no example \(it is empty\)"),
-        (dict(probe=np.zeros((4, 8, 8, 4)), every_n_epochs=0), r"`every_n_epochs` must be an integer >= 1\. Received: every_n_epochs=0"),
-        (dict(probe=np.zeros((4, 8, 8, 4)), method="svd"), r"`method` must be one of .*Received: method='svd'"),
-        (dict(probe=np.zeros((4, 8, 8, 4)), rel_threshold=1.5), r"`rel_threshold` .*Received: rel_threshold=1\.5"),
-        (dict(probe=np.zeros((4, 8, 8, 4)), probe_size=0), r"`probe_size` must be an integer >= 1\. Received: probe_size=0"),
-        (dict(probe="images.npy"), r"`probe` must be an array of inputs.*Received: probe='images\.npy'"),
+        (
+            dict(probe=np.zeros((0, 8, 8, 4), "float32")),
+            r"`probe` holds no example \(it is empty\)",
+        ),
+        (
+            dict(probe=np.zeros((4, 8, 8, 4)), every_n_epochs=0),
+            r"`every_n_epochs` must be an integer >= 1\. Received: every_n_epochs=0",
+        ),
+        (
+            dict(probe=np.zeros((4, 8, 8, 4)), method="svd"),
+            r"`method` must be one of .*Received: method='svd'",
+        ),
+        (
+            dict(probe=np.zeros((4, 8, 8, 4)), rel_threshold=1.5),
+            r"`rel_threshold` .*Received: rel_threshold=1\.5",
+        ),
+        (
+            dict(probe=np.zeros((4, 8, 8, 4)), probe_size=0),
+            r"`probe_size` must be an integer >= 1\. Received: probe_size=0",
+        ),
+        (
+            dict(probe="images.npy"),
+            r"`probe` must be an array of inputs.*Received: probe='images\.npy'",
+        ),
     ],
 )
 def test_bad_arguments_raise_at_construction(kwargs, match):
@@ -135,18 +170,26 @@ def test_bad_arguments_raise_at_construction(kwargs, match):
 
 def test_wrong_probe_shape_raises_before_training():
     x, y = digits4(32)
-    with pytest.raises(ValueError, match=r"`probe` inputs have shape \(4, 8, 8, 3\); model 'tiny' expects \(None, 8, 8, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`probe` inputs have shape \(4, 8, 8, 3\); model 'tiny' expects \(None, 8, 8, 4\)",
+    ):
         fit([SpanNoise(x[:4, ..., :3])], x=x, y=y)
 
 
 def test_unknown_and_unsupported_kernels_raise():
     x, y = digits4(32)
-    with pytest.raises(ValueError, match=r"`kernels` names 'conv9', which is neither a layer name nor a variable path"):
+    with pytest.raises(
+        ValueError,
+        match=r"`kernels` names 'conv9', which is neither a layer name nor a variable path",
+    ):
         fit([SpanNoise(x[:4], kernels=["conv9"])], x=x, y=y)
     inp = keras.Input((8, 8, 4))
     h = L.BatchNormalization()(L.DepthwiseConv2D(3, name="dw")(inp))
     model = keras.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(h)))
-    with pytest.raises(ValueError, match=r"'dw/kernel', whose weight noise cannot be measured: DepthwiseConv2D"):
+    with pytest.raises(
+        ValueError, match=r"'dw/kernel', whose weight noise cannot be measured: DepthwiseConv2D"
+    ):
         fit([SpanNoise(x[:4], kernels=["dw"])], model=model, x=x, y=y)
     with pytest.raises(ValueError, match=r"SpanNoise has no Dense or Conv kernel to measure"):
         fit([SpanNoise(x[:4])], model=model, x=x, y=y)

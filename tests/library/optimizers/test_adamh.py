@@ -60,7 +60,9 @@ def levanter(lr, b1=0.9, b2=0.999, eps=1e-8):
             m, v, u = adam_u(m, v, g, t + 1, b1, b2, eps)
             state[i] = (m, v, target)
             p_sq, dot, u_norm = np.sum(w * w), np.sum(w * u), max(np.linalg.norm(u), 1e-10)
-            projected = np.sqrt(max(p_sq - 2 * lr * target * dot / u_norm + lr**2 * target**2, 1e-10))
+            projected = np.sqrt(
+                max(p_sq - 2 * lr * target * dot / u_norm + lr**2 * target**2, 1e-10)
+            )
             ratio = target / projected
             out[i] = w + w * (ratio - 1.0) - u * (lr * target * ratio / u_norm)
         return out
@@ -72,22 +74,29 @@ def levanter(lr, b1=0.9, b2=0.999, eps=1e-8):
 def test_adamh_per_layer_matches_the_published_update(reference):
     # Betas whose powers float32 holds exactly: Keras's Adam on the other
     # variables computes `1 - beta**t` in float32 (1e-5 off for 0.999).
-    rel = run_twin(lambda m: AdamH(0.02, beta_1=0.75, beta_2=0.875, rescale=list(SELECTED)),
-                   lambda w: NumpyReference(reference(0.02, 0.75, 0.875), w))
+    rel = run_twin(
+        lambda m: AdamH(0.02, beta_1=0.75, beta_2=0.875, rescale=list(SELECTED)),
+        lambda w: NumpyReference(reference(0.02, 0.75, 0.875), w),
+    )
     assert max(rel.values()) < 2e-6, rel
 
 
 def test_adamh_per_filter_matches_numpy():
-    rel = run_twin(lambda m: AdamH(0.02, beta_1=0.8, beta_2=0.99, rescale=list(SELECTED),
-                                   granularity="filter"),
-                   lambda w: NumpyReference(published(0.02, 0.8, 0.99, per_filter=True), w))
+    rel = run_twin(
+        lambda m: AdamH(
+            0.02, beta_1=0.8, beta_2=0.99, rescale=list(SELECTED), granularity="filter"
+        ),
+        lambda w: NumpyReference(published(0.02, 0.8, 0.99, per_filter=True), w),
+    )
     assert max(rel.values()) < 2e-6, rel
 
 
 def _fit(opt, steps=6, seed=0):
     keras.utils.set_random_seed(seed)
     model = conv_bn()
-    initial = {n: norms(keras.ops.convert_to_numpy(model.get_layer(n).kernel), None) for n in ("c1", "c2")}
+    initial = {
+        n: norms(keras.ops.convert_to_numpy(model.get_layer(n).kernel), None) for n in ("c1", "c2")
+    }
     model.compile(optimizer=opt(model), loss=loss())
     model.fit(*data(steps * 8), batch_size=8, verbose=0, shuffle=False)
     return model, initial

@@ -18,7 +18,8 @@ if BACKEND != "tensorflow":  # see test_sgdp.py: the PyTorch references run on t
     except ImportError:
         pass
 torch_reference = pytest.mark.skipif(
-    timm is None, reason="timm's optimizers run on the torch backend (`pip install --no-deps timm`)")
+    timm is None, reason="timm's optimizers run on the torch backend (`pip install --no-deps timm`)"
+)
 
 SCHEDULE = keras.optimizers.schedules.CosineDecay(0.1, 100, alpha=0.01)
 ADAM_SCHEDULE = keras.optimizers.schedules.CosineDecay(0.01, 100, alpha=0.01)
@@ -34,9 +35,14 @@ def test_sgdc_matches_timm_along_a_schedule():
     # learning rate enters the momentum buffer, not in the decay.
     rel = run_twin(
         lambda m: SGDC(SCHEDULE, weight_decay=0.05, max_learning_rate=0.1),
-        lambda w: TorchReference(lambda p: timm[0].SGDW(
-            p, lr=0.1, weight_decay=0.05, corrected_weight_decay=True, foreach=False), w,
-            schedule=rate(SCHEDULE)))
+        lambda w: TorchReference(
+            lambda p: timm[0].SGDW(
+                p, lr=0.1, weight_decay=0.05, corrected_weight_decay=True, foreach=False
+            ),
+            w,
+            schedule=rate(SCHEDULE),
+        ),
+    )
     assert max(rel.values()) < 3e-6, rel
 
 
@@ -44,9 +50,20 @@ def test_sgdc_matches_timm_along_a_schedule():
 def test_sgdc_with_nesterov_momentum_matches_timm():
     rel = run_twin(
         lambda m: SGDC(0.05, momentum=0.9, nesterov=True, weight_decay=0.05, max_learning_rate=0.2),
-        lambda w: TorchReference(lambda p: timm[0].SGDW(
-            p, lr=0.2, momentum=0.9, nesterov=True, weight_decay=0.05, corrected_weight_decay=True,
-            foreach=False), w, schedule=lambda t: 0.05))
+        lambda w: TorchReference(
+            lambda p: timm[0].SGDW(
+                p,
+                lr=0.2,
+                momentum=0.9,
+                nesterov=True,
+                weight_decay=0.05,
+                corrected_weight_decay=True,
+                foreach=False,
+            ),
+            w,
+            schedule=lambda t: 0.05,
+        ),
+    )
     assert max(rel.values()) < 3e-6, rel
 
 
@@ -63,11 +80,28 @@ def test_adamc_matches_timm_along_a_schedule(betas, tolerance):
         group["eps"] = eps / math.sqrt(1 - betas[1] ** (t + 1))
 
     rel = run_twin(
-        lambda m: AdamC(ADAM_SCHEDULE, beta_1=betas[0], beta_2=betas[1], epsilon=eps,
-                        weight_decay=0.05, max_learning_rate=0.01),
-        lambda w: TorchReference(lambda p: timm[1].AdamWLegacy(
-            p, lr=0.01, betas=betas, weight_decay=0.05, corrected_weight_decay=True, foreach=False),
-            w, schedule=rate(ADAM_SCHEDULE), before_step=keras_epsilon))
+        lambda m: AdamC(
+            ADAM_SCHEDULE,
+            beta_1=betas[0],
+            beta_2=betas[1],
+            epsilon=eps,
+            weight_decay=0.05,
+            max_learning_rate=0.01,
+        ),
+        lambda w: TorchReference(
+            lambda p: timm[1].AdamWLegacy(
+                p,
+                lr=0.01,
+                betas=betas,
+                weight_decay=0.05,
+                corrected_weight_decay=True,
+                foreach=False,
+            ),
+            w,
+            schedule=rate(ADAM_SCHEDULE),
+            before_step=keras_epsilon,
+        ),
+    )
     assert max(rel.values()) < tolerance, rel
 
 
@@ -90,12 +124,17 @@ def numpy_sgdc(lr_fn, momentum, nesterov, wd, max_lr):
 
 def test_sgdc_matches_numpy_with_momentum_along_a_schedule():
     rel = run_twin(
-        lambda m: SGDC(SCHEDULE, momentum=0.9, nesterov=True, weight_decay=0.05, max_learning_rate=0.1),
-        lambda w: NumpyReference(numpy_sgdc(rate(SCHEDULE), 0.9, True, 0.05, 0.1), w))
+        lambda m: SGDC(
+            SCHEDULE, momentum=0.9, nesterov=True, weight_decay=0.05, max_learning_rate=0.1
+        ),
+        lambda w: NumpyReference(numpy_sgdc(rate(SCHEDULE), 0.9, True, 0.05, 0.1), w),
+    )
     assert max(rel.values()) < 3e-6, rel
 
 
-@pytest.mark.parametrize("cls, parent", [(SGDC, keras.optimizers.SGD), (AdamC, keras.optimizers.AdamW)])
+@pytest.mark.parametrize(
+    "cls, parent", [(SGDC, keras.optimizers.SGD), (AdamC, keras.optimizers.AdamW)]
+)
 def test_off_is_the_keras_parent_bit_for_bit(cls, parent):
     def fit(opt):
         keras.utils.set_random_seed(1)
@@ -119,7 +158,9 @@ def test_constant_rate_equals_keras_decay():
         return [keras.ops.convert_to_numpy(v) for v in model.weights]
 
     ours = fit(SGDC(0.1, momentum=0.9, weight_decay=0.1))
-    for a, b in zip(ours, fit(keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.1)), strict=True):
+    for a, b in zip(
+        ours, fit(keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=0.1)), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
@@ -131,9 +172,14 @@ def test_excluded_variables_are_not_decayed():
     kernel_before = keras.ops.convert_to_numpy(model.get_layer("c1").kernel)
     zeros = [keras.ops.zeros(v.shape) for v in model.trainable_variables]
     opt.apply(zeros, model.trainable_variables)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("head").kernel), before)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.get_layer("c1").kernel),
-                               kernel_before * (1 - 0.1 * 0.5), rtol=1e-6)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model.get_layer("head").kernel), before
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model.get_layer("c1").kernel),
+        kernel_before * (1 - 0.1 * 0.5),
+        rtol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("cls", [SGDC, AdamC])
@@ -148,11 +194,19 @@ def test_get_config_round_trip(cls):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(learning_rate=SCHEDULE, weight_decay=0.1),
-         r"`max_learning_rate` is required.*schedule's peak.*max_learning_rate=None"),
-        (dict(max_learning_rate=0.0), r"`max_learning_rate` must be a positive number.*max_learning_rate=0.0"),
+        (
+            dict(learning_rate=SCHEDULE, weight_decay=0.1),
+            r"`max_learning_rate` is required.*schedule's peak.*max_learning_rate=None",
+        ),
+        (
+            dict(max_learning_rate=0.0),
+            r"`max_learning_rate` must be a positive number.*max_learning_rate=0.0",
+        ),
         (dict(max_learning_rate="peak"), r"`max_learning_rate`.*max_learning_rate='peak'"),
-        (dict(corrected_weight_decay="yes"), r"`corrected_weight_decay` must be True or False.*'yes'"),
+        (
+            dict(corrected_weight_decay="yes"),
+            r"`corrected_weight_decay` must be True or False.*'yes'",
+        ),
     ],
 )
 def test_argument_errors(kwargs, match):

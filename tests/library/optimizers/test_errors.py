@@ -3,26 +3,33 @@
 import keras
 import numpy as np
 import pytest
+from support.nets import conv_bn
 
 import keras_wrs
-from support.nets import conv_bn
 from keras_wrs import optimizers as wo
 
 
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), "final", True, None])
 def test_bad_target_norm(value):
-    with pytest.raises(ValueError, match=r"`target_norm` must be a positive finite number.*Received: target_norm="):
+    with pytest.raises(
+        ValueError, match=r"`target_norm` must be a positive finite number.*Received: target_norm="
+    ):
         wo.SGD(0.1, rescale=[], target_norm=value)
 
 
 def test_bad_granularity():
-    with pytest.raises(ValueError, match=r"`granularity` must be one of \('filter', 'layer'\). Received: granularity='channel'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`granularity` must be one of \('filter', 'layer'\). Received: granularity='channel'",
+    ):
         wo.SGD(0.1, rescale=[], granularity="channel")
 
 
 @pytest.mark.parametrize("value", [0, -2, 1.5, True, "2"])
 def test_bad_rescale_every(value):
-    with pytest.raises(ValueError, match=r"`rescale_every` must be an integer >= 1.*Received: rescale_every="):
+    with pytest.raises(
+        ValueError, match=r"`rescale_every` must be an integer >= 1.*Received: rescale_every="
+    ):
         wo.SGD(0.1, rescale=[], rescale_every=value)
 
 
@@ -44,7 +51,10 @@ def test_unset_rescale_raises_at_build_with_the_fix():
 
 def test_regex_matching_nothing():
     m = conv_bn()
-    with pytest.raises(ValueError, match=r"regex 'conv\.\*' matches no trainable variable path. Paths are like 'c1/kernel'"):
+    with pytest.raises(
+        ValueError,
+        match=r"regex 'conv\.\*' matches no trainable variable path. Paths are like 'c1/kernel'",
+    ):
         wo.SGD(0.1, rescale="conv.*").build(m.trainable_variables)
 
 
@@ -81,7 +91,9 @@ def test_callable_cannot_be_saved_before_build():
 
 
 def test_wrs_needs_an_optimizer_class():
-    with pytest.raises(TypeError, match="subclass of keras.optimizers.Optimizer. Received: optimizer_class="):
+    with pytest.raises(
+        TypeError, match="subclass of keras.optimizers.Optimizer. Received: optimizer_class="
+    ):
         keras_wrs.wrs(keras.layers.Dense)
 
 
@@ -99,7 +111,8 @@ def test_describe_rescaling():
     assert f"initial (mean {mean:.4g})" in text
     assert text.splitlines()[-2:] == [
         "Left out (1 kernel(s)):",
-        f"  head/kernel: {keras_wrs.selection.excluded_kernels(m)[0].reason}"]
+        f"  head/kernel: {keras_wrs.selection.excluded_kernels(m)[0].reason}",
+    ]
     assert "head/kernel: Dense 'head': not scale-invariant in training mode" in text
     with pytest.raises(ValueError, match="needs a keras-wrs optimizer.*Received: SGD"):
         keras_wrs.describe_rescaling(keras.optimizers.SGD())
@@ -107,7 +120,10 @@ def test_describe_rescaling():
 
 @pytest.mark.parametrize("cls", ["LossScaleOptimizer", "MultiOptimizer"])
 def test_wrappers_are_refused_with_the_supported_form(cls):
-    with pytest.raises(ValueError, match=rf"cannot add rescaling to {cls}.*keras_wrs\.optimizers\.SGD\(\.\.\., rescale=model\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"cannot add rescaling to {cls}.*keras_wrs\.optimizers\.SGD\(\.\.\., rescale=model\)",
+    ):
         keras_wrs.wrs(getattr(keras.optimizers, cls))
 
 
@@ -127,7 +143,9 @@ def test_a_users_class_never_takes_the_projects_registered_name():
     class SGD(keras.optimizers.SGD):  # a user's class that happens to be called SGD
         pass
 
-    with pytest.raises(ValueError, match=r"'SGD' is the registered name of keras-wrs's own.*name='MySGD'"):
+    with pytest.raises(
+        ValueError, match=r"'SGD' is the registered name of keras-wrs's own.*name='MySGD'"
+    ):
         keras_wrs.wrs(SGD)
     with pytest.raises(ValueError, match="registered name of keras-wrs's own"):
         keras_wrs.wrs(keras.optimizers.Adam, name="SGD")
@@ -147,26 +165,42 @@ def test_scalar_variable_selected():
 
 def test_one_dimensional_variable_selected_by_a_loose_regex():
     m = conv_bn()
-    with pytest.raises(ValueError, match=r"variable 'head/bias' of shape \(3,\).*1-D variable is a bias.*granularity='layer'"):
+    with pytest.raises(
+        ValueError,
+        match=r"variable 'head/bias' of shape \(3,\).*1-D variable is a bias.*granularity='layer'",
+    ):
         _build("head", m.trainable_variables)
     _build("head", m.trainable_variables, granularity="layer")  # one norm per variable is fine
 
 
 def test_channel_axis_out_of_range():
     m = conv_bn()
-    with pytest.raises(ValueError, match=r"'c1/kernel' of shape \(3, 3, 4, 8\) channel axes \(5,\); axes \[5\] are out of range"):
+    with pytest.raises(
+        ValueError,
+        match=r"'c1/kernel' of shape \(3, 3, 4, 8\) channel axes \(5,\); axes \[5\] are out of range",
+    ):
         _build({"c1/kernel": 5}, m.trainable_variables)
     with pytest.raises(ValueError, match=r"dict values must be integer channel axes.*'c1/kernel'"):
         wo.SGD(0.1, rescale={"c1/kernel": "last"})
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.Variable exists on TensorFlow only")
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.Variable exists on TensorFlow only"
+)
 def test_raw_tf_variable_among_the_optimizers_variables():
     import tensorflow as tf
 
     m = conv_bn()
     raw = tf.Variable(np.full((2, 3), 2.0, "float32"), name="raw")
     opt = wo.SGD(0.1, rescale=r"kernel$|^raw")
-    opt.apply([tf.zeros(v.shape) for v in m.trainable_variables] + [tf.zeros((2, 3))], m.trainable_variables + [raw])
-    assert {s.path for s in opt.rescale_selection} == {"c1/kernel", "c2/kernel", "head/kernel", "raw:0"}
+    opt.apply(
+        [tf.zeros(v.shape) for v in m.trainable_variables] + [tf.zeros((2, 3))],
+        m.trainable_variables + [raw],
+    )
+    assert {s.path for s in opt.rescale_selection} == {
+        "c1/kernel",
+        "c2/kernel",
+        "head/kernel",
+        "raw:0",
+    }
     np.testing.assert_allclose(np.linalg.norm(raw.numpy(), axis=0), 1.0, rtol=1e-6)

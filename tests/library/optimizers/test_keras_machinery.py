@@ -4,9 +4,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import keras_wrs
 from support.nets import conv_bn, data, loss, norms, sequential_conv_bn
+
 from keras_wrs import optimizers as wo
 
 SELECTED = ("c1/kernel", "c2/kernel")
@@ -49,7 +48,7 @@ def test_unselected_variables_untouched_by_rescale():
     b.set_weights(a.get_weights())
     _fit(a, wo.SGD(0.1, momentum=0.9, rescale=a), steps=1)
     _fit(b, wo.SGD(0.1, momentum=0.9, rescale=[]), steps=1)
-    for va, vb in zip(a.trainable_variables, b.trainable_variables):
+    for va, vb in zip(a.trainable_variables, b.trainable_variables, strict=True):
         if va.path in SELECTED:
             assert not np.array_equal(va.numpy(), vb.numpy())
         else:
@@ -69,7 +68,7 @@ def test_equals_keras_unit_norm_constraint():
     b.set_weights(a.get_weights())
     _fit(a, wo.SGD(0.1, momentum=0.9, rescale=a), steps=6)
     _fit(b, keras.optimizers.SGD(0.1, momentum=0.9), steps=6)
-    for va, vb in zip(a.weights, b.weights):
+    for va, vb in zip(a.weights, b.weights, strict=True):
         np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -80,7 +79,7 @@ def test_jit_compile_matches_eager_graph():
     b.set_weights(a.get_weights())
     _fit(a, wo.SGD(0.1, momentum=0.9, rescale=a, target_norm="initial"), jit=True)
     _fit(b, wo.SGD(0.1, momentum=0.9, rescale=b, target_norm="initial"), jit=False)
-    for va, vb in zip(a.weights, b.weights):
+    for va, vb in zip(a.weights, b.weights, strict=True):
         np.testing.assert_allclose(va.numpy(), vb.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -106,7 +105,9 @@ def test_mixed_precision(policy):
     m = conv_bn()
     initial = {n: norms(_kernel(m, n)) for n in ("c1", "c2")}
     _fit(m, wo.SGD(0.1, momentum=0.9, rescale=m, target_norm="initial"))
-    assert isinstance(m.optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
+    assert isinstance(m.optimizer, keras.optimizers.LossScaleOptimizer) == (
+        policy == "mixed_float16"
+    )
     assert m.get_layer("c1").kernel.dtype == "float32"
     for n, target in initial.items():
         assert not np.allclose(_kernel(m, n), 0)
@@ -122,9 +123,9 @@ def test_non_finite_step_changes_neither_weights_nor_wrs_state():
     state = [v.numpy() for v in lso.inner_optimizer.variables]
     grads = [tf.fill(v.shape, np.inf) for v in m.trainable_variables]
     lso.apply(grads, m.trainable_variables)
-    for b, v in zip(before, m.trainable_variables):
+    for b, v in zip(before, m.trainable_variables, strict=True):
         np.testing.assert_array_equal(b, v.numpy())
-    for s, v in zip(state, lso.inner_optimizer.variables):
+    for s, v in zip(state, lso.inner_optimizer.variables, strict=True):
         np.testing.assert_array_equal(s, v.numpy())
 
 
@@ -150,7 +151,7 @@ def test_mirrored_strategy_two_cpus(mirrored_strategy):
     one = _mirrored_run(True, tf.distribute.get_strategy())
     two = _mirrored_run(True, mirrored_strategy)
     assert two.optimizer.rescale_selection
-    for a, b in zip(one.weights, two.weights):
+    for a, b in zip(one.weights, two.weights, strict=True):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
     per_replica = _mirrored_run(False, mirrored_strategy)
     for name in ("c1", "c2"):
@@ -177,7 +178,9 @@ def test_save_and_resume_equals_uninterrupted(builder, tmp_path):
     def fresh():
         m = builder()
         m.set_weights(init)
-        m.compile(optimizer=wo.SGD(0.1, momentum=0.9, rescale=m, target_norm="initial"), loss=loss())
+        m.compile(
+            optimizer=wo.SGD(0.1, momentum=0.9, rescale=m, target_norm="initial"), loss=loss()
+        )
         return m
 
     full = fresh()
@@ -191,14 +194,16 @@ def test_save_and_resume_equals_uninterrupted(builder, tmp_path):
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded.optimizer, wo.SGD)
     assert len(loaded.optimizer.variables) == len(state)
-    for s, v in zip(state, loaded.optimizer.variables):  # optimizer state really restored
+    for s, v in zip(
+        state, loaded.optimizer.variables, strict=True
+    ):  # optimizer state really restored
         np.testing.assert_array_equal(s, v.numpy())
     expected = ["c1", "c2"] if builder is conv_bn else ["c1"]
     assert [s.path.split("/")[-2] for s in loaded.optimizer.rescale_selection] == expected
     # Replay the second epoch after the reload and compare with the uninterrupted run.
     loaded.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
     full.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
-    for a, b in zip(full.weights, loaded.weights):
+    for a, b in zip(full.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())  # exactly
 
 
@@ -206,7 +211,9 @@ def test_ema_overwrite_keeps_the_norm_after_every_step():
     """Keras writes the EMA over the weights every 2nd step, after the rescale."""
     cb = NormCheck()
     m = conv_bn()
-    opt = wo.SGD(0.2, momentum=0.9, rescale=m, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2)
+    opt = wo.SGD(
+        0.2, momentum=0.9, rescale=m, use_ema=True, ema_momentum=0.5, ema_overwrite_frequency=2
+    )
     _fit(m, opt, steps=6, callbacks=[cb])
     assert len(cb.seen) == 6
     np.testing.assert_allclose(np.array(cb.seen), 1.0, rtol=1e-5)
@@ -219,4 +226,9 @@ def test_keras_itself_cannot_overwrite_ema_under_mirrored_strategy(mirrored_stra
     with mirrored_strategy.scope():
         m = conv_bn()
         with pytest.raises(RuntimeError, match="merge_call"):
-            _fit(m, keras.optimizers.SGD(0.2, use_ema=True, ema_overwrite_frequency=2), steps=2, batch=16)
+            _fit(
+                m,
+                keras.optimizers.SGD(0.2, use_ema=True, ema_overwrite_frequency=2),
+                steps=2,
+                batch=16,
+            )

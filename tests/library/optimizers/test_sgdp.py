@@ -24,7 +24,8 @@ if BACKEND != "tensorflow":
 # to TensorFlow can crash the process when it loads triton).
 torch_reference = pytest.mark.skipif(
     BACKEND == "tensorflow" or adamp is None,
-    reason="the adamp reference runs on the torch backend with `pip install adamp==0.3.0`")
+    reason="the adamp reference runs on the torch backend with `pip install adamp==0.3.0`",
+)
 
 # float32 round-off after 100 steps (largest seen: 6e-7)
 TOLERANCE = 2e-6
@@ -59,8 +60,12 @@ def _decisions(delta):
 
 SGDP_CASES = {
     "momentum, decay": dict(lr=0.1, momentum=0.9, weight_decay=1e-3),
-    "nesterov, dampening": dict(lr=0.1, momentum=0.9, dampening=0.1, nesterov=True, weight_decay=5e-4),
-    "no momentum, delta, wd_ratio": dict(lr=0.05, weight_decay=1e-2, delta=0.2, wd_ratio=0.5, eps=1e-6),
+    "nesterov, dampening": dict(
+        lr=0.1, momentum=0.9, dampening=0.1, nesterov=True, weight_decay=5e-4
+    ),
+    "no momentum, delta, wd_ratio": dict(
+        lr=0.05, weight_decay=1e-2, delta=0.2, wd_ratio=0.5, eps=1e-6
+    ),
 }
 ADAMP_CASES = {
     "decay": dict(lr=1e-2, weight_decay=1e-2),
@@ -82,8 +87,11 @@ def _keras_kwargs(kw):
 def test_sgdp_matches_the_adamp_package(case):
     kw = SGDP_CASES[case]
     seen, watch = _decisions(kw.get("delta", 0.1))
-    rel = run_twin(lambda m: SGDP(**_keras_kwargs(kw)),
-                   lambda w: TorchReference(lambda p: adamp.SGDP(p, **kw), w), watch=watch)
+    rel = run_twin(
+        lambda m: SGDP(**_keras_kwargs(kw)),
+        lambda w: TorchReference(lambda p: adamp.SGDP(p, **kw), w),
+        watch=watch,
+    )
     assert max(rel.values()) < TOLERANCE, rel
     # c1, c2 projected per channel, c3 per layer, the head mostly not: every branch ran.
     assert seen[0] == seen[3] == {"channel"} and seen[7] == {"layer"} and None in seen[8]
@@ -94,8 +102,11 @@ def test_sgdp_matches_the_adamp_package(case):
 def test_adamp_matches_the_adamp_package(case):
     kw = ADAMP_CASES[case]
     seen, watch = _decisions(kw.get("delta", 0.1))
-    rel = run_twin(lambda m: AdamP(**_keras_kwargs(kw)),
-                   lambda w: TorchReference(lambda p: adamp.AdamP(p, **kw), w), watch=watch)
+    rel = run_twin(
+        lambda m: AdamP(**_keras_kwargs(kw)),
+        lambda w: TorchReference(lambda p: adamp.AdamP(p, **kw), w),
+        watch=watch,
+    )
     assert max(rel.values()) < TOLERANCE, rel
     assert seen[0] == seen[3] == {"channel"} and seen[7] == {"layer"} and None in seen[8]
 
@@ -105,8 +116,10 @@ def test_sgdp_with_a_schedule_matches_the_reference_given_the_same_rates():
     schedule = keras.optimizers.schedules.CosineDecay(0.1, 100, alpha=0.01)
     rate = lambda t: float(keras.ops.convert_to_numpy(schedule(t)))
     kw = dict(momentum=0.9, weight_decay=1e-3, nesterov=True)
-    rel = run_twin(lambda m: SGDP(schedule, **kw),
-                   lambda w: TorchReference(lambda p: adamp.SGDP(p, lr=0.1, **kw), w, schedule=rate))
+    rel = run_twin(
+        lambda m: SGDP(schedule, **kw),
+        lambda w: TorchReference(lambda p: adamp.SGDP(p, lr=0.1, **kw), w, schedule=rate),
+    )
     assert max(rel.values()) < TOLERANCE, rel
 
 
@@ -117,8 +130,12 @@ def test_projection_by_keras_wrs_selection_equals_cosine_where_they_agree():
     def run(projection):
         keras.utils.set_random_seed(0)
         model = conv_bn()
-        opt = AdamP(1e-2, weight_decay=1e-2, projection=model if projection == "model" else projection)
-        model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        opt = AdamP(
+            1e-2, weight_decay=1e-2, projection=model if projection == "model" else projection
+        )
+        model.compile(
+            optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         rng = np.random.default_rng(0)
         x, y = rng.normal(size=(64, 8, 8, 4)).astype("float32"), rng.integers(0, 3, 64)
         model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
@@ -128,8 +145,9 @@ def test_projection_by_keras_wrs_selection_equals_cosine_where_they_agree():
     by_model, opt = run("model")
     assert opt.projected_selection == {"c1/kernel": (-1,), "c2/kernel": (-1,)}
     for a, b in zip(by_cosine.weights, by_model.weights, strict=True):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b),
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_projected_update_matches_numpy():
@@ -159,8 +177,11 @@ def test_abs_cosine_clamps_each_norm_like_pytorch():
     a = np.array([[3e-9, 1.0], [4e-9, 0.0]], np.float32)
     b = np.array([[1.0, 3.0], [0.0, 4.0]], np.float32)
     ours = keras.ops.convert_to_numpy(wmath.abs_cosine(a, b, (0,), 1e-8))[0]
-    theirs = torch.nn.functional.cosine_similarity(
-        torch.tensor(a.T), torch.tensor(b.T), dim=1, eps=1e-8).abs().numpy()
+    theirs = (
+        torch.nn.functional.cosine_similarity(torch.tensor(a.T), torch.tensor(b.T), dim=1, eps=1e-8)
+        .abs()
+        .numpy()
+    )
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
 
 
@@ -181,11 +202,17 @@ def test_get_config_round_trip(cls):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(momentum=1.0), r"`momentum` must be a float between \[0, 1\].*1 - momentum.*momentum=1.0"),
+        (
+            dict(momentum=1.0),
+            r"`momentum` must be a float between \[0, 1\].*1 - momentum.*momentum=1.0",
+        ),
         (dict(momentum=-0.1), r"`momentum`.*Received: momentum=-0.1"),
         (dict(dampening=1.5), r"`dampening` must be a number in \[0.0, 1.0\].*dampening=1.5"),
         (dict(epsilon=0.0), r"`epsilon` must be > 0.*epsilon=0.0"),
-        (dict(delta=-1.0), r"`delta` must be a number in \[0.0, inf\] \(0 never projects\).*delta=-1.0"),
+        (
+            dict(delta=-1.0),
+            r"`delta` must be a number in \[0.0, inf\] \(0 never projects\).*delta=-1.0",
+        ),
         (dict(wd_ratio="x"), r"`wd_ratio`.*wd_ratio='x'"),
         (dict(weight_decay=-1e-4), r"`weight_decay`.*weight_decay=-0.0001"),
         (dict(nesterov=1), r"`nesterov` must be True or False.*nesterov=1"),
@@ -213,5 +240,7 @@ def test_adamp_argument_errors(kwargs, match):
 
 def test_projection_selecting_nothing_is_an_error_at_build():
     model = conv_bn()
-    with pytest.raises(ValueError, match=r"`projection` regex 'nothing' matches no trainable variable"):
+    with pytest.raises(
+        ValueError, match=r"`projection` regex 'nothing' matches no trainable variable"
+    ):
         SGDP(0.1, projection="nothing").build(model.trainable_variables)

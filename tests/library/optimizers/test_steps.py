@@ -5,9 +5,9 @@ import pickle
 import keras
 import numpy as np
 import pytest
+from support.nets import conv_bn, data, loss, norms
 
 import keras_wrs
-from support.nets import conv_bn, data, loss, norms
 from keras_wrs import optimizers as wo
 
 ALL = ["SGD", "Adam", "AdamW", "RMSprop", "Nadam", "Lion", "Lamb"]
@@ -43,7 +43,11 @@ def test_sgd_momentum_matches_numpy_twin(nesterov, target):
     w = keras.Variable(w0)
     opt = wo.SGD(0.05, momentum=0.9, nesterov=nesterov, rescale=[w], target_norm=target)
     axes = (0, 1, 2)
-    tgt = np.sqrt(np.sum(w0.astype(np.float64) ** 2, axis=axes, keepdims=True)) if target == "initial" else target
+    tgt = (
+        np.sqrt(np.sum(w0.astype(np.float64) ** 2, axis=axes, keepdims=True))
+        if target == "initial"
+        else target
+    )
     ref, m = w0.astype(np.float64), np.zeros_like(w0, dtype=np.float64)
     for g in grads:
         _apply(opt, [g], [w])
@@ -54,7 +58,8 @@ def test_sgd_momentum_matches_numpy_twin(nesterov, target):
         np.testing.assert_allclose(w.numpy(), ref, rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(
         np.sqrt(np.sum(w.numpy().astype(np.float64) ** 2, axis=axes, keepdims=True)),
-        np.broadcast_to(tgt, (1, 1, 1, 4)), rtol=1e-5,
+        np.broadcast_to(tgt, (1, 1, 1, 4)),
+        rtol=1e-5,
     )
 
 
@@ -108,7 +113,7 @@ def test_rescaling_off_is_bit_identical_to_keras(name):
         _apply(theirs, [g], [b])
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert len(ours.variables) == len(theirs.variables)
-    for u, t in zip(ours.variables, theirs.variables):
+    for u, t in zip(ours.variables, theirs.variables, strict=True):
         np.testing.assert_array_equal(u.numpy(), t.numpy())
 
 
@@ -124,7 +129,9 @@ def test_layer_granularity_and_special_axes():
     _apply(opt, [np.zeros_like(w0)], [v])
     np.testing.assert_allclose(np.linalg.norm(v.numpy()), 3.0, rtol=1e-6)
     # Layer granularity keeps the relative sizes of the filters.
-    np.testing.assert_allclose(v.numpy() / w0, np.full(w0.shape, 3.0 / np.linalg.norm(w0)), rtol=1e-5)
+    np.testing.assert_allclose(
+        v.numpy() / w0, np.full(w0.shape, 3.0 / np.linalg.norm(w0)), rtol=1e-5
+    )
 
 
 def test_zero_filter_stays_zero():

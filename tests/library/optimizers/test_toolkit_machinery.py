@@ -44,8 +44,10 @@ def test_non_finite_step_changes_neither_weights_nor_state(name):
     model = _fit(name, steps=2)
     lso = model.optimizer
     before, state = _numpy(model.trainable_variables), _numpy(lso.inner_optimizer.variables)
-    lso.apply([keras.ops.full(v.shape, np.inf) for v in model.trainable_variables],
-              model.trainable_variables)
+    lso.apply(
+        [keras.ops.full(v.shape, np.inf) for v in model.trainable_variables],
+        model.trainable_variables,
+    )
     for a, b in zip(before, _numpy(model.trainable_variables), strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(state, _numpy(lso.inner_optimizer.variables), strict=True):
@@ -67,11 +69,17 @@ def test_xla_step_matches_graph_step(name):
         model = conv_bn()
         opt = MAKERS[name](model)
         opt.build(model.trainable_variables)
-        step = tf.function(lambda g, opt=opt, m=model: opt.apply(g, m.trainable_variables),
-                           jit_compile=jit)
+        step = tf.function(
+            lambda g, opt=opt, m=model: opt.apply(g, m.trainable_variables), jit_compile=jit
+        )
         rng = np.random.default_rng(0)
         for _ in range(5):
-            step([tf.constant(rng.normal(size=v.shape), "float32") for v in model.trainable_variables])
+            step(
+                [
+                    tf.constant(rng.normal(size=v.shape), "float32")
+                    for v in model.trainable_variables
+                ]
+            )
         runs.append(_numpy(model.trainable_variables))
     for x, y in zip(*runs, strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
@@ -128,7 +136,9 @@ def test_save_and_resume_equals_uninterrupted(name, tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("name, power", [("SGDP", 2), ("AdamP", 1), ("AdamH", 0), ("SGDC", 2), ("AdamC", 1)])
+@pytest.mark.parametrize(
+    "name, power", [("SGDP", 2), ("AdamP", 1), ("AdamH", 0), ("SGDC", 2), ("AdamC", 1)]
+)
 def test_weight_dynamics_reports_their_effective_learning_rate(name, power):
     dynamics = keras_wrs.WeightDynamics()
     model = _fit(name, steps=3, callbacks=[dynamics])

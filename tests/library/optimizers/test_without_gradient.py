@@ -18,7 +18,9 @@ def _two_heads():
     inp = keras.Input((8, 8, 4))
     outputs = {}
     for name in ("used", "unused"):
-        h = L.ReLU()(L.BatchNormalization()(L.Conv2D(6, 3, padding="same", name=f"conv_{name}")(inp)))
+        h = L.ReLU()(
+            L.BatchNormalization()(L.Conv2D(6, 3, padding="same", name=f"conv_{name}")(inp))
+        )
         outputs[name] = L.Dense(3, name=f"head_{name}")(L.GlobalAveragePooling2D()(h))
     return keras.Model(inp, outputs)
 

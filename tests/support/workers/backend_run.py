@@ -26,11 +26,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import keras_wrs  # noqa: E402
-from keras_wrs.recipes import data  # noqa: E402
+import keras_wrs
+from keras_wrs.recipes import data
 
 BATCH = 32
 STEPS_PER_EPOCH = 4
@@ -51,15 +51,21 @@ def build_model():
 def initial_weights(model, seed=0):
     """NumPy-drawn weights for `model`, the same on every backend."""
     rng = np.random.default_rng(seed)
-    return [rng.normal(0, 0.3, v.shape).astype("float32") if "kernel" in v.path
-            else np.asarray(v.numpy()) for v in model.weights]
+    return [
+        rng.normal(0, 0.3, v.shape).astype("float32")
+        if "kernel" in v.path
+        else np.asarray(v.numpy())
+        for v in model.weights
+    ]
 
 
 def compiled(init):
     model = build_model()
     model.set_weights([init[f"w{j}"] for j in range(len(model.weights))])
-    model.compile(optimizer=keras_wrs.optimizers.SGD(0.1, momentum=0.9, rescale=model),
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras_wrs.optimizers.SGD(0.1, momentum=0.9, rescale=model),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -67,8 +73,14 @@ def stream(start_epoch, steps):
     """The recipes' training stream on digits, from `start_epoch`, `steps` long."""
     splits = data.load_splits("digits")
     epochs = start_epoch + -(-steps // STEPS_PER_EPOCH)
-    batches, _ = data.train_dataset(splits, BATCH, seed=0, start_epoch=start_epoch,
-                                    epochs=epochs, steps_per_epoch=STEPS_PER_EPOCH)
+    batches, _ = data.train_dataset(
+        splits,
+        BATCH,
+        seed=0,
+        start_epoch=start_epoch,
+        epochs=epochs,
+        steps_per_epoch=STEPS_PER_EPOCH,
+    )
     return batches
 
 
@@ -87,9 +99,14 @@ class Record(keras.callbacks.Callback):
 
 def fit(model, start_epoch, steps):
     record = Record()
-    model.fit(stream(start_epoch, steps), epochs=steps // STEPS_PER_EPOCH,
-              steps_per_epoch=STEPS_PER_EPOCH, shuffle=False, verbose=0,
-              callbacks=[record])
+    model.fit(
+        stream(start_epoch, steps),
+        epochs=steps // STEPS_PER_EPOCH,
+        steps_per_epoch=STEPS_PER_EPOCH,
+        shuffle=False,
+        verbose=0,
+        callbacks=[record],
+    )
     return record.arrays
 
 
@@ -112,8 +129,12 @@ def main(argv=None):
         if args.mode == "save":
             model.save(args.target)
         else:
-            np.savez(args.target, backend=keras.backend.backend(),
-                     paths=np.array([v.path for v in model.weights]), **arrays)
+            np.savez(
+                args.target,
+                backend=keras.backend.backend(),
+                paths=np.array([v.path for v in model.weights]),
+                **arrays,
+            )
         return 0
     model = keras.saving.load_model(args.source)
     done = int(model.optimizer.iterations.numpy())
@@ -123,8 +144,12 @@ def main(argv=None):
     if args.export:
         from keras_wrs.export import export_model
 
-        export_model(model, args.export, formats="saved_model,onnx",
-                     batch=data.probe_batch(data.load_splits("digits"), 16))
+        export_model(
+            model,
+            args.export,
+            formats="saved_model,onnx",
+            batch=data.probe_batch(data.load_splits("digits"), 16),
+        )
     np.savez(args.target, backend=keras.backend.backend(), **arrays)
     return 0
 

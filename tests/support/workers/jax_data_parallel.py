@@ -25,12 +25,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import jax  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import keras
+import numpy as np
+from support import nets
 
-from support import nets  # noqa: E402
-from keras_wrs.optimizers import SGD  # noqa: E402
+from keras_wrs.optimizers import SGD
 
 GLOBAL_BATCH = 16
 STEPS = 4
@@ -76,14 +76,21 @@ def _train(kind, x, y):
     with scope:
         model = nets.conv_bn(name=kind)
         rng = np.random.default_rng(0)
-        model.set_weights([rng.normal(scale=0.5, size=w.shape).astype("float32")
-                           if w.path.endswith("kernel") else np.asarray(w.value)
-                           for w in model.weights])
-        model.compile(optimizer=SGD(learning_rate=0.1, momentum=0.9, rescale=model),
-                      loss=nets.loss())
+        model.set_weights(
+            [
+                rng.normal(scale=0.5, size=w.shape).astype("float32")
+                if w.path.endswith("kernel")
+                else np.asarray(w.value)
+                for w in model.weights
+            ]
+        )
+        model.compile(
+            optimizer=SGD(learning_rate=0.1, momentum=0.9, rescale=model), loss=nets.loss()
+        )
         record = _Record()
-        model.fit(x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0,
-                  callbacks=[record])
+        model.fit(
+            x, y, batch_size=GLOBAL_BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[record]
+        )
         return model, record.steps, _shard_devices(model)
 
 

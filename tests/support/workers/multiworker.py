@@ -25,12 +25,12 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from support import nets
 
-from support import nets  # noqa: E402
-from keras_wrs.optimizers import SGD  # noqa: E402
+from keras_wrs.optimizers import SGD
 
 GLOBAL_BATCH = 16
 LR = 0.1
@@ -52,15 +52,18 @@ def _data(steps):
 def _dataset(x, y):
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(GLOBAL_BATCH)
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options)
 
 
 def _initial(model):
     rng = np.random.default_rng(0)
-    return [rng.normal(scale=0.5, size=w.shape).astype("float32")
-            if w.path.endswith("kernel") else w.numpy() for w in model.weights]
+    return [
+        rng.normal(scale=0.5, size=w.shape).astype("float32")
+        if w.path.endswith("kernel")
+        else w.numpy()
+        for w in model.weights
+    ]
 
 
 class _Record(keras.callbacks.Callback):
@@ -79,8 +82,14 @@ def _train(strategy, synchronized, x, y):
         opt = SGD(learning_rate=LR, momentum=0.9, rescale=model)
         model.compile(optimizer=opt, loss=nets.loss())
     record = _Record()
-    model.fit(_dataset(x, y), epochs=1, steps_per_epoch=len(x) // GLOBAL_BATCH,
-              verbose=0, callbacks=[record], shuffle=False)
+    model.fit(
+        _dataset(x, y),
+        epochs=1,
+        steps_per_epoch=len(x) // GLOBAL_BATCH,
+        verbose=0,
+        callbacks=[record],
+        shuffle=False,
+    )
     selected = sorted(opt.rescale_selection, key=lambda s: s.path)
     return model, record.steps, [s.path for s in selected]
 
