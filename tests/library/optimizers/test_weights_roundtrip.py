@@ -7,9 +7,9 @@ model made `load_weights` recurse (model -> optimizer -> model). Backups and
 
 import keras
 import numpy as np
+from support.nets import conv_bn, data, loss
 
 from keras_wrs import optimizers as wo
-from support.nets import conv_bn, data, loss
 
 
 def compiled():
