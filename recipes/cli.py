@@ -460,8 +460,8 @@ def _run_sweep(args):
     from keras_wrs.recipes.sweeps import runner
 
     config = _config_from_args(args)
+    cells = _preflight(grids.sweep_configs, config, args.groups, args.seeds)  # no backend yet
     console.import_backend()
-    cells = _preflight(grids.sweep_configs, config, args.groups, args.seeds)
     if args.estimate:
         plan = _preflight(runner.plan_cells, cells, args.out or "", args.results)
         print(f"keras-wrs sweep --estimate: {runner.estimate_text(plan, args.jobs)}")
