@@ -92,7 +92,9 @@ def test_kernel_regularizer_reaches_every_kernel():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ValueError, match="Valid models: resnet20, resnet56, resnet8, resnet9, small_cnn"):
+    with pytest.raises(
+        ValueError, match="Valid models: resnet20, resnet56, resnet8, resnet9, small_cnn"
+    ):
         models.build_model("resnet18", (32, 32, 3), 10)
 
 
