@@ -157,13 +157,23 @@ L = keras.layers
 _POOLS = (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D)
 _VALID_POOLS = (L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
 _GLOBAL_POOLS = (
-    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
-    L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D,
+    L.GlobalAveragePooling1D,
+    L.GlobalAveragePooling2D,
+    L.GlobalAveragePooling3D,
+    L.GlobalMaxPooling1D,
+    L.GlobalMaxPooling2D,
+    L.GlobalMaxPooling3D,
 )
 # These map `c * x` to `c * f(x)` but a shift not to a shift: they keep
 # invariance only on a path that carries no bias.
 _PADDINGS = (L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D)
-_DROPOUTS = (L.Dropout, L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianDropout)
+_DROPOUTS = (
+    L.Dropout,
+    L.SpatialDropout1D,
+    L.SpatialDropout2D,
+    L.SpatialDropout3D,
+    L.GaussianDropout,
+)
 
 
 def _next_channel_axis(op, node, axis, shifted):

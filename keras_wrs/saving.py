@@ -77,7 +77,8 @@ def load_model(filepath, custom_objects=None, safe_mode: bool = True):
     if compile_config is None or not overrides_compile(model):
         return model  # Keras restored the optimizer itself, or there was none
     config = keras.saving.deserialize_keras_object(
-        compile_config, custom_objects=custom_objects, safe_mode=safe_mode)
+        compile_config, custom_objects=custom_objects, safe_mode=safe_mode
+    )
     model.compile(**config)
     model.optimizer.build(model.trainable_variables)
     model.load_weights(path)  # weights again, and the optimizer's variables

@@ -166,11 +166,12 @@ def _selected_reason(check, paths, parent):
     if bns:
         via = "bias, " if getattr(layer, "use_bias", False) else ""
         return f"{type(layer).__name__} '{layer.name}' -> {via}{_bn_names(bns)}"
-    cosine = "" if check.cosine != check.cosine else \
-        f"|cos(w_k, dL/dw_k)| <= {check.cosine:.1e}, "
-    return (f"{_where(layer, parent)}: every filter scale-invariant in training mode "
-            f"(numerical test: {cosine}outputs changed by {check.relative_change:.1e} with "
-            "filters scaled by 0.5-2)")
+    cosine = "" if check.cosine != check.cosine else f"|cos(w_k, dL/dw_k)| <= {check.cosine:.1e}, "
+    return (
+        f"{_where(layer, parent)}: every filter scale-invariant in training mode "
+        f"(numerical test: {cosine}outputs changed by {check.relative_change:.1e} with "
+        "filters scaled by 0.5-2)"
+    )
 
 
 def _frozen_batchnorms(layer, paths, parent):
@@ -179,8 +180,11 @@ def _frozen_batchnorms(layer, paths, parent):
     frozen = [b for b in bns if not b.trainable]
     outer = parent.get(id(layer))
     if not frozen and outer is not None and not isinstance(outer, keras.Model):
-        frozen = [b for b in iter_layers(outer)
-                  if isinstance(b, keras.layers.BatchNormalization) and not b.trainable]
+        frozen = [
+            b
+            for b in iter_layers(outer)
+            if isinstance(b, keras.layers.BatchNormalization) and not b.trainable
+        ]
     return frozen
 
 
@@ -190,15 +194,23 @@ def _excluded_reason(check, paths, parent):
     if check.verdict == "not_trainable":
         return f"{where}: not trainable, so no optimizer updates it"
     if check.verdict == "no_gradient":
-        return (f"{where}: the model's outputs do not depend on it (no gradient reaches "
-                "it), so there is nothing to keep at a norm")
+        return (
+            f"{where}: the model's outputs do not depend on it (no gradient reaches "
+            "it), so there is nothing to keep at a norm"
+        )
     frozen = _frozen_batchnorms(layer, paths, parent)
     if frozen:
-        return (f"{where}: feeds {_bn_names(frozen)}, frozen (trainable=False): it "
-                "normalizes with its moving statistics under fit, so the kernel's scale "
-                "reaches the outputs")
+        return (
+            f"{where}: feeds {_bn_names(frozen)}, frozen (trainable=False): it "
+            "normalizes with its moving statistics under fit, so the kernel's scale "
+            "reaches the outputs"
+        )
     if check.verdict == "changed":
-        return (f"{where}: scaling its filters by 0.5-2 changed the training-mode outputs "
-                f"by {check.relative_change:.1e}")
-    return (f"{where}: not scale-invariant in training mode (|cos(w_k, dL/dw_k)| = "
-            f"{check.cosine:.1e} for some filter; an invariant filter gives 0)")
+        return (
+            f"{where}: scaling its filters by 0.5-2 changed the training-mode outputs "
+            f"by {check.relative_change:.1e}"
+        )
+    return (
+        f"{where}: not scale-invariant in training mode (|cos(w_k, dL/dw_k)| = "
+        f"{check.cosine:.1e} for some filter; an invariant filter gives 0)"
+    )

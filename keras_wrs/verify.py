@@ -60,8 +60,10 @@ class InvarianceReport:
 
     def __str__(self) -> str:
         w = max([len("path")] + [len(r.path) for r in self.results])
-        lines = [f"{'path'.ljust(w)}  |cos(w, grad)|  relative change  scale-invariant "
-                 f"(cosine <= {self.cosine_tol:g}, change <= {self.rtol:g})"]
+        lines = [
+            f"{'path'.ljust(w)}  |cos(w, grad)|  relative change  scale-invariant "
+            f"(cosine <= {self.cosine_tol:g}, change <= {self.rtol:g})"
+        ]
         lines += [
             f"{r.path.ljust(w)}  {r.cosine:13.2e}  {_change(r.relative_change):>15}  "
             f"{VERDICTS.get(r.verdict, 'yes' if r.invariant else 'NO')}"
@@ -88,7 +90,11 @@ def _as_selections(model, variables):
 
 
 def verify_scale_invariance(
-    model, x=None, variables=None, rtol: float = RTOL, ignore_bn_epsilon: bool = True,
+    model,
+    x=None,
+    variables=None,
+    rtol: float = RTOL,
+    ignore_bn_epsilon: bool = True,
     seed: int = 0,
 ) -> InvarianceReport:
     """Test kernels for per-filter scale invariance of the training-mode outputs.
@@ -132,14 +138,20 @@ def verify_scale_invariance(
             f"Model {model.name!r} is not built: call it on a batch (or give it "
             "an Input) before verifying scale invariance."
         )
-    selections = select_scale_invariant(model, x) if variables is None else \
-        _as_selections(model, variables)
-    checks = check_kernels(model, selections, x, rtol=rtol,
-                           sharpen_batchnorm=ignore_bn_epsilon, seed=seed)
+    selections = (
+        select_scale_invariant(model, x) if variables is None else _as_selections(model, variables)
+    )
+    checks = check_kernels(
+        model, selections, x, rtol=rtol, sharpen_batchnorm=ignore_bn_epsilon, seed=seed
+    )
     results = tuple(
-        InvarianceResult(c.selection.path,
-                         math.nan if c.relative_change is None else c.relative_change,
-                         c.invariant, c.cosine, c.verdict)
+        InvarianceResult(
+            c.selection.path,
+            math.nan if c.relative_change is None else c.relative_change,
+            c.invariant,
+            c.cosine,
+            c.verdict,
+        )
         for c in checks
     )
     return InvarianceReport(results, rtol)

@@ -37,9 +37,19 @@ def resnet_style():
 def vgg_style():
     layers = [keras.Input((8, 8, 3))]
     for i, w in enumerate([8, 8, 16]):
-        layers += [L.Conv2D(w, 3, padding="same", name=f"conv{i}"), L.BatchNormalization(), L.ReLU()]
-    layers += [L.MaxPooling2D(), L.Flatten(), L.Dense(32, name="fc"), L.BatchNormalization(), L.ReLU(),
-               L.Dense(10, name="head")]
+        layers += [
+            L.Conv2D(w, 3, padding="same", name=f"conv{i}"),
+            L.BatchNormalization(),
+            L.ReLU(),
+        ]
+    layers += [
+        L.MaxPooling2D(),
+        L.Flatten(),
+        L.Dense(32, name="fc"),
+        L.BatchNormalization(),
+        L.ReLU(),
+        L.Dense(10, name="head"),
+    ]
     return keras.Sequential(layers)
 
 
@@ -59,13 +69,17 @@ def test_vgg_style_sequential_with_dense_bn():
 
 def test_not_selected():
     inp = keras.Input((8, 8, 3))
-    plain = L.Conv2D(4, 3, padding="same", name="plain")(inp)                     # no BN at all
+    plain = L.Conv2D(4, 3, padding="same", name="plain")(inp)  # no BN at all
     # A zero bias would make ReLU positively homogeneous and these invariant
     # after all; with a bias they are not, and the graph cannot know the bias.
     b = keras.initializers.Constant(0.5)
-    relu_bn = L.BatchNormalization()(L.ReLU()(L.Conv2D(4, 3, padding="same", bias_initializer=b, name="relu_bn")(inp)))
-    act_bn = L.BatchNormalization()(L.Conv2D(4, 3, padding="same", activation="relu", bias_initializer=b, name="act")(inp))
-    leak = L.Conv2D(4, 3, padding="same", name="leak")(inp)                       # BN and a raw use
+    relu_bn = L.BatchNormalization()(
+        L.ReLU()(L.Conv2D(4, 3, padding="same", bias_initializer=b, name="relu_bn")(inp))
+    )
+    act_bn = L.BatchNormalization()(
+        L.Conv2D(4, 3, padding="same", activation="relu", bias_initializer=b, name="act")(inp)
+    )
+    leak = L.Conv2D(4, 3, padding="same", name="leak")(inp)  # BN and a raw use
     both = L.Add()([L.BatchNormalization()(leak), leak])
     ok = L.BatchNormalization()(L.Conv2D(4, 3, padding="same", name="ok")(inp))
     h = L.Concatenate()([plain, relu_bn, act_bn, both, ok])
@@ -73,18 +87,28 @@ def test_not_selected():
     m = keras.Model(inp, out)
     assert _selected(m) == {"ok/kernel"}
     inv = _invariant(m, (8, 8, 3))
-    assert "ok/kernel" in inv and not inv & {"plain/kernel", "leak/kernel", "head/kernel", "act/kernel", "relu_bn/kernel"}
+    assert "ok/kernel" in inv and not inv & {
+        "plain/kernel",
+        "leak/kernel",
+        "head/kernel",
+        "act/kernel",
+        "relu_bn/kernel",
+    }
 
 
 def test_nested_and_shared_layers():
     block_in = keras.Input((8, 8, 4))
-    block = keras.Model(block_in, L.BatchNormalization(name="ibn")(L.Conv2D(4, 3, padding="same", name="inner")(block_in)), name="block")
+    block = keras.Model(
+        block_in,
+        L.BatchNormalization(name="ibn")(L.Conv2D(4, 3, padding="same", name="inner")(block_in)),
+        name="block",
+    )
     shared = L.Conv2D(4, 1, name="shared")
     inp = keras.Input((8, 8, 4))
     h = block(inp)
     a = L.BatchNormalization(name="s1")(shared(h))
     b = L.BatchNormalization(name="s2")(shared(inp))
-    exits = L.Conv2D(4, 1, name="exits")(inp)          # leaves the nested model unnormalized
+    exits = L.Conv2D(4, 1, name="exits")(inp)  # leaves the nested model unnormalized
     sub_in = keras.Input((8, 8, 4))
     sub = keras.Model(sub_in, L.Conv2D(4, 1, name="to_outer")(sub_in), name="sub")
     c = L.BatchNormalization(name="after_sub")(sub(inp))  # BN reached across the model boundary
@@ -129,8 +153,12 @@ def test_channel_axes_by_layer_type(layer, axes):
 
 def test_channels_first_needs_bn_on_axis_1():
     inp = keras.Input((3, 8, 8))
-    good = L.BatchNormalization(axis=1)(L.Conv2D(4, 3, data_format="channels_first", name="good")(inp))
-    bad = L.BatchNormalization(axis=-1)(L.Conv2D(4, 3, data_format="channels_first", name="bad")(inp))
+    good = L.BatchNormalization(axis=1)(
+        L.Conv2D(4, 3, data_format="channels_first", name="good")(inp)
+    )
+    bad = L.BatchNormalization(axis=-1)(
+        L.Conv2D(4, 3, data_format="channels_first", name="bad")(inp)
+    )
     m = keras.Model(inp, L.Add()([good, bad]))
     assert _selected(m) == {"good/kernel"}
 
@@ -181,17 +209,23 @@ def test_channel_concatenation_and_pooling_keep_channels_apart():
     a = L.Conv2D(4, 3, padding="same", name="a")(inp)
     b = L.Conv2D(4, 3, padding="same", name="b")(inp)
     h = L.BatchNormalization(name="bn_cat")(L.Concatenate(axis=-1)([a, b]))
-    p = L.MaxPooling2D(3, 2, padding="same", name="mp")(L.Conv2D(4, 3, padding="same", name="pooled")(inp))
+    p = L.MaxPooling2D(3, 2, padding="same", name="mp")(
+        L.Conv2D(4, 3, padding="same", name="pooled")(inp)
+    )
     q = L.AveragePooling2D(2, 2, name="ap")(L.Conv2D(4, 3, padding="same", name="avg")(inp))
-    s = L.AveragePooling2D(3, 2, padding="same", name="aps")(L.Conv2D(4, 3, padding="same", name="avg_same")(inp))
+    s = L.AveragePooling2D(3, 2, padding="same", name="aps")(
+        L.Conv2D(4, 3, padding="same", name="avg_same")(inp)
+    )
     rows = [L.Conv2D(4, 3, padding="same", name=n)(inp) for n in ("rows", "rows2")]
     spatial = L.Concatenate(axis=1)(rows)  # along height: channels shared, not kept apart
-    out = L.Concatenate()([
-        L.GlobalAveragePooling2D()(h),
-        L.GlobalAveragePooling2D()(L.BatchNormalization()(L.Concatenate()([p, q]))),
-        L.GlobalAveragePooling2D()(L.BatchNormalization()(s)),
-        L.GlobalAveragePooling2D()(L.BatchNormalization()(spatial)),
-    ])
+    out = L.Concatenate()(
+        [
+            L.GlobalAveragePooling2D()(h),
+            L.GlobalAveragePooling2D()(L.BatchNormalization()(L.Concatenate()([p, q]))),
+            L.GlobalAveragePooling2D()(L.BatchNormalization()(s)),
+            L.GlobalAveragePooling2D()(L.BatchNormalization()(spatial)),
+        ]
+    )
     m = keras.Model(inp, L.Dense(2, name="head")(out))
     expected = {"a/kernel", "b/kernel", "pooled/kernel", "avg/kernel"}
     # "same" average pooling divides by the count of valid elements on some
@@ -231,21 +265,41 @@ class _Block(keras.layers.Layer):
 
 
 def test_iter_layers_walks_nested_models_and_subclassed_layers_once():
-    inner = keras.Sequential([L.Conv2D(4, 1, name="seq_conv"), L.BatchNormalization(name="seq_bn")],
-                             name="seq")
+    inner = keras.Sequential(
+        [L.Conv2D(4, 1, name="seq_conv"), L.BatchNormalization(name="seq_bn")], name="seq"
+    )
     shared = L.Conv2D(4, 1, name="shared")
     inp = keras.Input((8, 8, 3), name="x")
     h = shared(inner(_Block(name="blk")(inp)))
     h = L.Bidirectional(L.LSTM(2, name="lstm"), name="bi")(L.Reshape((64, 4), name="r")(shared(h)))
     m = keras.Model(inp, h)
     names = [layer.name for layer in keras_wrs.selection.iter_layers(m)]
-    assert names == ["x", "blk", "blk_conv", "blk_bn", "blk_relu", "seq", "seq_conv", "seq_bn",
-                     "shared", "r", "bi", "forward_lstm", "lstm_cell", "backward_lstm", "lstm_cell"]
+    assert names == [
+        "x",
+        "blk",
+        "blk_conv",
+        "blk_bn",
+        "blk_relu",
+        "seq",
+        "seq_conv",
+        "seq_bn",
+        "shared",
+        "r",
+        "bi",
+        "forward_lstm",
+        "lstm_cell",
+        "backward_lstm",
+        "lstm_cell",
+    ]
     assert [layer.name for layer in keras_wrs.selection.iter_layers(m, include_self=True)][:2] == [
-        m.name, "x"]
+        m.name,
+        "x",
+    ]
 
 
-@pytest.mark.parametrize("build", [keras.applications.MobileNetV3Small, keras.applications.DenseNet121])
+@pytest.mark.parametrize(
+    "build", [keras.applications.MobileNetV3Small, keras.applications.DenseNet121]
+)
 def test_iter_layers_finds_what_keras_tracks(build):
     m = build(weights=None, input_shape=(32, 32, 3), include_top=False)
     walked = {id(layer) for layer in keras_wrs.selection.iter_layers(m)}

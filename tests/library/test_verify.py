@@ -32,24 +32,33 @@ def test_verifier_flags_wrong_selection():
         np.testing.assert_array_equal(b, v.numpy())
 
 
-
-
 def test_verifier_runs_stochastic_layers_as_fit_does_without_changing_them():
     inp = keras.Input((8, 8, 4))
     h = L.Conv2D(4, 3, padding="same", name="c")(inp)
     h = L.SpatialDropout2D(0.5, name="sd")(L.BatchNormalization()(h))
     h = L.GaussianNoise(0.3, name="noise")(h)
-    noisy = L.GaussianNoise(0.3, name="noise_before_bn")(L.Conv2D(4, 3, padding="same", name="n")(inp))
+    noisy = L.GaussianNoise(0.3, name="noise_before_bn")(
+        L.Conv2D(4, 3, padding="same", name="n")(inp)
+    )
     h = L.Concatenate()([h, L.BatchNormalization()(noisy)])
-    m = keras.Model(inp, L.Dense(2, name="head")(L.Dropout(0.5, name="drop")(L.GlobalAveragePooling2D()(h))))
+    m = keras.Model(
+        inp, L.Dense(2, name="head")(L.Dropout(0.5, name="drop")(L.GlobalAveragePooling2D()(h)))
+    )
     x = np.random.default_rng(0).normal(size=(8, 8, 8, 4)).astype("float32")
     before = [v.numpy() for v in m.variables]
     report = keras_wrs.verify_scale_invariance(m, x, variables="all")
     # Noise added before BatchNorm does not scale with the filter.
     assert {r.path: r.invariant for r in report.results} == {
-        "c/kernel": True, "n/kernel": False, "head/kernel": False}
+        "c/kernel": True,
+        "n/kernel": False,
+        "head/kernel": False,
+    }
     assert str(report) == str(keras_wrs.verify_scale_invariance(m, x, variables="all"))
-    assert (m.get_layer("sd").rate, m.get_layer("noise").stddev, m.get_layer("drop").rate) == (0.5, 0.3, 0.5)
+    assert (m.get_layer("sd").rate, m.get_layer("noise").stddev, m.get_layer("drop").rate) == (
+        0.5,
+        0.3,
+        0.5,
+    )
     for b, v in zip(before, m.variables, strict=True):  # seeds and weights untouched
         np.testing.assert_array_equal(b, v.numpy())
 
@@ -92,8 +101,10 @@ def test_dict_list_and_nested_outputs():
     b = L.Conv2D(4, 3, padding="same", name="b")(inp)  # reaches an output unnormalized
     c = L.BatchNormalization()(L.Conv2D(4, 3, padding="same", name="c")(inp))
     pooled = L.GlobalAveragePooling2D()
-    outputs = {"logits": L.Dense(2, name="head")(pooled(a)),
-               "maps": [b, {"normalized": c, "argmax": keras.ops.argmax(c, axis=-1)}]}
+    outputs = {
+        "logits": L.Dense(2, name="head")(pooled(a)),
+        "maps": [b, {"normalized": c, "argmax": keras.ops.argmax(c, axis=-1)}],
+    }
     m = keras.Model(inp, outputs)
     x = _batch((8, 8, 4))
     assert _verified(m, x) == brute_force_invariant(m, x) == {"a/kernel", "c/kernel"}
@@ -104,7 +115,10 @@ def test_verdicts_are_named_in_the_table():
     m = conv_bn()
     report = keras_wrs.verify_scale_invariance(m, _batch((8, 8, 4)), variables="all")
     assert [(r.path, r.verdict) for r in report.results] == [
-        ("c1/kernel", "invariant"), ("c2/kernel", "invariant"), ("head/kernel", "varies")]
+        ("c1/kernel", "invariant"),
+        ("c2/kernel", "invariant"),
+        ("head/kernel", "varies"),
+    ]
     lines = str(report).splitlines()
     assert lines[0].split()[:4] == ["path", "|cos(w,", "grad)|", "relative"]
     assert lines[3].endswith("NO: a filter's radial derivative is not zero")
@@ -113,8 +127,11 @@ def test_verdicts_are_named_in_the_table():
 
 def test_errors():
     with pytest.raises(ValueError, match="'unbuilt' is not built"):
-        keras_wrs.verify_scale_invariance(keras.Sequential([L.Dense(2)], name="unbuilt"),
-                                          np.zeros((2, 2)))
-    with pytest.raises(ValueError, match='`variables` must be None, "all" or a list of kernels. '
-                                         "Received: variables='some'"):
+        keras_wrs.verify_scale_invariance(
+            keras.Sequential([L.Dense(2)], name="unbuilt"), np.zeros((2, 2))
+        )
+    with pytest.raises(
+        ValueError,
+        match="`variables` must be None, \"all\" or a list of kernels. Received: variables='some'",
+    ):
         keras_wrs.verify_scale_invariance(conv_bn(), variables="some")

@@ -29,8 +29,11 @@ def random_batch(model, n=8, size=None, seed=1):
 
 
 def _leaves(outputs):
-    return [keras.ops.convert_to_numpy(y).astype("float64") for y in keras.tree.flatten(outputs)
-            if "float" in str(y.dtype)]
+    return [
+        keras.ops.convert_to_numpy(y).astype("float64")
+        for y in keras.tree.flatten(outputs)
+        if "float" in str(y.dtype)
+    ]
 
 
 def _relative_change(a, b):
@@ -62,8 +65,11 @@ def brute_force_changes(model, x, seed=0) -> dict:
             a = a + rng.normal(0.3, 0.5, size=a.shape).astype(a.dtype)
         values.append(a)
     non_trainable = [v.value for v in model.non_trainable_variables]
-    bns = [layer for layer in iter_layers(model, include_self=True)
-           if isinstance(layer, keras.layers.BatchNormalization)]
+    bns = [
+        layer
+        for layer in iter_layers(model, include_self=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
     saved = [bn.epsilon for bn in bns]
     index = {id(v): i for i, v in enumerate(trainable)}
     try:
@@ -84,7 +90,9 @@ def brute_force_changes(model, x, seed=0) -> dict:
             kept = {a % w.ndim for a in s.channel_axes}
             shape = tuple(d if a in kept else 1 for a, d in enumerate(w.shape))
             scaled = list(values)
-            scaled[i] = (w * np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=shape))).astype(w.dtype)
+            scaled[i] = (w * np.exp(rng.uniform(np.log(0.5), np.log(2.0), size=shape))).astype(
+                w.dtype
+            )
             out[s.path] = _relative_change(base, run(scaled))
     finally:
         for bn, eps in zip(bns, saved, strict=True):

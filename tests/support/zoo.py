@@ -149,14 +149,25 @@ def mobilenet_v3_tiny(size=32):
     the KerasHub model of the default test run."""
     hub = _hub()
     backbone = hub.models.MobileNetBackbone(
-        stackwise_expansion=[[32], [48, 48]], stackwise_num_blocks=[1, 2],
-        stackwise_num_filters=[[16], [24, 24]], stackwise_kernel_size=[[3], [5, 5]],
-        stackwise_num_strides=[[2], [2, 1]], stackwise_se_ratio=[[None], [0.25, 0.25]],
+        stackwise_expansion=[[32], [48, 48]],
+        stackwise_num_blocks=[1, 2],
+        stackwise_num_filters=[[16], [24, 24]],
+        stackwise_kernel_size=[[3], [5, 5]],
+        stackwise_num_strides=[[2], [2, 1]],
+        stackwise_se_ratio=[[None], [0.25, 0.25]],
         stackwise_activation=[["relu"], ["hard_swish", "hard_swish"]],
-        stackwise_padding=[[1], [2, 2]], output_num_filters=64, input_num_filters=8,
-        depthwise_filters=8, depthwise_stride=2, depthwise_residual=False,
-        squeeze_and_excite=0.5, last_layer_filter=48, input_activation="hard_swish",
-        output_activation="hard_swish", image_shape=(size, size, 3))
+        stackwise_padding=[[1], [2, 2]],
+        output_num_filters=64,
+        input_num_filters=8,
+        depthwise_filters=8,
+        depthwise_stride=2,
+        depthwise_residual=False,
+        squeeze_and_excite=0.5,
+        last_layer_filter=48,
+        input_activation="hard_swish",
+        output_activation="hard_swish",
+        image_shape=(size, size, 3),
+    )
     return _classifier(backbone)
 
 
