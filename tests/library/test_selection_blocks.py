@@ -169,3 +169,24 @@ def test_selection_inside_a_traced_function():
 
     traced()
     assert found["paths"] == {"block1/conv/kernel", "block2/conv/kernel"}
+
+
+def test_a_kernel_before_layer_normalization_is_not_per_filter_invariant():
+    """ConvNeXt's depthwise kernel feeds a LayerNormalization, which normalizes across
+    channels: scaling one filter changes every channel. Through a residual stream the
+    outputs may move little (the brute-force check's threshold can miss it, see
+    benchmarks/selection_coverage_results.md); the normalization's own output shows it."""
+    inp = keras.Input((8, 8, 16))
+    h = L.DepthwiseConv2D(7, padding="same", name="dw")(inp)
+    normed = L.LayerNormalization(epsilon=1e-6, name="ln")(h)
+    h = L.Dense(16, name="pw2")(L.Activation("gelu")(L.Dense(32, name="pw1")(normed)))
+    m = keras.Model(inp, L.Dense(3, name="head")(L.GlobalAveragePooling2D()(L.Add()([inp, h]))))
+    assert "dw/kernel" in _reasons(m)
+    x = _batch((8, 8, 16))
+    sub = keras.Model(m.input, normed)
+    kernel = m.get_layer("dw").kernel
+    w = keras.ops.convert_to_numpy(kernel)
+    base = keras.ops.convert_to_numpy(sub(x, training=True))
+    kernel.assign(w * np.where(np.arange(16) == 0, 2.0, 1.0).reshape(1, 1, 16, 1))
+    changed = keras.ops.convert_to_numpy(sub(x, training=True))
+    assert np.max(np.abs(changed - base)) / np.max(np.abs(base)) > 0.05
