@@ -49,3 +49,30 @@ def test_projection_agreement_smoke(tmp_path):
     text = out.read_text()
     assert "| small_cnn (defaults) | digits, 8x8x1, digits |" in text
     assert "Command: `python benchmarks/projection_agreement.py --models small_cnn" in text
+
+
+@pytest.mark.slow
+def test_bench_toolkit_smoke(tmp_path):
+    out = tmp_path / "toolkit.md"
+    _script("bench_toolkit").main(
+        [
+            "--rounds",
+            "1",
+            "--steps",
+            "1",
+            "--apply-steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
+    text = out.read_text()
+    for row in (
+        "| SGDP (cosine test) | keras SGD |",
+        "| AdamH (rescale=model) | keras Adam |",
+        "| AdamC | keras AdamW |",
+        "| WRS SGD (rescale=model) | keras SGD |",
+    ):
+        assert row in text
