@@ -55,7 +55,7 @@ def test_sgdp_is_the_reference_test_with_the_wd_runs_decay():
 def _one_step(optimizer, start):
     """One step of `optimizer` on a rank-1 variable (never projected) with a zero gradient."""
     var = keras.Variable(np.array(start, "float32"))
-    optimizer.apply([keras.ops.zeros_like(var)], [var])
+    optimizer.apply([keras.ops.convert_to_tensor(np.zeros(len(start), "float32"))], [var])
     return keras.ops.convert_to_numpy(var)
 
 
