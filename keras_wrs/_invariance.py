@@ -54,7 +54,7 @@ COSINE_TOL = 1e-2
 # invariant kernels up to 1.1e-3 (a depthwise kernel on 1x1 maps, whose
 # channels are nearly constant over the batch), non-invariant ones from 7e-3.
 RTOL = 2e-3
-_EPSILON = 1e-10  # BatchNorm epsilon during the test: it alone breaks exact invariance
+_EPSILON = 1e-20  # BatchNorm epsilon during the test: it alone breaks exact invariance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +133,7 @@ def _input_spec(model):
 
 @contextlib.contextmanager
 def _sharp_batchnorm(model, sharpen: bool):
-    """BatchNorm epsilon set to 1e-10 for the test (it makes invariance approximate)."""
+    """BatchNorm epsilon set to 1e-20 for the test (it makes invariance approximate)."""
     bns = [
         bn
         for bn in iter_layers(model, include_self=True)
@@ -440,7 +440,7 @@ def check_kernels(
         points: weight settings at which the radial derivatives are taken.
         cosine_tol: largest |cos(w_k, dL/dw_k)| counted as zero.
         rtol: largest relative output change counted as unchanged.
-        sharpen_batchnorm: set BatchNorm epsilon to 1e-10 during the test.
+        sharpen_batchnorm: set BatchNorm epsilon to 1e-20 during the test.
         seed: seed of every random draw.
 
     Returns:
@@ -450,8 +450,7 @@ def check_kernels(
     candidates = list(candidates)
     with _sharp_batchnorm(model, sharpen_batchnorm), _float32_compute(model):
         changes, radial, verdicts = _eagerly(
-            lambda: _run(_Problem(model, candidates, x, seed), points, cosine_tol, rtol, seed)
-        )
+            lambda: _run(_Problem(model, candidates, x, seed), points, cosine_tol, rtol, seed))
     out = []
     for i, s in enumerate(candidates):
         rel = changes.get(i)

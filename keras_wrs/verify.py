@@ -122,7 +122,7 @@ def verify_scale_invariance(
         rtol: largest relative change of the outputs counted as unchanged.
         ignore_bn_epsilon: BatchNorm's epsilon is the one term that breaks
             exact invariance (by about epsilon / variance); when True it is
-            set to 1e-10 during the check so that the test is sharp.
+            set to 1e-20 during the check so that the test is sharp.
         seed: seed of the random perturbations, losses and factors.
 
     Returns:

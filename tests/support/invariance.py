@@ -6,7 +6,7 @@ scaled by their own random factors in [0.5, 2], one kernel at a time, and the
 training-mode outputs compared, at weights with biases, BatchNorm gammas and
 betas and other 1-D variables moved away from their initial values (at
 initialization biases are 0, which makes some non-invariant paths look
-invariant). BatchNorm epsilon is set to 1e-10, the one term that makes exact
+invariant). BatchNorm epsilon is set to 1e-20, the one term that makes exact
 invariance approximate.
 """
 
@@ -74,7 +74,7 @@ def brute_force_changes(model, x, seed=0) -> dict:
     index = {id(v): i for i, v in enumerate(trainable)}
     try:
         for bn in bns:
-            bn.epsilon = 1e-10
+            bn.epsilon = 1e-20
 
         def run(vals):
             with _same_torch_noise():

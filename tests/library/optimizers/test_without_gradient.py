@@ -51,7 +51,7 @@ def test_apply_with_a_none_gradient_follows_rescale_every():
     opt = keras_wrs.optimizers.SGD(0.1, rescale=m, rescale_every=2)
     kernels = [m.get_layer(n).kernel for n in ("conv_used", "conv_unused")]
     initial = [norms(keras.ops.convert_to_numpy(k)) for k in kernels]
-    grads = [np.ones(kernels[0].shape, "float32"), None]
+    grads = [keras.ops.ones(kernels[0].shape), None]
     opt.apply(grads, kernels)  # step 1: not due
     np.testing.assert_allclose(_norms(m, "conv_unused"), initial[1], rtol=1e-6)
     opt.apply(grads, kernels)  # step 2: due
