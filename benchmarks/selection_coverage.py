@@ -68,8 +68,11 @@ def measure(name) -> dict:
     paths = {s.path for s in selected}
     checks = {r.path: r for r in keras_wrs.verify_scale_invariance(model, variables="all").results}
     disagree = sorted((paths - invariant) | (invariant - unused - paths))
-    details = [f"{p}: brute-force change {changes[p]:.2e}; selection: {checks[p].verdict}, "
-               f"largest |cos(w_k, dL/dw_k)| {checks[p].cosine:.2e}" for p in disagree]
+    details = [
+        f"{p}: brute-force change {changes[p]:.2e}; selection: {checks[p].verdict}, "
+        f"largest |cos(w_k, dL/dw_k)| {checks[p].cosine:.2e}"
+        for p in disagree
+    ]
     return {
         "details": details,
         "model": name,
@@ -103,7 +106,12 @@ def table(rows) -> str:
     lines += ["| " + " | ".join(row(r)) + " |" for r in rows]
     details = [f"- {r['model']}: {line}" for r in rows for line in r["details"]]
     if details:
-        lines += ["", "Kernels where the selection and the brute-force check disagree:", "", *details]
+        lines += [
+            "",
+            "Kernels where the selection and the brute-force check disagree:",
+            "",
+            *details,
+        ]
     return "\n".join(lines)
 
 

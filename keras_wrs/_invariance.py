@@ -450,7 +450,8 @@ def check_kernels(
     candidates = list(candidates)
     with _sharp_batchnorm(model, sharpen_batchnorm), _float32_compute(model):
         changes, radial, verdicts = _eagerly(
-            lambda: _run(_Problem(model, candidates, x, seed), points, cosine_tol, rtol, seed))
+            lambda: _run(_Problem(model, candidates, x, seed), points, cosine_tol, rtol, seed)
+        )
     out = []
     for i, s in enumerate(candidates):
         rel = changes.get(i)
