@@ -190,3 +190,47 @@ def test_a_kernel_before_layer_normalization_is_not_per_filter_invariant():
     kernel.assign(w * np.where(np.arange(16) == 0, 2.0, 1.0).reshape(1, 1, 16, 1))
     changed = keras.ops.convert_to_numpy(sub(x, training=True))
     assert np.max(np.abs(changed - base)) / np.max(np.abs(base)) > 0.05
+
+
+class _Mixed(L.Layer):
+    """keras.ops inside a block: a channel concatenation, a transpose, ReLU after a kernel
+    without bias (homogeneous), and GroupNormalization with one channel per group
+    (per-filter invariant) and with two (not)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        conv = lambda name, bias: L.Conv2D(4, 3, padding="same", use_bias=bias, name=name)
+        self.a, self.b, self.c = conv("a", False), conv("b", True), conv("c", True)
+        self.d, self.e = conv("d", False), conv("e", False)
+        self.bns = [L.BatchNormalization(name=f"bn{i}") for i in range(3)]
+        self.instance = L.GroupNormalization(groups=4, name="instance")
+        self.groups = L.GroupNormalization(groups=2, name="groups")
+
+    def call(self, x, training=None):
+        h = self.bns[0](keras.ops.concatenate([self.a(x), self.b(x)], axis=-1), training=training)
+        r = self.bns[1](keras.ops.relu(self.d(x)), training=training)
+        t = self.bns[2](keras.ops.transpose(self.e(x), (0, 2, 1, 3)), training=training)
+        c = self.c(x)
+        return keras.ops.concatenate([h, r, t, self.instance(c), self.groups(c)], axis=-1)
+
+
+def test_ops_inside_a_block_and_other_normalizations():
+    inp = keras.Input((8, 8, 3))
+    h = L.GlobalAveragePooling2D()(_Mixed(name="mixed")(inp))
+    m = keras.Model(inp, L.Dense(3, name="head")(h))
+    expected = {f"mixed/{n}/kernel" for n in "abde"}
+    assert _selected(m) == brute_force_invariant(m, _batch()) == expected
+
+
+def test_a_clipping_activation_after_a_kernel_without_bias_is_caught():
+    """ReLU6(c z) = c ReLU6(z) only below the clip: on small inputs the outputs do not
+    move when the filters are scaled, but the function is not invariant."""
+    inp = keras.Input((8, 8, 3))
+    h = L.BatchNormalization()(L.ReLU(6.0)(L.Conv2D(8, 3, use_bias=False, name="r6")(inp)))
+    relu = L.Conv2D(8, 3, use_bias=False, activation="relu", name="relu")(inp)
+    h = L.Concatenate()([h, L.BatchNormalization()(relu)])
+    m = keras.Model(inp, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    small = 0.01 * _batch()
+    assert brute_force_invariant(m, small) == {"r6/kernel", "relu/kernel"}  # fooled
+    assert _selected(m) == {"relu/kernel"}  # the second test point passes the clip
+    assert brute_force_invariant(m, 10 * _batch()) == {"relu/kernel"}
