@@ -25,6 +25,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from keras_wrs._files import atomic_write_text
 from keras_wrs.recipes.runs import rundir
 from keras_wrs.recipes.sweeps import stats
 from keras_wrs.recipes.sweeps.report import find_runs, load_summaries
@@ -330,10 +331,14 @@ def evidence_markdown(cells):
     return "\n\n".join(p for p in parts if p) + "\n"
 
 
-def write_evidence(paths, out_dir):
-    """Write `evidence.md` to `out_dir` from the runs under `paths`; its text, or None."""
+def write_evidence(paths, out_dir=None):
+    """Write `evidence.md` to `out_dir` from the runs under `paths`; its text, or None.
+
+    `out_dir` None writes nothing, as `report.write_report` does: the text is
+    returned for the console.
+    """
     text = evidence_markdown(load_cells(paths))
-    if text is not None:
+    if text is not None and out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        (Path(out_dir) / "evidence.md").write_text(text)
+        atomic_write_text(Path(out_dir) / "evidence.md", text)
     return text
