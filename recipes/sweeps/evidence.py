@@ -54,6 +54,7 @@ def load_cells(paths):
                 "wd": config.get("weight_decay"),
                 "seed": summary["seed"],
                 "validation": bool(config.get("validation_examples")),
+                "train_examples": config.get("train_examples"),
                 "status": summary.get("status"),
                 "val": summary.get("validation_accuracy"),
                 "test": summary.get("test_accuracy"),
@@ -280,8 +281,10 @@ def _full_data_table(cells):
             f"| {c['optimizer']} | {c['method']} | {c['lr']:g} | {c['seed']} | "
             f"{' | '.join(per_epoch)} | {_pct(c['test'])} | {reach} |"
         )
+    sizes = sorted({c["train_examples"] or 0 for c in full})
+    images = " or ".join(f"{n:,} training images" if n else "every training image" for n in sizes)
     return (
-        "Trained on all 60,000 images, test accuracy after every epoch (no validation "
+        f"Trained on {images}, test accuracy after every epoch (no validation "
         "split, nothing tuned on it):\n\n" + "\n".join(lines)
     )
 

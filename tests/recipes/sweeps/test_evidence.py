@@ -24,6 +24,7 @@ def _cell(
     optimizer="sgdm",
     validation=True,
     status="finished",
+    train_examples=None,
 ):
     config = dataclasses.replace(
         BASE,
@@ -33,6 +34,7 @@ def _cell(
         seed=seed,
         optimizer=optimizer,
         validation_examples=6000 if validation else None,
+        train_examples=train_examples,
     )
     cell = root / name
     cell.mkdir(parents=True)
@@ -129,8 +131,17 @@ def test_full_data_cells_get_their_own_table_and_a_grid_without_splits_gets_none
     )
     text = evidence.evidence_markdown(evidence.load_cells([tmp_path / "full"]))
     assert "| sgdm | wrs | 0.2 | 0 | 90.00 | 92.50 | 93.12 | 93.12 | 3 / 150 |" in text
+    assert "Trained on every training image," in text
     assert evidence.write_evidence([tmp_path / "full"], tmp_path / "out") == text
     assert (tmp_path / "out" / "evidence.md").read_text() == text
+    assert evidence.write_evidence([tmp_path / "full"]) == text  # no out: nothing written
+
+
+def test_the_full_data_table_states_a_subset_it_was_trained_on(tmp_path):
+    _cell(tmp_path, "wd", validation=False, train_examples=5000)
+    _cell(tmp_path, "wrs", method="wrs", validation=False)
+    text = evidence.evidence_markdown(evidence.load_cells([tmp_path]))
+    assert "Trained on every training image or 5,000 training images," in text
 
 
 def test_runs_without_validation_or_benchmark_cells_write_nothing(tmp_path):
