@@ -28,6 +28,7 @@ import inspect
 from collections.abc import Callable
 
 from keras_wrs._lazy import keras, layers
+from keras_wrs.recipes.hub_models import HUB_MODELS
 
 __all__ = [
     "MODELS",
@@ -40,6 +41,7 @@ __all__ = [
     "wide_resnet",
     "small_cnn",
     "resnet9",
+    "synchronize_batchnorm",
 ]
 
 _VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -284,6 +286,7 @@ def small_cnn(
     input_shape=(8, 8, 1),
     num_classes=10,
     width=32,
+    head="linear",
     bn_momentum=0.9,
     kernel_regularizer=None,
     name="small_cnn",
@@ -298,6 +301,10 @@ def small_cnn(
         input_shape: image shape, height and width at least 2.
         num_classes: number of classes.
         width: filters of the first stage.
+        head: `"linear"`: the classifier on the pooled features; `"mlp"`:
+            Dense(`2 width`, no bias)-BN-ReLU first, a head whose hidden
+            kernel stays scale-invariant when the convolutions' BatchNorm
+            layers are frozen for fine-tuning (`freeze="batchnorm"`).
         bn_momentum: BatchNormalization momentum.
         kernel_regularizer: regularizer for every kernel.
         name: model name.
@@ -305,6 +312,8 @@ def small_cnn(
     Returns:
         An uncompiled `keras.Model` that outputs logits.
     """
+    if head not in ("linear", "mlp"):
+        raise ValueError(f"`head` must be 'linear' or 'mlp'. Received: head={head!r}")
     inputs = keras.Input(input_shape)
     x = inputs
     for stage, filters in enumerate((width, 2 * width)):
@@ -315,6 +324,11 @@ def small_cnn(
             x = _conv(x, filters, regularizer=kernel_regularizer, name=conv)
             x = layers.ReLU()(_bn(x, bn_momentum, name=f"{conv}_bn"))
     x = layers.GlobalAveragePooling2D()(x)
+    if head == "mlp":
+        x = layers.Dense(
+            2 * width, use_bias=False, kernel_regularizer=kernel_regularizer, name="fc"
+        )(x)
+        x = layers.ReLU()(_bn(x, bn_momentum, name="fc_bn"))
     outputs = _head(x, num_classes, kernel_regularizer)
     return keras.Model(inputs, outputs, name=name)
 
@@ -398,6 +412,8 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "wrn28_10": functools.partial(wide_resnet, depth=28, widen_factor=10),
     "small_cnn": small_cnn,
     "resnet9": resnet9,
+    # KerasHub image classifiers (the `hub` extra), see keras_wrs.recipes.hub_models.
+    **HUB_MODELS,
 }
 
 
@@ -471,11 +487,10 @@ def check_model_kwargs(name, kwargs):
 
 
 def _bn_layers(model):
-    for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            yield layer
-        elif hasattr(layer, "layers"):  # a nested model
-            yield from _bn_layers(layer)
+    """Every BatchNormalization of `model`: in nested models and subclassed blocks too."""
+    from keras_wrs.selection import iter_layers
+
+    return [layer for layer in iter_layers(model) if isinstance(layer, layers.BatchNormalization)]
 
 
 def build_model(name, input_shape, num_classes, sync_bn=False, **kwargs):
@@ -503,7 +518,18 @@ def build_model(name, input_shape, num_classes, sync_bn=False, **kwargs):
         raise ValueError(
             f"Model builder {name!r} returned {type(model).__name__}, not a keras.Model."
         )
-    if sync_bn and keras.backend.backend() == "tensorflow":
+    if sync_bn:
+        synchronize_batchnorm(model)
+    return model
+
+
+def synchronize_batchnorm(model):
+    """Make every BatchNormalization of `model` cross-replica (`synchronized=True`).
+
+    Only under TensorFlow: other backends compute batch statistics over the
+    global batch under `keras.distribution` already, so there it changes
+    nothing. Also for models loaded from a file (`init_from`).
+    """
+    if keras.backend.backend() == "tensorflow":
         for layer in _bn_layers(model):
             layer.synchronized = True  # read at call time, saved by get_config
-    return model

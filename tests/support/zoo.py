@@ -3,12 +3,16 @@
 KerasHub task models (keras-hub 0.32) with the architecture arguments of
 their presets (presets themselves need a download), and stock
 `keras.applications` models, each at a small input size. Used by the
-selection tests and by `benchmarks/selection_coverage.py`.
+selection tests and by `benchmarks/selection_coverage.py`. The arguments of
+ResNet, EfficientNetV2-B0 and MobileNetV3-Small are the recipes' own
+(`keras_wrs.recipes.hub_models`), so the recipes train the models tested here.
 
 Each entry: name -> (input size, builder). A builder returns a built model.
 """
 
 import keras
+
+from keras_wrs.recipes import hub_models
 
 __all__ = ["HUB", "APPLICATIONS", "build", "hub_available"]
 
@@ -34,16 +38,13 @@ def _classifier(backbone, num_classes=5):
 def resnet(blocks, block_type, pre_activation=False, size=64):
     """ResNet backbone arguments of KerasHub's timm presets (resnet18/50, resnetv2_50)."""
     hub = _hub()
-    return hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[7],
-        stackwise_num_filters=[64, 128, 256, 512],
-        stackwise_num_blocks=blocks,
-        stackwise_num_strides=[1, 2, 2, 2],
-        block_type=block_type,
-        use_pre_activation=pre_activation,
-        image_shape=(size, size, 3),
-    )
+    args = {
+        **hub_models.RESNET18,
+        "stackwise_num_blocks": blocks,
+        "block_type": block_type,
+        "use_pre_activation": pre_activation,
+    }
+    return hub.models.ResNetBackbone(image_shape=(size, size, 3), **args)
 
 
 def resnet18_v1(size=64):
@@ -93,53 +94,16 @@ def efficientnet_b0(size=64):
 
 def efficientnet_v2_b0(size=64):
     """EfficientNetV2-B0's blocks (as in keras.applications): 3 fused, 3 unfused stages."""
-    hub = _hub()
-    backbone = hub.models.EfficientNetBackbone(
-        stackwise_kernel_sizes=[3, 3, 3, 3, 3, 3],
-        stackwise_num_repeats=[1, 2, 2, 3, 5, 8],
-        stackwise_input_filters=[32, 16, 32, 48, 96, 112],
-        stackwise_output_filters=[16, 32, 48, 96, 112, 192],
-        stackwise_expansion_ratios=[1, 4, 4, 4, 6, 6],
-        stackwise_squeeze_and_excite_ratios=[0, 0, 0, 0.25, 0.25, 0.25],
-        stackwise_strides=[1, 2, 2, 2, 1, 2],
-        stackwise_block_types=["fused"] * 3 + ["unfused"] * 3,
-        stackwise_width_coefficients=[1.0] * 6,
-        stackwise_depth_coefficients=[1.0] * 6,
-        stackwise_force_input_filters=[0] * 6,
-        stackwise_nores_option=[False] * 6,
-        dropout=0,
-        input_shape=(size, size, 3),
+    backbone = _hub().models.EfficientNetBackbone(
+        input_shape=(size, size, 3), **hub_models.EFFICIENTNET_V2_B0
     )
     return _classifier(backbone)
 
 
 def mobilenet_v3_small(size=64):
     """Arguments of KerasHub's timm converter for mobilenetv3_small_100."""
-    hub = _hub()
-    backbone = hub.models.MobileNetBackbone(
-        stackwise_expansion=[[72, 88], [96, 240, 240], [120, 144], [288, 576, 576]],
-        stackwise_num_blocks=[2, 3, 2, 3],
-        stackwise_num_filters=[[24, 24], [40, 40, 40], [48, 48], [96, 96, 96]],
-        stackwise_kernel_size=[[3, 3], [5, 5, 5], [5, 5], [5, 5, 5]],
-        stackwise_num_strides=[[2, 1], [2, 1, 1], [1, 1], [2, 1, 1]],
-        stackwise_se_ratio=[[None, None], [0.25] * 3, [0.25] * 2, [0.25] * 3],
-        stackwise_activation=[
-            ["relu", "relu"],
-            ["hard_swish"] * 3,
-            ["hard_swish"] * 2,
-            ["hard_swish"] * 3,
-        ],
-        stackwise_padding=[[1, 1], [2, 2, 2], [2, 2], [2, 2, 2]],
-        output_num_filters=1024,
-        input_num_filters=16,
-        depthwise_filters=16,
-        depthwise_stride=2,
-        depthwise_residual=False,
-        squeeze_and_excite=0.5,
-        last_layer_filter=576,
-        input_activation="hard_swish",
-        output_activation="hard_swish",
-        image_shape=(size, size, 3),
+    backbone = _hub().models.MobileNetBackbone(
+        image_shape=(size, size, 3), **hub_models.MOBILENET_V3_SMALL
     )
     return _classifier(backbone)
 
