@@ -20,6 +20,7 @@ __all__ = [
     "REGULARIZATIONS",
     "SCHEDULES",
     "LR_SCALINGS",
+    "FREEZES",
     "unknown_name",
     "MAX_INT",
     "MAX_SEED",
@@ -36,6 +37,8 @@ STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 REGULARIZATIONS = ("none", "wd", "l2", "wrs", "sgdp", "adamh", "cwd")
 SCHEDULES = ("constant", "cosine", "step")
 LR_SCALINGS = ("none", "auto", "linear", "sqrt")
+# What a fine-tuning run (`init_from`) freezes: keras_wrs.recipes.training.finetune.
+FREEZES = ("none", "batchnorm", "backbone")
 
 # The numbers the training code can hold. Counts (epochs, steps, sizes) end up
 # in int32 step counters and shapes; seeds in NumPy's and Keras's uint32 seed;
@@ -79,6 +82,10 @@ class Config:
     model: str = "small_cnn"  # a key of models.MODELS or "module:function"
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     sync_bn: bool = False
+    # Fine-tuning: start from a saved `.keras` model (it replaces `model` and
+    # `model_kwargs`) and freeze part of it (FREEZES; training.finetune).
+    init_from: str | None = None
+    freeze: str = "none"
     # Optimization.
     optimizer: str = "sgdm"  # a key of training.optim.OPTIMIZERS
     regularization: str = "wrs"  # REGULARIZATIONS

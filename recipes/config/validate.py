@@ -9,6 +9,7 @@ signature, so the command line answers a bad value at once.
 from __future__ import annotations
 
 import math
+import os
 
 from keras_wrs import checks
 from keras_wrs.recipes.config.schema import (
@@ -17,6 +18,7 @@ from keras_wrs.recipes.config.schema import (
     FIELD_TYPES,
     FLOAT32_MAX,
     FLOAT32_TINY,
+    FREEZES,
     LR_SCALINGS,
     MAX_IN_MEMORY_BYTES,
     MAX_INT,
@@ -159,6 +161,7 @@ def validate(config):
         ("precision", PRECISIONS),
         ("strategy", STRATEGIES),
         ("augment", AUGMENTATIONS),
+        ("freeze", FREEZES),
     ):
         _check_choice(config, name, valid)
     check_method(config.regularization, config.optimizer)
@@ -258,6 +261,7 @@ def _validate_relations(config):
         )
     _validate_schedule(config)
     _validate_data_source(config)
+    _validate_fine_tuning(config)
     if config.steps_per_epoch is not None:
         check_total_steps(config.steps_per_epoch, config.epochs)
     if config.channels is not None and config.channels < 2:
@@ -311,3 +315,20 @@ def _validate_data_source(config):
                 f"synthetic_train={config.synthetic_train}, "
                 f"synthetic_test={config.synthetic_test}"
             )
+
+
+def _validate_fine_tuning(config):
+    """`init_from` names a `.keras` file that exists; `freeze` needs it."""
+    path = config.init_from
+    if path is not None and not (path.endswith(".keras") and os.path.isfile(path)):
+        raise ValueError(
+            f"`init_from` must name an existing `.keras` file written by `model.save` "
+            f"(a finished run leaves its model in <run>/model.keras), or be none. "
+            f"Received: init_from={path!r}"
+        )
+    if config.freeze != "none" and path is None:
+        raise ValueError(
+            f"`freeze` freezes part of a model loaded from `init_from`; a model built "
+            f"from scratch has nothing to keep. Pass --set init_from=<run>/model.keras, "
+            f"or --set freeze=none. Received: freeze={config.freeze!r}, init_from=None"
+        )

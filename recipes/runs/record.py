@@ -48,9 +48,23 @@ __all__ = [
 _NOISE_MEAN = logkeys.NOISE_METRICS[0]
 
 
+# Fields added to `Config` after runs were recorded: at these (their default)
+# values they are left out of the hash, so that runs started before the field
+# existed still resume and report under the same hash.
+_ADDED_FIELDS = {"init_from": None, "freeze": "none"}
+
+
 def config_hash(config):
-    """`"sha256:<hex>"` of a `Config`'s fields as canonical JSON."""
-    text = json.dumps(to_dict(config), sort_keys=True, default=str)
+    """`"sha256:<hex>"` of a `Config`'s fields as canonical JSON.
+
+    Fields of `_ADDED_FIELDS` at their default value are left out.
+    """
+    fields = {
+        k: v
+        for k, v in to_dict(config).items()
+        if not (k in _ADDED_FIELDS and v == _ADDED_FIELDS[k])
+    }
+    text = json.dumps(fields, sort_keys=True, default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -26,10 +26,11 @@ import keras
 
 from keras_wrs.recipes import data
 from keras_wrs.recipes.config import check_extras, check_total_steps, to_dict, validate
-from keras_wrs.recipes.models import build_model
+from keras_wrs.recipes.hub_models import set_kernel_regularizer
+from keras_wrs.recipes.models import build_model, synchronize_batchnorm
 from keras_wrs.recipes.runs import backup, record, rundir
 from keras_wrs.recipes.sweeps import figures
-from keras_wrs.recipes.training import cluster, optim, system
+from keras_wrs.recipes.training import cluster, finetune, optim, system
 from keras_wrs.recipes.training.callbacks import (
     ShortProgbar,
     StopOnNaN,
@@ -96,16 +97,28 @@ def _files(run_dir):
     return {key: Path(run_dir) / name for key, name in rundir.FILES.items()}
 
 
-def _compile(config, hp, splits, schedule):
+def _model(config, hp, info):
+    """The run's model: built from `model`, or loaded from `init_from` and frozen."""
     reg = optim.kernel_regularizer(config, hp)
-    model = build_model(
-        config.model,
-        splits.info.input_shape,
-        splits.info.num_classes,
-        kernel_regularizer=reg,
-        sync_bn=config.sync_bn,
-        **config.model_kwargs,
-    )
+    if config.init_from is None:
+        return build_model(
+            config.model,
+            info.input_shape,
+            info.num_classes,
+            kernel_regularizer=reg,
+            sync_bn=config.sync_bn,
+            **config.model_kwargs,
+        )
+    model = finetune.load_initial_model(config.init_from, info.input_shape, info.num_classes)
+    set_kernel_regularizer(model, reg)
+    if config.sync_bn:
+        synchronize_batchnorm(model)
+    finetune.freeze_layers(model, config.freeze)
+    return model
+
+
+def _compile(config, hp, splits, schedule):
+    model = _model(config, hp, splits.info)
     optimizer = optim.make_optimizer(config, hp, schedule, model)
     model.compile(
         optimizer=optimizer,
@@ -197,6 +210,21 @@ def _check_noise_kernels(config, model):
         tracked_kernels(model, list(config.noise_kernels))
 
 
+def _rescaling(config, model):
+    """`optim.coverage` of the run; a rescaling run with nothing to rescale is refused."""
+    rescaling = optim.coverage(model, optim.rescales(config.regularization))
+    if rescaling["applied"] and not rescaling["kernels"]:
+        frozen = f" once freeze={config.freeze!r} is applied" if config.freeze != "none" else ""
+        raise RunSetupError(
+            f"regularization={config.regularization!r} rescales the kernels that feed "
+            f"BatchNormalization scale-invariantly, but model {model.name!r} has no "
+            f"scale-invariant kernel{frozen} (a BatchNormalization with trainable=False "
+            f"normalizes with its moving statistics, so the kernel before it is not). "
+            f"Use weight decay: --set regularization=wd."
+        )
+    return rescaling
+
+
 def _build(config, policy):
     """Data, compiled model and resolved config of a run; every check before training."""
     strategy = system.make_strategy(config.strategy, config.jit_compile)
@@ -218,7 +246,7 @@ def _build(config, policy):
         policy,
         strategy,
         cluster.describe(strategy, config),
-        optim.coverage(model, optim.rescales(config.regularization)),
+        _rescaling(config, model),
     )
     # The span probe: the first `probe_examples` training images, normalized.
     probe = data.probe_batch(splits, config.probe_examples)

@@ -91,9 +91,19 @@ def test_kernel_regularizer_reaches_every_kernel():
     assert len(model.losses) == len(kernels) > 0
 
 
+def test_small_cnn_mlp_head():
+    model = models.small_cnn(width=4, head="mlp")
+    assert not model.get_layer("fc").use_bias and model.get_layer("fc").units == 8
+    assert model.get_layer("fc_bn").input.shape == (None, 8)
+    with pytest.raises(ValueError, match="`head` must be 'linear' or 'mlp'. Received: head='deep'"):
+        models.small_cnn(head="deep")
+
+
 def test_unknown_model_lists_valid_names():
     with pytest.raises(
-        ValueError, match="Valid models: resnet20, resnet56, resnet8, resnet9, small_cnn"
+        ValueError,
+        match="Valid models: hub_efficientnetv2_b0, hub_mobilenetv3_small, hub_resnet18, resnet20, "
+        "resnet56, resnet8, resnet9, small_cnn",
     ):
         models.build_model("resnet18", (32, 32, 3), 10)
 

@@ -20,7 +20,7 @@ BASE = cfg.get_recipe("digits")
         (
             "model_kwargs.bogus=3",
             "`model_kwargs.bogus` is not an argument of model 'small_cnn'. "
-            "Valid: bn_momentum, name, width",
+            "Valid: bn_momentum, head, name, width",
         ),
         (
             "optimizer_kwargs.bogus=1",
