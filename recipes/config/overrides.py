@@ -101,7 +101,9 @@ def override(config, assignments):
     lists as JSON (`step_epochs=[60,120]`), strings as written
     (`augment=none`), and `none` for None in the fields that allow it.
     `model_kwargs.width=8` sets one entry of a dict field (the value read as
-    JSON, else as a string).
+    JSON, else as a string). A `model=...` that changes the model starts
+    from empty `model_kwargs` (the recipe's are arguments of its own model)
+    unless `model_kwargs` is assigned too.
 
     Args:
         config: a `Config`.
@@ -131,6 +133,8 @@ def override(config, assignments):
             changes[field] = {**current, sub: _parse_any(text)}
         else:
             changes[field] = parse_value(field, text.strip())
+    if changes.get("model", config.model) != config.model and "model_kwargs" not in changes:
+        changes["model_kwargs"] = {}  # the recipe's are arguments of its own model
     return dataclasses.replace(config, **changes)
 
 

@@ -119,3 +119,18 @@ def test_fashion_mnist_small_trains_each_hub_model(name, regularization, tmp_pat
     assert np.isfinite(summary["test_loss"])
     if regularization == "wrs":
         _check_selection(tmp_path)
+
+
+def test_choosing_another_model_drops_the_recipe_model_kwargs():
+    """`--set model=hub_resnet18` on fashion_mnist_small (whose model_kwargs are ResNet-8's)."""
+    base = cfg.get_recipe("fashion_mnist_small")
+    assert base.model_kwargs == {"width": 8}
+    switched = cfg.override(base, ["model=hub_resnet18", "regularization=wrs"])
+    assert switched.model_kwargs == {}
+    cfg.validate(switched)
+    assert cfg.override(base, ["model=resnet8"]).model_kwargs == {"width": 8}  # the same model
+    assert cfg.override(base, ["model=resnet20", "model_kwargs.width=4"]).model_kwargs == {
+        "width": 4
+    }
+    with pytest.raises(ValueError, match=r"`model_kwargs.width` is not an argument of model"):
+        cfg.validate(dataclasses.replace(base, model="hub_resnet18"))
