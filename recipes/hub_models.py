@@ -1,9 +1,9 @@
 """KerasHub image classifiers for the recipes, built from constructor arguments.
 
-Each builder makes a KerasHub backbone with random weights, followed by
-KerasHub's ImageClassifier head (global average pooling and a `Dense`
-classifier) in a functional `keras.Model` (`_classifier` says why not the task
-class). Presets need a download, so
+Each builder makes a KerasHub backbone with random weights and continues its
+graph with KerasHub's ImageClassifier head (global average pooling and a
+`Dense` classifier) in one functional `keras.Model` (`_classifier` says why
+not the task class). Presets need a download, so
 the backbones are built from the architecture arguments of their presets
 (the constants below, which the selection tests use too):
 
@@ -144,13 +144,14 @@ def _classifier(backbone, num_classes, kernel_regularizer, name):
     sequence to Tensor"), and its `compile` override replaces the optimizer
     of a reloaded model. The layers and weights are the same.
     """
-    inputs = keras.Input(backbone.input_shape[1:])
-    x = layers.GlobalAveragePooling2D(name="pooler")(backbone(inputs))
+    x = layers.GlobalAveragePooling2D(name="pooler")(backbone.outputs[0])
     outputs = layers.Dense(
         num_classes, kernel_regularizer=kernel_regularizer, dtype="float32", name="logits"
     )(x)
     set_kernel_regularizer(backbone, kernel_regularizer)
-    return keras.Model(inputs, outputs, name=name)
+    # The backbone's graph, not the backbone as a nested model: the dynamics
+    # callbacks read a layer's input from the model's own graph.
+    return keras.Model(backbone.input, outputs, name=name)
 
 
 def hub_resnet18(

@@ -203,11 +203,35 @@ def _setup_error(err):
 
 
 def _check_noise_kernels(config, model):
-    """The kernels named in `noise_kernels` exist in the model (before any work)."""
-    if config.dynamics and config.noise_kernels:
-        from keras_wrs.dynamics import tracked_kernels
+    """SpanNoise can measure the kernels it will watch (before any work).
 
-        tracked_kernels(model, list(config.noise_kernels))
+    The kernels named in `noise_kernels` exist, and each watched kernel's layer
+    is in the model's graph: SpanNoise reads its input from there, which a
+    layer inside a subclassed block (KerasHub's MobileNetV3 and EfficientNet
+    blocks) does not have.
+    """
+    if not config.dynamics:
+        return
+    from keras_wrs.dynamics import tracked_kernels
+
+    try:
+        watched = tracked_kernels(model, list(config.noise_kernels))
+    except ValueError:
+        if config.noise_kernels:
+            raise
+        return  # nothing to watch by default: SpanNoise says so itself
+    for s in watched:
+        if s.layer is None:
+            continue
+        try:
+            s.layer.input  # noqa: B018 (raises for a layer outside the graph)
+        except (AttributeError, ValueError):
+            raise ValueError(
+                f"dynamics=true measures the weight noise of {s.path!r} from its layer's "
+                f"input in the model's graph, but layer {s.layer.name!r} sits inside a "
+                f"subclassed layer of model {model.name!r} and has none. Pass "
+                f"--set dynamics=false for this model."
+            ) from None
 
 
 def _rescaling(config, model):

@@ -18,7 +18,7 @@ from support.invariance import RTOL, brute_force_changes, random_batch
 import keras_wrs
 from keras_wrs.recipes import config as cfg
 from keras_wrs.recipes import hub_models, models
-from keras_wrs.recipes.training.train import train
+from keras_wrs.recipes.training.train import RunSetupError, train
 
 HUB = ("hub_resnet18", "hub_mobilenetv3_small", "hub_efficientnetv2_b0")
 NO_GRADIENT = "the model's outputs do not depend on it"
@@ -134,3 +134,13 @@ def test_choosing_another_model_drops_the_recipe_model_kwargs():
     }
     with pytest.raises(ValueError, match=r"`model_kwargs.width` is not an argument of model"):
         cfg.validate(dataclasses.replace(base, model="hub_resnet18"))
+
+
+def test_dynamics_on_kernels_inside_subclassed_blocks_is_refused_before_training(tmp_path):
+    _hub()
+    config = dataclasses.replace(
+        cfg.smoke(cfg.RECIPES["digits"]), model="hub_mobilenetv3_small", model_kwargs={}
+    )
+    with pytest.raises(RunSetupError, match=r"inside a subclassed layer.*--set dynamics=false"):
+        train(config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
