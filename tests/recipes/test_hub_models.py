@@ -43,7 +43,9 @@ def _check_selection(run_dir):
     return model, rescaled
 
 
-@pytest.mark.parametrize("name", HUB)
+@pytest.mark.parametrize(
+    "name", [HUB[0], *(pytest.param(n, marks=pytest.mark.slow) for n in HUB[1:])]
+)
 def test_builds_at_the_recipe_sizes_with_float32_logits(name):
     _hub()
     for shape in ((28, 28, 1), (8, 8, 1)):
