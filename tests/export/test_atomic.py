@@ -22,6 +22,7 @@ from keras_wrs.export import (
 )
 
 L = keras.layers
+pytestmark = pytest.mark.usefixtures("interactive_sigint")  # Ctrl-C as in a terminal
 
 
 def tiny():

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.signals import sigint_as_in_a_terminal
 
 from keras_wrs.recipes import cli, console
 from keras_wrs.recipes.config import extras
@@ -123,6 +124,7 @@ def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path, capsys):
         stderr=subprocess.PIPE,
         text=True,
         env=_env(),
+        preexec_fn=sigint_as_in_a_terminal,
     )
     assert proc.stdout.readline() == f"keras-wrs train: run directory {out}\n"
     _wait_for(out / "backup" / "training_metadata.json", proc)
