@@ -121,8 +121,11 @@ def _dot(a, b, axes):
 def angle(a, b, axes: Sequence[int], epsilon: float = EPSILON):
     """Angle in radians between matching filters of `a` and `b`.
 
-    `arccos(<a_k, b_k> / (||a_k|| ||b_k||))`, clipped to [-1, 1]; zero where
-    either filter is zero.
+    The angle whose cosine is `<a_k, b_k> / (||a_k|| ||b_k||)`, computed as
+    `2 atan2(||â_k - b̂_k||, ||â_k + b̂_k||)` with `â = a / ||a||` (Kahan's
+    formula): as accurate for the small angles of one optimizer step as for
+    large ones, where the arccos of a float32 cosine near 1 loses most digits
+    (an angle of 0.02 rad was off by 4e-5). Zero where either filter is zero.
 
     Args:
         a, b: kernels of the same shape (e.g. `w_t` and `w_{t+1}`).
@@ -132,10 +135,12 @@ def angle(a, b, axes: Sequence[int], epsilon: float = EPSILON):
     Returns:
         float32 tensor of angles with the reduced axes kept.
     """
-    denom = filter_norms(a, axes) * filter_norms(b, axes)
-    cos = _dot(a, b, axes) / ops.maximum(denom, epsilon)
-    cos = ops.where(denom > epsilon, ops.clip(cos, -1.0, 1.0), 1.0)
-    return ops.arccos(cos)
+    na, nb = filter_norms(a, axes), filter_norms(b, axes)
+    zero = (na <= epsilon) | (nb <= epsilon)
+    ua = ops.cast(a, "float32") / ops.maximum(na, epsilon)
+    ub = ops.cast(b, "float32") / ops.maximum(nb, epsilon)
+    theta = 2.0 * ops.arctan2(filter_norms(ua - ub, axes), filter_norms(ua + ub, axes))
+    return ops.where(zero, 0.0, theta)
 
 
 def radial_tangential(delta, w, axes: Sequence[int], epsilon: float = EPSILON):
