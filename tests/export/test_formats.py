@@ -23,6 +23,11 @@ from keras_wrs.recipes.runs import record
 
 L = keras.layers
 ALL = "saved_model,onnx,tflite,tflite_int8,tflite_dynamic,onnx_int8"
+# The tests on one trained run exported to every format share a fixture of about
+# 90 s (training, then six conversions); they run with the slow checks of CI's
+# stage 2. The default run keeps the int8 tests below on their own small models,
+# and exports with parity in test_api.py, test_cli.py and test_models.py.
+_EVERY_FORMAT = pytest.mark.slow
 
 
 def digits_cnn():
@@ -78,6 +83,7 @@ def exported(digits_run):
     return export_model(digits_run, formats=ALL, float16=True)
 
 
+@_EVERY_FORMAT
 def test_every_format_is_written_and_passes_parity_on_the_runs_test_data(digits_run, exported):
     out = digits_run / "export"
     assert sorted(p.name for p in out.iterdir()) == [
@@ -110,6 +116,7 @@ def test_every_format_is_written_and_passes_parity_on_the_runs_test_data(digits_
         assert row.tolerance.min_top1 == 0.99
 
 
+@_EVERY_FORMAT
 def test_manifest_lists_every_file_with_size_parity_and_calibration(digits_run, exported):
     out = digits_run / "export"
     manifest = json.loads((out / "export.json").read_text())
@@ -143,6 +150,7 @@ def test_manifest_lists_every_file_with_size_parity_and_calibration(digits_run, 
     assert artifacts["tflite"]["dynamic_batch"] and artifacts["tflite_int8"]["dynamic_batch"]
 
 
+@_EVERY_FORMAT
 def test_tflite_metadata_matches_onnx_and_int8_io_parameters_are_recorded(exported):
     onnx_meta = read_metadata(exported.files["onnx"])
     for fmt in ("tflite", "tflite_int8", "tflite_dynamic"):
@@ -172,6 +180,7 @@ def test_tflite_metadata_matches_onnx_and_int8_io_parameters_are_recorded(export
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
 
 
+@_EVERY_FORMAT
 def test_tflite_files_keep_names_and_a_dynamic_batch(exported):
     x = np.random.default_rng(0).normal(size=(5, 8, 8, 1)).astype("float32")
     for fmt in ("tflite", "tflite_int8", "tflite_dynamic"):
@@ -187,6 +196,7 @@ def _tensor_dtypes(path):
     }
 
 
+@_EVERY_FORMAT
 def test_dynamic_range_file_has_int8_weights_and_float_input_and_output(exported):
     io = read_tflite_metadata(exported.files["tflite_dynamic"])["input_output"]
     assert io["input"]["dtype"] == io["output"]["dtype"] == "float32"
