@@ -102,14 +102,14 @@ def test_resnet18_trains_with_wrs_and_rescales_the_invariant_kernels(tmp_path):
 @pytest.mark.parametrize("regularization", ["wd", "wrs"])
 @pytest.mark.parametrize("name", HUB)
 def test_fashion_mnist_small_trains_each_hub_model(name, regularization, tmp_path):
-    """`keras-wrs train fashion_mnist_small --set model=<name>`, on 256 images."""
+    """`keras-wrs train fashion_mnist_small --set model=<name>`, on 320 images."""
     _hub()
     config = dataclasses.replace(
         cfg.RECIPES["fashion_mnist_small"],
         model=name,
         model_kwargs={},
         regularization=regularization,
-        train_examples=256,
+        train_examples=320,
         epochs=1,
         warmup_epochs=0.0,
         jit_compile=False,
