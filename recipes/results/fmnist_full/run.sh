@@ -44,3 +44,19 @@ if [ "$stage" = all ] || [ "$stage" = stage1 ]; then
     --grid "$ADAM regularization=wd,wrs lr=2.5e-4,4e-3 $ADAM_WD" \
     --grid "$ADAM regularization=none lr=2.5e-4,5e-4,2e-3,4e-3 $ADAM_WD"
 fi
+if [ "$stage" = all ] || [ "$stage" = toolkit ]; then
+  # Stage 1 of the scale-invariance toolkit's methods on the same lr grids: SGDP/AdamP (sgdp) and
+  # corrected weight decay (cwd) at each optimizer's default weight decay; AdamH (adamh, Adam only) on
+  # its own grid, its lr being the angle per step (PROTOCOL.md, deviations, 2026-12-07).
+  sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 \
+    --grid "$SGD regularization=sgdp,cwd lr=0.2" \
+    --grid "$SGD regularization=sgdp,cwd lr=0.1,0.4" \
+    --grid "$SGD regularization=sgdp,cwd lr=0.05,0.8"
+  sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 --set 'optimizer_kwargs={}' \
+    --grid "$ADAM regularization=sgdp,cwd lr=1e-3 $ADAM_WD" \
+    --grid "$ADAM regularization=sgdp,cwd lr=5e-4,2e-3 $ADAM_WD" \
+    --grid "$ADAM regularization=sgdp,cwd lr=2.5e-4,4e-3 $ADAM_WD" \
+    --grid "$ADAM regularization=adamh lr=0.01" \
+    --grid "$ADAM regularization=adamh lr=0.005,0.02" \
+    --grid "$ADAM regularization=adamh lr=0.0025,0.04"
+fi
