@@ -23,9 +23,9 @@ from keras_wrs.recipes.runs import record
 
 L = keras.layers
 ALL = "saved_model,onnx,tflite,tflite_int8,tflite_dynamic,onnx_int8"
-# The tests on one trained run exported to every format share a fixture of about
-# 90 s (training, then six conversions); they run with the slow checks of CI's
-# stage 2. The default run keeps the int8 tests below on their own small models,
+# The tests on one trained run share its fixture (20 epochs under mixed_float16,
+# which a CPU emulates: about 90 s) and its export to every format; they run with
+# the slow checks of CI's stage 2. The default run keeps the int8 tests below on their own small models,
 # and exports with parity in test_api.py, test_cli.py and test_models.py.
 _EVERY_FORMAT = pytest.mark.slow
 
@@ -314,6 +314,7 @@ def test_unquantizable_layer_is_named_and_the_other_formats_are_written(tmp_path
     assert list(errors) == ["tflite_int8"] and "COS" in errors["tflite_int8"]
 
 
+@_EVERY_FORMAT  # the trained run's fixture
 def test_int8_calibrated_on_unpreprocessed_images_fails_parity_and_writes_nothing(
     digits_run, tmp_path
 ):
