@@ -571,6 +571,7 @@ def main(argv=None):
         resume), 2 for bad input (the message says what is wrong), 130
         after Ctrl-C, the export status for `export`.
     """
+    from_console = argv is None  # the `keras-wrs` command, not a call from Python
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -586,7 +587,10 @@ def main(argv=None):
             args.command = "export"
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
-        return console.interrupted(args.command, argv, getattr(args, "run_dir", None))
+        status = console.interrupted(args.command, argv, getattr(args, "run_dir", None))
+        if from_console:
+            console.exit_at_once(status)  # teardown can deadlock in tf.data after Ctrl-C
+        return status
     except Exception as err:
         return console.failed(args.command, err, argv, getattr(args, "run_dir", None))
 

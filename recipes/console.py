@@ -22,6 +22,7 @@ __all__ = [
     "import_backend",
     "resume_command",
     "interrupted",
+    "exit_at_once",
     "failed",
 ]
 
@@ -158,6 +159,22 @@ def interrupted(command, argv, out):
             file=sys.stderr,
         )
     return 130
+
+
+def exit_at_once(status):
+    """Flush the console and end the process with `status`, skipping interpreter teardown.
+
+    After Ctrl-C in `fit`, the teardown can deadlock: freeing the input
+    pipeline's iterator (a `tf.data` prefetch over Keras's Python data
+    adapter) waits for its worker thread, which waits for the interpreter
+    lock that the freeing thread holds. Seen as a `keras-wrs train` that
+    printed its resume line and then never exited. Everything a run keeps is
+    on disk by then (backups are written, synced and renamed; the run lock
+    is the kernel's, released with the process).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(status)
 
 
 def _kept(argv, out):
