@@ -71,7 +71,10 @@ class SpanNoise(DynamicsCallback):
         kernels: layers to measure, by layer name or kernel variable path
             (with `default=False`: only these).
         default: watch the rescaled (or scale-invariant) kernels too;
-            unsupported ones (depthwise, transposed) are skipped.
+            unsupported ones (depthwise, transposed) and those of layers
+            inside a subclassed layer or a nested model (their inputs are
+            not in the model's graph) are skipped, with a log line each.
+            Named in `kernels`, they raise a ValueError.
         every_n_epochs: measurement period in epochs.
         rel_threshold: eigenvalues above `rel_threshold * max` span `S`.
         method: `"eigh"` (exact) or `"randomized"`.
@@ -149,8 +152,16 @@ class SpanNoise(DynamicsCallback):
     def setup(self):
         check_probe_inputs(self.model, self._batches[0], "probe")
         chosen = []
+        in_graph = {id(layer) for layer in self.model.layers}
         for s in tracked_kernels(self.model, self.kernels, self.default):
             reason = wspan.span_unsupported_reason(s.layer)
+            if reason is None and id(s.layer) not in in_graph:
+                # Its input is not a tensor of this model's graph: the layer is
+                # called inside a subclassed layer or a nested model.
+                reason = (
+                    f"layer {s.layer.name!r} sits inside a subclassed layer or a nested "
+                    f"model, so its input is not in model {self.model.name!r}'s graph"
+                )
             if reason is None:
                 chosen.append(s)
             elif s.reason.startswith("named"):

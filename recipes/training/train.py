@@ -205,10 +205,11 @@ def _setup_error(err):
 def _check_noise_kernels(config, model):
     """SpanNoise can measure the kernels it will watch (before any work).
 
-    The kernels named in `noise_kernels` exist, and each watched kernel's layer
-    is in the model's graph: SpanNoise reads its input from there, which a
-    layer inside a subclassed block (KerasHub's MobileNetV3 and EfficientNet
-    blocks) does not have.
+    The kernels named in `noise_kernels` exist and sit in the model's graph:
+    SpanNoise reads a layer's input from there, which a layer inside a
+    subclassed block (KerasHub's MobileNetV3 and EfficientNet blocks) does
+    not have. By default such kernels are skipped (SpanNoise logs each), as
+    long as one watched kernel is left.
     """
     if not config.dynamics:
         return
@@ -220,18 +221,21 @@ def _check_noise_kernels(config, model):
         if config.noise_kernels:
             raise
         return  # nothing to watch by default: SpanNoise says so itself
-    for s in watched:
-        if s.layer is None:
-            continue
-        try:
-            s.layer.input  # noqa: B018 (raises for a layer outside the graph)
-        except (AttributeError, ValueError):
-            raise ValueError(
-                f"dynamics=true measures the weight noise of {s.path!r} from its layer's "
-                f"input in the model's graph, but layer {s.layer.name!r} sits inside a "
-                f"subclassed layer of model {model.name!r} and has none. Pass "
-                f"--set dynamics=false for this model."
-            ) from None
+    in_graph = {id(layer) for layer in model.layers}
+    outside = [s for s in watched if s.layer is not None and id(s.layer) not in in_graph]
+    if outside and (config.noise_kernels or len(outside) == len(watched)):
+        s = outside[0]
+        raise ValueError(
+            f"dynamics=true measures the weight noise of {s.path!r} from its layer's "
+            f"input in the model's graph, but layer {s.layer.name!r} sits inside a "
+            f"subclassed layer or a nested model of model {model.name!r} and has none"
+            + (
+                ". Name kernels of the model's own layers in noise_kernels, or pass "
+                if config.noise_kernels
+                else ", as every kernel it would watch does. Pass "
+            )
+            + "--set dynamics=false for this model."
+        )
 
 
 def _rescaling(config, model):

@@ -138,11 +138,30 @@ def test_choosing_another_model_drops_the_recipe_model_kwargs():
         cfg.validate(dataclasses.replace(base, model="hub_resnet18"))
 
 
-def test_dynamics_on_kernels_inside_subclassed_blocks_is_refused_before_training(tmp_path):
+def test_a_noise_kernel_named_inside_a_subclassed_block_is_refused_before_training(tmp_path):
     _hub()
     config = dataclasses.replace(
-        cfg.smoke(cfg.RECIPES["digits"]), model="hub_mobilenetv3_small", model_kwargs={}
+        cfg.smoke(cfg.RECIPES["digits"]),
+        model="hub_mobilenetv3_small",
+        model_kwargs={},
+        noise_kernels=("block_0_0/block_0_0_conv1/kernel",),
     )
     with pytest.raises(RunSetupError, match=r"inside a subclassed layer.*--set dynamics=false"):
         train(config, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # 47 s: dynamics on every step of a 54-kernel model (the library's test is fast)
+def test_dynamics_measure_the_noise_of_the_kernels_in_the_models_graph(tmp_path):
+    # MobileNetV3-Small: 1 of its 34 rescaled kernels (the stem) is a layer of the
+    # model's graph; the 33 inside its blocks are skipped by the noise measurement
+    # and still measured by WeightDynamics.
+    _hub()
+    config = dataclasses.replace(
+        cfg.smoke(cfg.RECIPES["digits"]), model="hub_mobilenetv3_small", model_kwargs={}
+    )
+    train(config, tmp_path / "run", verbose=0)
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()[0].split(",")
+    assert "noise_ratio_mean/input_conv" in history
+    assert not [k for k in history if k.startswith("noise_") and "block_" in k]
+    assert "norm_mean/block_0_0_conv1" in history

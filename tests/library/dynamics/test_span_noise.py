@@ -195,6 +195,45 @@ def test_unknown_and_unsupported_kernels_raise():
         fit([SpanNoise(x[:4])], model=model, x=x, y=y)
 
 
+class _ConvBNReLU(L.Layer):
+    """A user's block: its Conv2D is called inside `call`, not in the model's graph."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(6, 3, padding="same", use_bias=False, name="inner")
+        self.bn = L.BatchNormalization()
+
+    def call(self, x, training=None):
+        return keras.ops.relu(self.bn(self.conv(x), training=training))
+
+
+def _model_with_a_block():
+    inp = keras.Input((8, 8, 4))
+    h = L.BatchNormalization()(L.Conv2D(8, 3, padding="same", use_bias=False, name="c1")(inp))
+    h = _ConvBNReLU(name="block")(L.ReLU()(h))
+    return keras.Model(inp, L.Dense(3, name="head")(L.GlobalAveragePooling2D()(h)))
+
+
+def test_kernels_inside_a_subclassed_block_are_skipped_by_default_and_refused_by_name(caplog):
+    x, y = digits4(32)
+    with caplog.at_level(logging.INFO, logger="keras_wrs"):
+        model, hist = fit([SpanNoise(x[:8])], model=_model_with_a_block(), x=x, y=y)
+    assert "span_rank/c1" in hist and "noise_ratio_mean/c1" in hist
+    assert not [k for k in hist if k.endswith("/inner")]
+    assert "sits inside a subclassed layer or a nested model" in caplog.text
+    want = twin(model, "c1", x[:8])
+    assert hist["noise_norm/c1"][0] == pytest.approx(want[NOISE_METRICS.index("noise_norm")])
+    with pytest.raises(
+        ValueError, match=r"`kernels` names 'block/inner/kernel'.*inside a subclass"
+    ):
+        fit(
+            [SpanNoise(x[:8], kernels=["block/inner/kernel"])],
+            model=_model_with_a_block(),
+            x=x,
+            y=y,
+        )
+
+
 def test_failure_at_run_time_is_logged_once_and_training_goes_on(monkeypatch, caplog):
     def broken(*args, **kwargs):
         raise FloatingPointError("eigh did not converge")
