@@ -88,7 +88,14 @@ def _clean_keras_state():
 
 @pytest.fixture
 def interactive_sigint():
-    """SIGINT raises KeyboardInterrupt during the test, as in a terminal (tests/support/signals.py)."""
+    """SIGINT raises KeyboardInterrupt during the test, as in a terminal.
+
+    A shell without job control starts background commands (`cmd &`, `nohup`)
+    with SIGINT ignored, and Python then leaves it ignored. Tests of what
+    Ctrl-C does set Python's handler for their duration; a child process
+    started meanwhile gets SIGINT at its default (exec resets a handler, not
+    an ignored signal), so Python in it raises KeyboardInterrupt too.
+    """
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield
     signal.signal(signal.SIGINT, previous)

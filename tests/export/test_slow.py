@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from support.signals import sigint_as_in_a_terminal
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +81,7 @@ def test_all_five_formats_from_a_trained_digits_run(tmp_path, capsys):
     ]
 
 
+@pytest.mark.usefixtures("interactive_sigint")  # the child inherits it
 def test_cli_sigint_prints_one_line_and_leaves_nothing(tmp_path):
     import keras
 
@@ -102,7 +102,6 @@ def test_cli_sigint_prints_one_line_and_leaves_nothing(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        preexec_fn=sigint_as_in_a_terminal,
     )
     deadline = time.monotonic() + 240
     while not any(p.name.endswith(".partial") for p in tmp_path.iterdir()):

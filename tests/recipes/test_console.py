@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from support.signals import sigint_as_in_a_terminal
 
 from keras_wrs.recipes import cli, console
 from keras_wrs.recipes.config import extras
@@ -115,6 +114,7 @@ def _wait_for(path, proc, timeout=300.0):
         time.sleep(0.05)
 
 
+@pytest.mark.usefixtures("interactive_sigint")  # the child inherits it
 def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["train", *_SMOKE, "--set", "epochs=6", "--set", "steps_per_epoch=3", "--out", str(out)]
@@ -124,7 +124,6 @@ def test_ctrl_c_prints_one_line_with_the_resume_command(tmp_path, capsys):
         stderr=subprocess.PIPE,
         text=True,
         env=_env(),
-        preexec_fn=sigint_as_in_a_terminal,
     )
     assert proc.stdout.readline() == f"keras-wrs train: run directory {out}\n"
     _wait_for(out / "backup" / "training_metadata.json", proc)
