@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from keras_wrs.selection import Selection, iter_layers, kernel_channel_axes, select_scale_invariant
 
-__all__ = ["tracked_kernels", "kernel_keys"]
+__all__ = ["tracked_kernels", "kernel_keys", "outside_graph"]
 
 
 def _owner(model, variable):
@@ -123,3 +123,14 @@ def kernel_keys(selections: Sequence[Selection]) -> list[str]:
     """Short names for logs: the layer name where unique, else the path."""
     names = [s.layer.name if s.layer is not None else s.path for s in selections]
     return [n if names.count(n) == 1 else s.path for n, s in zip(names, selections, strict=True)]
+
+
+def outside_graph(model, selections: Sequence[Selection]) -> list[Selection]:
+    """The selections whose layer is not a layer of `model`'s graph.
+
+    Such a layer is called inside a subclassed layer or a nested model, so its
+    input is no tensor of `model`'s graph (what `SpanNoise` reads). Selections
+    without a layer are not listed.
+    """
+    in_graph = {id(layer) for layer in model.layers}
+    return [s for s in selections if s.layer is not None and id(s.layer) not in in_graph]

@@ -15,7 +15,7 @@ from keras_wrs.checks import positive_int
 from keras_wrs.dynamics import logkeys
 from keras_wrs.dynamics import span as wspan
 from keras_wrs.dynamics.callback import DynamicsCallback
-from keras_wrs.dynamics.kernels import kernel_keys, tracked_kernels
+from keras_wrs.dynamics.kernels import kernel_keys, outside_graph, tracked_kernels
 from keras_wrs.dynamics.logkeys import NOISE_METRICS
 from keras_wrs.dynamics.probe import (
     as_tensor_batch,
@@ -152,10 +152,11 @@ class SpanNoise(DynamicsCallback):
     def setup(self):
         check_probe_inputs(self.model, self._batches[0], "probe")
         chosen = []
-        in_graph = {id(layer) for layer in self.model.layers}
-        for s in tracked_kernels(self.model, self.kernels, self.default):
+        tracked = tracked_kernels(self.model, self.kernels, self.default)
+        outside = {id(s) for s in outside_graph(self.model, tracked)}
+        for s in tracked:
             reason = wspan.span_unsupported_reason(s.layer)
-            if reason is None and id(s.layer) not in in_graph:
+            if reason is None and id(s) in outside:
                 # Its input is not a tensor of this model's graph: the layer is
                 # called inside a subclassed layer or a nested model.
                 reason = (

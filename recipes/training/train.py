@@ -213,7 +213,7 @@ def _check_noise_kernels(config, model):
     """
     if not config.dynamics:
         return
-    from keras_wrs.dynamics import tracked_kernels
+    from keras_wrs.dynamics.kernels import outside_graph, tracked_kernels
 
     try:
         watched = tracked_kernels(model, list(config.noise_kernels))
@@ -221,8 +221,7 @@ def _check_noise_kernels(config, model):
         if config.noise_kernels:
             raise
         return  # nothing to watch by default: SpanNoise says so itself
-    in_graph = {id(layer) for layer in model.layers}
-    outside = [s for s in watched if s.layer is not None and id(s.layer) not in in_graph]
+    outside = outside_graph(model, watched)
     if outside and (config.noise_kernels or len(outside) == len(watched)):
         s = outside[0]
         raise ValueError(
