@@ -2,20 +2,24 @@
 
 `StopOnNaN` (Keras's `TerminateOnNaN`, extended to the validation loss),
 `Throughput` (images per second, and each epoch's CPU and wall seconds), `ShortProgbar` (a progress bar that shows
-loss and accuracy only) and `dynamics_callbacks`: the library's
+loss and accuracy only), `CtrlC` (Ctrl-C that stops the run even where Python
+swallows it) and `dynamics_callbacks`: the library's
 `WeightDynamics` and `SpanNoise`, whose epoch values land in the same `logs`
 as the loss, so `history.csv`, TensorBoard and `summary.json` carry them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import statistics
+import threading
 import time
 
 import keras
 
-__all__ = ["StopOnNaN", "Throughput", "ShortProgbar", "dynamics_callbacks"]
+__all__ = ["StopOnNaN", "Throughput", "ShortProgbar", "CtrlC", "dynamics_callbacks"]
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
@@ -167,6 +171,57 @@ class ShortProgbar(keras.callbacks.ProgbarLogger):
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, self._short(logs))
+
+
+class CtrlC(keras.callbacks.Callback):
+    """Ctrl-C that stops `fit`, even where Python swallows its KeyboardInterrupt.
+
+    Python raises KeyboardInterrupt wherever the main thread runs Python code
+    when the signal arrives. Inside a weakref callback or a `__del__` (which
+    garbage collection runs in the middle of a step), the exception is
+    printed as "Exception ignored in ..." and dropped: the run went on to its
+    last epoch and exited 0 after a Ctrl-C (seen under JAX). While
+    `installed()`, SIGINT also sets `pressed`, and the callback raises
+    KeyboardInterrupt at the next batch or epoch end; leaving the block with
+    `pressed` set raises it too.
+
+    Only Python's own handler is replaced: a SIGINT ignored (a background
+    job) or handled by the caller stays as it is, and so does one outside
+    the main thread (where no handler can be set).
+
+    Attributes:
+        pressed: whether SIGINT arrived while installed.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.pressed = False
+
+    def _handle(self, signum, frame):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def _check(self, *args, **kwargs):
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Replace Python's SIGINT handler for the block, then restore it."""
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handle)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        self._check()
 
 
 def dynamics_callbacks(config, probe_x, every, initial=None):

@@ -32,6 +32,7 @@ from keras_wrs.recipes.runs import backup, record, rundir
 from keras_wrs.recipes.sweeps import figures
 from keras_wrs.recipes.training import cluster, finetune, optim, system
 from keras_wrs.recipes.training.callbacks import (
+    CtrlC,
     ShortProgbar,
     StopOnNaN,
     Throughput,
@@ -383,11 +384,15 @@ def _train_claimed(config, claim, t0, callbacks, verbose, recipe):
         rundir.write_environment(claim.path)
         rundir.truncate_history(files["history"], point.epoch if point else 0)
         claim.keep = True  # training starts: keep what a --resume needs
-        guard, dynamics = _fit(config, run, files, callbacks, verbose, saver)
-        evaluation = None
-        if guard.diverged is None:
-            evaluation = run.model.evaluate(run.eval_ds, return_dict=True, verbose=0)
-            run.model.save(files["model"])
+        ctrl_c = CtrlC()
+        with ctrl_c.installed():
+            guard, dynamics = _fit(config, run, files, [ctrl_c, *callbacks], verbose, saver)
+            evaluation = None
+            if guard.diverged is None:
+                evaluation = run.model.evaluate(
+                    run.eval_ds, return_dict=True, verbose=0, callbacks=[ctrl_c]
+                )
+                run.model.save(files["model"])
     if guard.diverged is None:
         _write_plots(config, files, dynamics)
     summary = record.run_summary(
