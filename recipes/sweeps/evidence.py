@@ -30,12 +30,31 @@ from keras_wrs.recipes.runs import rundir
 from keras_wrs.recipes.sweeps import stats
 from keras_wrs.recipes.sweeps.report import find_runs, load_summaries
 
-__all__ = ["MARGIN", "TARGETS", "load_cells", "evidence_markdown", "write_evidence"]
+__all__ = [
+    "MARGIN",
+    "TARGETS",
+    "load_cells",
+    "chosen_settings",
+    "stage_two",
+    "evidence_markdown",
+    "write_evidence",
+]
 
 MARGIN = 0.002  # the non-inferiority margin: 0.2 percentage points
 TARGETS = (0.90, 0.92)  # validation accuracy targets of the time-to-accuracy table
 FULL_DATA_TARGET = 0.93  # test accuracy target of the full-data benchmark
 _WITHIN = 0.005  # "near best": within 0.5 pp
+# Stage 1 of the protocol: its learning-rate grids, fixed in advance (PROTOCOL.md), by
+# (optimizer, method), else by optimizer. A grid not named here: every lr at the modal decay.
+STAGE_ONE_LR = {
+    "sgdm": (0.05, 0.1, 0.2, 0.4, 0.8),
+    "adam": (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3),
+    ("adam", "adamh"): (0.0025, 0.005, 0.01, 0.02, 0.04),
+}
+# Stage 2 of the protocol: 4 more trials per method around its best stage-1 point.
+_STAGE_TWO_LR = (2**-1.5, 2**-0.5, 2**0.5, 2**1.5)  # methods without a decay of their own
+_STAGE_TWO_WD = (0.25, 0.5, 2.0, 4.0)  # the others: their decay, at the best lr
+_LR_ONLY = ("wrs", "none")
 
 
 def load_cells(paths):
@@ -111,8 +130,19 @@ def _tuning_table(cells):
     return "\n".join(lines)
 
 
+def _stage_one_grid(key):
+    return STAGE_ONE_LR.get(key, STAGE_ONE_LR.get(key[0]))
+
+
 def _default_wd_points(group):
-    """The method's lr curve: its cells at the weight decay most of them share."""
+    """The method's lr curve: its stage-1 cells, at the weight decay most of them share.
+
+    Stage 1 is the protocol's lr grid for the method (`STAGE_ONE_LR`) when one
+    is declared and the method has a cell on it, else every lr.
+    """
+    grid = _stage_one_grid(_key(group[0]))
+    on_grid = [c for c in group if grid and any(math.isclose(c["lr"], g) for g in grid)]
+    group = on_grid or group
     counts = defaultdict(int)
     for c in group:
         counts[c["wd"]] += 1
@@ -178,6 +208,30 @@ def chosen_settings(cells):
         if c["val"] is not None and (_key(c) not in best or c["val"] > best[_key(c)]["val"]):
             best[_key(c)] = c
     return best
+
+
+def stage_two(cells):
+    """The stage-2 trials of each method, by the protocol's rule: `{(optimizer, method): [(lr, wd)]}`.
+
+    From the stage-1 points (the seed-0 tuning cells at the method's default
+    decay), the best by validation accuracy (a tie goes to the smaller lr).
+    `wrs` and `none`, which have no second hyperparameter: lr = best x
+    {2^-1.5, 2^-0.5, 2^0.5, 2^1.5}, rounded to 4 significant digits, at the
+    best cell's decay. Every other method: its decay x {1/4, 1/2, 2, 4} at
+    the best lr. A method with no finished stage-1 cell has none.
+    """
+    out = {}
+    for key, group in itertools.groupby(sorted(_tuning(cells), key=_key), key=_key):
+        points, _ = _default_wd_points(list(group))
+        scored = [c for c in points if c["val"] is not None]
+        if not scored:
+            continue
+        best = max(scored, key=lambda c: (c["val"], -c["lr"]))
+        if key[1] in _LR_ONLY:
+            out[key] = [(float(f"{best['lr'] * f:.4g}"), best["wd"]) for f in _STAGE_TWO_LR]
+        else:
+            out[key] = [(best["lr"], float(f"{best['wd'] * f:.4g}")) for f in _STAGE_TWO_WD]
+    return out
 
 
 def _confirmation(cells, chosen):

@@ -44,6 +44,15 @@ if [ "$stage" = all ] || [ "$stage" = stage1 ]; then
     --grid "$ADAM regularization=wd,wrs lr=2.5e-4,4e-3 $ADAM_WD" \
     --grid "$ADAM regularization=none lr=2.5e-4,5e-4,2e-3,4e-3 $ADAM_WD"
 fi
+if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
+  # Stage 2 of PROTOCOL.md, placed by its rule from the stage-1 cells
+  # (keras_wrs.recipes.sweeps.evidence.stage_two; tests/recipes/results check these grids against it).
+  # SGD-momentum: WD best at lr 0.2, WRS best at lr 0.2, none best at lr 0.4.
+  sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 \
+    --grid "$SGD regularization=wd lr=0.2 weight_decay=0.00125,0.0025,0.01,0.02" \
+    --grid "$SGD regularization=wrs lr=0.07071,0.1414,0.2828,0.5657" \
+    --grid "$SGD regularization=none lr=0.1414,0.2828,0.5657,1.131"
+fi
 if [ "$stage" = all ] || [ "$stage" = toolkit ]; then
   # Stage 1 of the scale-invariance toolkit's methods on the same lr grids: SGDP/AdamP (sgdp) and
   # corrected weight decay (cwd) at each optimizer's default weight decay; AdamH (adamh, Adam only) on

@@ -148,3 +148,38 @@ def test_runs_without_validation_or_benchmark_cells_write_nothing(tmp_path):
     assert evidence.evidence_markdown([]) is None
     assert evidence.write_evidence([], tmp_path / "out") is None
     assert not (tmp_path / "out").exists()
+
+
+def test_stage_two_places_four_trials_by_the_protocol_rule(tmp_path):
+    # WD best at lr 0.2: its decay x {1/4, 1/2, 2, 4} there. WRS best at lr 0.4, none tied
+    # at 0.1 and 0.8 (the tie goes to 0.1): lr x 2^{-1.5, -0.5, 0.5, 1.5}, to 4 digits.
+    for lr, acc in {0.05: 0.90, 0.1: 0.92, 0.2: 0.93, 0.4: 0.925, 0.8: 0.91}.items():
+        _cell(tmp_path, f"wd-{lr}", lr=lr, val=(acc,))
+    for lr, acc in {0.05: 0.90, 0.1: 0.92, 0.2: 0.925, 0.4: 0.93, 0.8: 0.91}.items():
+        _cell(tmp_path, f"wrs-{lr}", method="wrs", lr=lr, val=(acc,))
+    for lr, acc in {0.05: 0.90, 0.1: 0.93, 0.2: 0.92, 0.4: 0.92, 0.8: 0.93}.items():
+        _cell(tmp_path, f"none-{lr}", method="none", lr=lr, val=(acc,))
+    expected = {
+        ("sgdm", "wd"): [(0.2, 0.00125), (0.2, 0.0025), (0.2, 0.01), (0.2, 0.02)],
+        ("sgdm", "wrs"): [(0.1414, 5e-3), (0.2828, 5e-3), (0.5657, 5e-3), (1.131, 5e-3)],
+        ("sgdm", "none"): [(0.03536, 5e-3), (0.07071, 5e-3), (0.1414, 5e-3), (0.2828, 5e-3)],
+    }
+    assert evidence.stage_two(evidence.load_cells([tmp_path])) == expected
+    # Stage-2 cells, better than every stage-1 point, change neither the rule's placement
+    # nor the lr-sensitivity table (5 grid points), but they can be chosen.
+    _cell(tmp_path, "wrs-s2", method="wrs", lr=0.5657, val=(0.95,))
+    _cell(tmp_path, "wd-s2", lr=0.2, wd=0.02, val=(0.95,))
+    cells = evidence.load_cells([tmp_path])
+    assert evidence.stage_two(cells) == expected
+    text = evidence.evidence_markdown(cells)
+    assert "| sgdm | wrs | 0.005 | 0.05, 0.1, 0.2, 0.4, 0.8 |" in text
+    assert evidence.chosen_settings(cells)[("sgdm", "wrs")]["lr"] == 0.5657
+
+
+def test_an_lr_off_the_declared_grid_joins_no_stage_one_curve(tmp_path):
+    for lr in (0.05, 0.1, 0.2, 0.4, 0.8, 0.07071):
+        _cell(tmp_path, f"wrs-{lr}", method="wrs", lr=lr, val=(0.9,))
+    _cell(tmp_path, "odd", method="wrs", optimizer="sgd", lr=3e-4, val=(0.9,))
+    text = evidence.evidence_markdown(evidence.load_cells([tmp_path]))
+    assert "| sgdm | wrs | 0.005 | 0.05, 0.1, 0.2, 0.4, 0.8 |" in text
+    assert "| sgd | wrs | 0.005 | 0.0003 |" in text  # no declared grid: every lr

@@ -1,0 +1,58 @@
+"""The committed evidence of `recipes/results/fmnist_full`: rebuilt from its cells, grids by its rule."""
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from keras_wrs.recipes import config as cfg
+from keras_wrs.recipes.sweeps import evidence
+
+HERE = Path(__file__).resolve().parents[2] / "recipes" / "results" / "fmnist_full"
+
+pytestmark = pytest.mark.skipif(not HERE.is_dir(), reason="no committed results (not a checkout)")
+
+
+def _stage_block(name):
+    """The body of `run.sh`'s `if ... = NAME ]; then ... fi` block."""
+    text = (HERE / "run.sh").read_text()
+    found = re.search(rf"= {name} \]; then\n(.*?)\nfi\n", text, re.S)
+    assert found, f"run.sh has no {name} stage"
+    return found.group(1)
+
+
+def _grid_settings(block):
+    """`{(optimizer, method): {(lr, wd)}}` of every --grid in `block` (wd None if not set)."""
+    variables = {"SGD": "optimizer=sgdm", "ADAM": "optimizer=adam"}
+    out = {}
+    tokens = shlex.split(block.replace("\\\n", " "), comments=True)
+    for token, value in zip(tokens, tokens[1:], strict=False):
+        if token != "--grid":
+            continue
+        value = re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], value)
+        axes = dict(part.split("=", 1) for part in value.split())
+        for method in axes["regularization"].split(","):
+            key = (axes["optimizer"], method)
+            for lr in axes["lr"].split(","):
+                for wd in axes.get("weight_decay", "").split(","):
+                    out.setdefault(key, set()).add((float(lr), float(wd) if wd else None))
+    return out
+
+
+def test_run_sh_stage_two_grids_are_the_protocol_rule_on_the_committed_cells():
+    cells = evidence.load_cells([HERE / "cells"])
+    placed = evidence.stage_two(cells)
+    in_run_sh = _grid_settings(_stage_block("stage2"))
+    assert in_run_sh, "run.sh's stage 2 has no grid"
+    default_wd = cfg.get_recipe("fmnist_resnet9").weight_decay  # a grid without weight_decay
+    for key, settings in in_run_sh.items():
+        got = {(lr, default_wd if wd is None else wd) for lr, wd in settings}
+        assert got == set(placed[key]), key
+
+
+def test_evidence_md_is_what_report_rebuilds_from_the_committed_cells():
+    text = evidence.evidence_markdown(evidence.load_cells([HERE]))
+    assert (HERE / "evidence.md").read_text() == text, (
+        "evidence.md is out of date: run `keras-wrs report recipes/results/fmnist_full`"
+    )
