@@ -36,6 +36,7 @@ __all__ = [
     "load_cells",
     "chosen_settings",
     "stage_two",
+    "chosen_grids",
     "evidence_markdown",
     "write_evidence",
 ]
@@ -234,6 +235,19 @@ def stage_two(cells):
     return out
 
 
+def chosen_grids(cells, optimizer):
+    """`keras-wrs sweep --grid` values that train each method's chosen setting of `optimizer`.
+
+    One per method, in method order: `optimizer=O regularization=M lr=L
+    weight_decay=W`. The confirmation cells run them with seeds >= 1.
+    """
+    return [
+        f"optimizer={opt} regularization={method} lr={c['lr']!r} weight_decay={c['wd']!r}"
+        for (opt, method), c in sorted(chosen_settings(cells).items())
+        if opt == optimizer
+    ]
+
+
 def _confirmation(cells, chosen):
     """`{(optimizer, method): {seed: cell}}`: seeds >= 1 at each chosen setting."""
     out = defaultdict(dict)
@@ -399,3 +413,11 @@ def write_evidence(paths, out_dir=None):
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(out_dir) / "evidence.md", text)
     return text
+
+
+if __name__ == "__main__":  # python -m keras_wrs.recipes.sweeps.evidence chosen DIR OPTIMIZER
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "chosen":
+        sys.exit("usage: python -m keras_wrs.recipes.sweeps.evidence chosen CELLS_DIR OPTIMIZER")
+    print("\n".join(chosen_grids(load_cells([sys.argv[2]]), sys.argv[3])))

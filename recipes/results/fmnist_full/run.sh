@@ -53,6 +53,22 @@ if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
     --grid "$SGD regularization=wrs lr=0.07071,0.1414,0.2828,0.5657" \
     --grid "$SGD regularization=none lr=0.1414,0.2828,0.5657,1.131"
 fi
+if [ "$stage" = all ] || [ "$stage" = confirm ]; then
+  # Confirmation: every method's chosen setting (best of its stage-1 and stage-2 trials, from the
+  # committed cells) over seeds 1-5, one seed at a time so that complete pairs come first.
+  # OPTIMIZERS picks the optimizers whose tuning is complete (default: sgdm).
+  PY=${PY:-python3}
+  for opt in ${OPTIMIZERS:-sgdm}; do
+    extra=(); [ "$opt" = adam ] && extra=(--set 'optimizer_kwargs={}')
+    grids=()
+    while read -r g; do grids+=(--grid "$g"); done \
+      < <("$PY" -m keras_wrs.recipes.sweeps.evidence chosen $HERE/cells "$opt" 2>/dev/null)
+    [ "${#grids[@]}" -gt 0 ] || { echo "run.sh: no chosen setting for $opt" >&2; exit 1; }
+    for seed in 1 2 3 4 5; do
+      sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds $seed "${extra[@]}" "${grids[@]}"
+    done
+  done
+fi
 if [ "$stage" = all ] || [ "$stage" = toolkit ]; then
   # Stage 1 of the scale-invariance toolkit's methods on the same lr grids: SGDP/AdamP (sgdp) and
   # corrected weight decay (cwd) at each optimizer's default weight decay; AdamH (adamh, Adam only) on

@@ -33,6 +33,7 @@ def _cell(
         weight_decay=wd,
         seed=seed,
         optimizer=optimizer,
+        optimizer_kwargs=BASE.optimizer_kwargs if optimizer.startswith("sgd") else {},
         validation_examples=6000 if validation else None,
         train_examples=train_examples,
     )
@@ -183,3 +184,20 @@ def test_an_lr_off_the_declared_grid_joins_no_stage_one_curve(tmp_path):
     text = evidence.evidence_markdown(evidence.load_cells([tmp_path]))
     assert "| sgdm | wrs | 0.005 | 0.05, 0.1, 0.2, 0.4, 0.8 |" in text
     assert "| sgd | wrs | 0.005 | 0.0003 |" in text  # no declared grid: every lr
+
+
+def test_chosen_grids_train_each_methods_chosen_setting(tmp_path):
+    _cell(tmp_path, "wd-a", lr=0.2, wd=0.02, val=(0.93,))
+    _cell(tmp_path, "wd-b", lr=0.4, val=(0.92,))
+    _cell(tmp_path, "wrs-a", method="wrs", lr=0.07071, val=(0.94,))
+    _cell(tmp_path, "adam-wrs", method="wrs", optimizer="adam", lr=1e-3, wd=5e-2, val=(0.9,))
+    _cell(tmp_path, "confirm", method="wrs", lr=0.4, seed=1, val=(0.99,))  # not a trial
+    cells = evidence.load_cells([tmp_path])
+    assert evidence.chosen_grids(cells, "sgdm") == [
+        "optimizer=sgdm regularization=wd lr=0.2 weight_decay=0.02",
+        "optimizer=sgdm regularization=wrs lr=0.07071 weight_decay=0.005",
+    ]
+    assert evidence.chosen_grids(cells, "adam") == [
+        "optimizer=adam regularization=wrs lr=0.001 weight_decay=0.05"
+    ]
+    assert evidence.chosen_grids(cells, "sgd") == []
