@@ -11,7 +11,9 @@ as `recipes/results/fmnist_full/PROTOCOL.md` prescribes:
    validation accuracy, and paired differences with 95% intervals and
    verdicts at the 0.2 pp margin (`keras_wrs.recipes.sweeps.stats`);
 5. time to 90% and 92% validation accuracy, in epochs and CPU seconds;
-6. cells trained without a validation split (the full-data benchmark):
+6. the zero-shot rows: cells on another network (seeds >= 1, each method
+   at its defaults, nothing tuned), with the same paired differences;
+7. cells trained without a validation split (the full-data benchmark):
    test accuracy per epoch and the time to 93%.
 
 Test accuracy of a tuning cell is never shown: no choice reads it.
@@ -264,6 +266,15 @@ def _confirmation(cells, chosen):
     return out
 
 
+def _zero_shot(cells):
+    """`{model: {(optimizer, method): {seed: cell}}}`: seeds >= 1 on a network other than the recipe's."""
+    out = defaultdict(lambda: defaultdict(dict))
+    for c in cells:
+        if c["validation"] and c["seed"] >= 1 and c["model"] != "resnet9":
+            out[c["model"]][_key(c)][c["seed"]] = c
+    return out
+
+
 def _confirmation_tables(confirmed):
     lines = [
         "| optimizer | method | seeds | test accuracy (%) | validation accuracy (%) | WRS covers |",
@@ -361,7 +372,8 @@ def evidence_markdown(cells):
     """The protocol's tables as markdown, or None when no cell has a validation split."""
     tuning = _tuning(cells)
     full = _full_data_table(cells)
-    if not tuning and not full:
+    zero_shot = _zero_shot(cells)
+    if not tuning and not full and not zero_shot:
         return None
     parts = []
     if tuning:
@@ -396,6 +408,11 @@ def evidence_markdown(cells):
         parts += [
             "## Time to accuracy of the chosen settings at seed 0 (tuning cells)",
             _time_table({k: [c] for k, c in chosen.items()}, "cells"),
+        ]
+    for model, runs in sorted(zero_shot.items()):
+        parts += [
+            f"## Zero-shot: `{model}`, every method at its defaults, nothing tuned",
+            _confirmation_tables(runs),
         ]
     if full:
         parts += ["## Full-data benchmark", full]

@@ -85,3 +85,13 @@ if [ "$stage" = all ] || [ "$stage" = toolkit ]; then
     --grid "$ADAM regularization=adamh lr=0.005,0.02" \
     --grid "$ADAM regularization=adamh lr=0.0025,0.04"
 fi
+if [ "$stage" = all ] || [ "$stage" = zero_shot ]; then
+  # Zero-shot rows: the CIFAR ResNet-20 at 28x28, every method at its optimizer's defaults (AdamH
+  # too: lr 1e-3), nothing tuned; seed 1 for every method first, then 2 and 3.
+  for seed in 1 2 3; do
+    sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds $seed \
+      --grid "model=resnet20 $SGD regularization=none,wd,wrs,sgdp,cwd"
+    sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds $seed \
+      --set 'optimizer_kwargs={}' --grid "model=resnet20 $ADAM regularization=none,wd,wrs,sgdp,cwd,adamh $ADAM_WD"
+  done
+fi

@@ -25,6 +25,7 @@ def _cell(
     validation=True,
     status="finished",
     train_examples=None,
+    model="resnet9",
 ):
     config = dataclasses.replace(
         BASE,
@@ -36,6 +37,7 @@ def _cell(
         optimizer_kwargs=BASE.optimizer_kwargs if optimizer.startswith("sgd") else {},
         validation_examples=6000 if validation else None,
         train_examples=train_examples,
+        model=model,
     )
     cell = root / name
     cell.mkdir(parents=True)
@@ -59,7 +61,7 @@ def _cell(
                 "regularization": method,
                 "seed": seed,
                 "dataset": "fashion_mnist",
-                "model": "resnet9",
+                "model": model,
                 "epochs": len(val),
                 "validation_accuracy": val[-1] if validation else None,
                 "test_accuracy": test,
@@ -201,3 +203,18 @@ def test_chosen_grids_train_each_methods_chosen_setting(tmp_path):
         "optimizer=adam regularization=wrs lr=0.001 weight_decay=0.05"
     ]
     assert evidence.chosen_grids(cells, "sgd") == []
+
+
+def test_zero_shot_cells_on_another_network_get_their_own_paired_table(tmp_path):
+    _cell(tmp_path, "wd-s0", val=(0.93,))  # the recipe's tuning: not zero-shot
+    wd_test, wrs_test = [0.921, 0.925, 0.919], [0.927, 0.926, 0.924]
+    for seed, (a, b) in enumerate(zip(wd_test, wrs_test, strict=True), 1):
+        _cell(tmp_path, f"z-wd-{seed}", model="resnet20", seed=seed, val=(0.92,), test=a)
+        _cell(tmp_path, f"z-wrs-{seed}", method="wrs", model="resnet20", seed=seed, test=b)
+    text = evidence.evidence_markdown(evidence.load_cells([tmp_path]))
+    zero = text.split("## Zero-shot: `resnet20`", 1)[1]
+    mean, sd = 100 * np.mean(wd_test), 100 * np.std(wd_test, ddof=1)
+    assert f"| sgdm | wd | 3 | {mean:.2f} ± {sd:.2f} | 92.00 ± 0.00 | - |" in zero
+    d = stats.paired_difference(wd_test, wrs_test)
+    assert f"| sgdm | wd | wrs | 3 | {100 * d.mean:+.2f} [{100 * d.low:+.2f}, " in zero
+    assert "| sgdm | wd | 0.2 | 0.005 | 93.00 | 1 |" in text  # chosen from resnet9 only
