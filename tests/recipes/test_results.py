@@ -1,7 +1,6 @@
 """The committed evidence of `recipes/results/fmnist_full`: rebuilt from its cells, grids by its rule."""
 
 import re
-import shlex
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,7 @@ def _grid_settings(block):
     """`{(optimizer, method): {(lr, wd)}}` of every --grid in `block` (wd None if not set)."""
     variables = {"SGD": "optimizer=sgdm", "ADAM": "optimizer=adam"}
     out = {}
-    tokens = shlex.split(block.replace("\\\n", " "), comments=True)
-    for token, value in zip(tokens, tokens[1:], strict=False):
-        if token != "--grid":
-            continue
+    for value in re.findall(r'--grid "([^"]*)"', block):
         value = re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], value)
         axes = dict(part.split("=", 1) for part in value.split())
         for method in axes["regularization"].split(","):

@@ -19,6 +19,8 @@ SGD="optimizer=sgdm"
 ADAM="optimizer=adam"
 ADAM_WD="weight_decay=5e-2"
 stage=${1:-all}
+# METHODS="wd wrs" keeps the stage-2 and confirmation cells of those methods only (default: all).
+want() { [ -z "${METHODS:-}" ] || [[ " $METHODS " == *" $1 "* ]]; }
 if [ "$stage" = all ] || [ "$stage" = stage1 ]; then
   # Stage 1, seed 0: WD and WRS at the default lr, the benchmark, then the lr grids.
   sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 \
@@ -48,10 +50,11 @@ if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
   # Stage 2 of PROTOCOL.md, placed by its rule from the stage-1 cells
   # (keras_wrs.recipes.sweeps.evidence.stage_two; tests/recipes/results check these grids against it).
   # SGD-momentum: WD best at lr 0.2, WRS best at lr 0.2, none best at lr 0.4.
-  sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 \
-    --grid "$SGD regularization=wd lr=0.2 weight_decay=0.00125,0.0025,0.01,0.02" \
-    --grid "$SGD regularization=wrs lr=0.07071,0.1414,0.2828,0.5657" \
-    --grid "$SGD regularization=none lr=0.1414,0.2828,0.5657,1.131"
+  grids=()
+  want wd && grids+=(--grid "$SGD regularization=wd lr=0.2 weight_decay=0.00125,0.0025,0.01,0.02")
+  want wrs && grids+=(--grid "$SGD regularization=wrs lr=0.07071,0.1414,0.2828,0.5657")
+  want none && grids+=(--grid "$SGD regularization=none lr=0.1414,0.2828,0.5657,1.131")
+  [ "${#grids[@]}" -eq 0 ] || sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 "${grids[@]}"
 fi
 if [ "$stage" = all ] || [ "$stage" = confirm ]; then
   # Confirmation: every method's chosen setting (best of its stage-1 and stage-2 trials, from the
@@ -61,7 +64,9 @@ if [ "$stage" = all ] || [ "$stage" = confirm ]; then
   for opt in ${OPTIMIZERS:-sgdm}; do
     extra=(); [ "$opt" = adam ] && extra=(--set 'optimizer_kwargs={}')
     grids=()
-    while read -r g; do grids+=(--grid "$g"); done \
+    while read -r g; do
+      want "$(sed -E 's/.*regularization=([a-z]+).*/\1/' <<<"$g")" && grids+=(--grid "$g")
+    done \
       < <("$PY" -m keras_wrs.recipes.sweeps.evidence chosen $HERE/cells "$opt" 2>/dev/null)
     [ "${#grids[@]}" -gt 0 ] || { echo "run.sh: no chosen setting for $opt" >&2; exit 1; }
     for seed in 1 2 3 4 5; do
