@@ -171,12 +171,16 @@ def _problem(point):
     return None
 
 
-def find_restore_point(backup_dir, epochs_logged):
+def find_restore_point(backup_dir, epochs_logged, at_most=None):
     """The backup a resumed run starts from, checked; None for a fresh start.
 
     Args:
         backup_dir: the run's `backup/` directory.
         epochs_logged: rows of the run's `history.csv` (finished epochs).
+        at_most: the latest epoch the run may resume from (None: any). The
+            workers of a cluster resume from the epoch they all have
+            (`keras_wrs.recipes.training.cluster.agreed_epoch`); 0 is a
+            fresh start.
 
     Returns:
         The latest usable `RestorePoint` (the previous one, with a warning,
@@ -192,6 +196,8 @@ def find_restore_point(backup_dir, epochs_logged):
             the choices.
     """
     backup_dir = Path(backup_dir)
+    if at_most == 0:
+        return None
     if not (backup_dir / MANIFEST).is_file():
         if epochs_logged > 1:
             raise BackupError(
@@ -202,6 +208,8 @@ def find_restore_point(backup_dir, epochs_logged):
         return None
     problems = []
     for point in _read_manifest(backup_dir):
+        if at_most is not None and point.epoch > at_most:
+            continue
         problem = _problem(point)
         if problem is None:
             if problems:
@@ -214,6 +222,11 @@ def find_restore_point(backup_dir, epochs_logged):
                 )
             return _check_history(point, epochs_logged)
         problems.append((str(point.path), problem))
+    if not problems:  # every kept backup is later than `at_most`
+        raise BackupError(
+            f"No backup in {str(backup_dir)!r} is at or before epoch {at_most}, the latest "
+            f"epoch every worker of the cluster has backed up. {_CHOICES}"
+        )
     listed = "; ".join(f"{path!r}: {why}" for path, why in problems)
     raise BackupError(f"No usable backup to resume from ({listed}). {_CHOICES}")
 

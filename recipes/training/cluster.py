@@ -57,6 +57,7 @@ __all__ = [
     "worker_run_dir",
     "finish_worker_dir",
     "multi_worker_strategy",
+    "agreed_epoch",
     "describe",
 ]
 
@@ -398,6 +399,24 @@ def multi_worker_strategy(connect_timeout=None, collective_timeout=COLLECTIVE_TI
                 f"{TF_CONFIG}: {type(err).__name__}: {err.message}"
             ) from err
     return _STRATEGY[0]
+
+
+def agreed_epoch(strategy, epoch):
+    """The epoch every worker can resume from: the smallest `epoch` of them all.
+
+    Each worker keeps its own backups, and a kill can land after one worker
+    backed up an epoch and before another did (they step together, so they
+    differ by at most one epoch). Restoring different epochs makes the
+    workers' collectives disagree (a broadcast against an all-reduce), and
+    both abort. Every worker must call this at the same point; outside a
+    multi-worker strategy (`multi_worker_strategy`) it returns `epoch`.
+    """
+    if not _STRATEGY or strategy is not _STRATEGY[0]:
+        return epoch
+    import tensorflow as tf
+
+    values = strategy.run(lambda: tf.constant([epoch], tf.int64))
+    return int(min(strategy.gather(values, axis=0).numpy()))
 
 
 def describe(strategy, config):

@@ -373,6 +373,11 @@ def _train_claimed(config, claim, t0, callbacks, verbose, recipe):
         point = backup.find_restore_point(files["backup"], rundir.history_rows(files["history"]))
     with system.precision_policy(config.precision) as policy:
         run = _build(config, policy)
+        epoch = cluster.agreed_epoch(run.strategy, point.epoch if point else 0)
+        if point is not None and epoch < point.epoch:  # a peer backed up one epoch less
+            point = backup.find_restore_point(
+                files["backup"], rundir.history_rows(files["history"]), at_most=epoch
+            )
         if point is not None:  # before fit: callbacks begin on the restored state
             with run.strategy.scope():
                 backup.restore(run.model, point)

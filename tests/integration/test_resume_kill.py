@@ -107,6 +107,16 @@ def test_a_truncated_latest_backup_falls_back_to_the_previous(whole, tmp_path):
     assert len(rundir.read_history(tmp_path / "history.csv")["loss"]) == 4
 
 
+def test_a_worker_resumes_no_later_than_its_peers(whole, tmp_path):
+    # cluster.agreed_epoch gives the epoch every worker has; the backup at or before it is used.
+    _cut(tmp_path, 3)
+    assert backup.find_restore_point(tmp_path / "backup", 3, at_most=3).epoch == 3
+    assert backup.find_restore_point(tmp_path / "backup", 3, at_most=2).epoch == 2
+    assert backup.find_restore_point(tmp_path / "backup", 3, at_most=0) is None
+    with pytest.raises(backup.BackupError, match="at or before epoch 1, the latest epoch every"):
+        backup.find_restore_point(tmp_path / "backup", 3, at_most=1)  # only 2 and 3 are kept
+
+
 def test_unusable_backups_are_an_error_naming_the_file(tmp_path):
     _cut(tmp_path, 3)
     for name in ("epoch-0003.weights.h5", "epoch-0002.weights.h5"):
