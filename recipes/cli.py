@@ -66,7 +66,7 @@ def _add_run_arguments(parser):
     add(
         "recipe",
         nargs="?",
-        default=_DEFAULT_RECIPE,
+        default=None,
         help=f"recipe name (default {_DEFAULT_RECIPE}; `keras-wrs list` shows all)",
     )
     add("--epochs", type=_positive_int, help="training epochs")
@@ -166,6 +166,13 @@ def build_parser():
         "lion, lamb, adagrad, adadelta, adamax, adafactor, muon (default: the recipe's)",
     )
     train.add_argument("--seed", type=int, default=None, help="random seed")
+    train.add_argument(
+        "--config",
+        metavar="FILE",
+        help="train the configuration in FILE instead of a recipe's: a run's config.json "
+        "(a committed cell's reruns it) or a JSON object of config fields; flags and --set "
+        "apply on top",
+    )
     compare = sub.add_parser(
         "compare",
         help="grid of regularization x optimizer x seeds, results table",
@@ -335,7 +342,11 @@ def _build_config(args):
     from keras_wrs.recipes import config as cfg
     from keras_wrs.recipes.training import cluster
 
-    config = cfg.get_recipe(args.recipe)
+    if getattr(args, "config", None) is not None:
+        config = _config_file(args)
+    else:
+        args.recipe = args.recipe or _DEFAULT_RECIPE
+        config = cfg.get_recipe(args.recipe)
     if args.smoke:  # first, so that flags and --set still apply on top
         config = cfg.smoke(config, offline=True)
     config = cfg.apply_settings(config, _flags(args), args.assignments, _axes(args))
@@ -346,6 +357,30 @@ def _build_config(args):
         check_dataset_name(config.dataset)
     cluster.preflight(config)  # TF_CONFIG, before any work
     return config
+
+
+def _config_file(args):
+    """The `Config` of `--config FILE` (a run's config.json, or an object of fields)."""
+    from keras_wrs.recipes.config import from_dict, validate
+    from keras_wrs.recipes.runs import validation
+
+    if args.recipe is not None:
+        raise UsageError(
+            f"--config {args.config!r} and the recipe {args.recipe!r} both name a "
+            f"configuration: pass one of them."
+        )
+    stored = validation.load_json(args.config)
+    if stored is None:
+        raise UsageError(
+            f"--config {args.config!r}: no such file. Pass a run's config.json, e.g. "
+            f"recipes/results/fmnist_full/cells/<cell>/config.json."
+        )
+    if "config" in stored:  # a run's record
+        return validation.check_config_record(stored, args.config)
+    try:
+        return validate(from_dict(stored))
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"--config {args.config!r}: {err}") from None
 
 
 def _out_dir(args, kind):
@@ -361,7 +396,8 @@ def _out_dir(args, kind):
         return args.out
     if args.resume:
         raise UsageError("--resume needs --out: the directory to continue.")
-    return f"runs/{args.recipe}-{kind}{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.recipe or Path(args.config).parent.name or "config"
+    return f"runs/{name}-{kind}{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _verbose(args):
@@ -389,7 +425,7 @@ def _run_train(args):
 
     regularizations = args.regularization
     if regularizations is None:  # the default pair, unless --set names one
-        named = "regularization" in cfg.assigned_fields(args.assignments)
+        named = args.config is not None or "regularization" in cfg.assigned_fields(args.assignments)
         regularizations = (config.regularization,) if named else _DEFAULT_REGULARIZATIONS
     if len(regularizations) != 1:
         grid = grids.Grid(regularizations, (config.optimizer,), (config.seed,))
