@@ -52,3 +52,26 @@ def test_evidence_md_is_what_report_rebuilds_from_the_committed_cells():
     assert (HERE / "evidence.md").read_text() == text, (
         "evidence.md is out of date: run `keras-wrs report recipes/results/fmnist_full`"
     )
+
+
+def _row(text, *cells):
+    """The first markdown table row of `text` that starts with `cells`, split."""
+    start = "| " + " | ".join(cells) + " |"
+    line = next(line for line in text.splitlines() if line.startswith(start))
+    return [part.strip() for part in line.strip("|").split("|")]
+
+
+def test_the_readme_verdict_quotes_the_evidence():
+    evidence_md = (HERE / "evidence.md").read_text()
+    readme = (HERE.parents[2] / "README.md").read_text()
+    verdict = readme.split("## Should you switch from weight decay?", 1)[1].split("\n## ", 1)[0]
+    verdict = " ".join(verdict.split())
+    wd = _row(evidence_md, "sgdm", "wd", "5")[3].split(" ± ")[0]
+    wrs = _row(evidence_md, "sgdm", "wrs", "5")[3].split(" ± ")[0]
+    paired = _row(evidence_md, "sgdm", "wd", "wrs", "5")
+    mean, low, high = re.findall(r"[+-]\d+\.\d+", paired[4])
+    assert paired[5] == "superior"
+    assert f"weight decay reached {wd}% test accuracy and WRS {wrs}%" in verdict
+    assert f"a difference of {mean} pp for weight decay (95% CI {low} to {high})" in verdict
+    spread = {m: _row(evidence_md, "sgdm", m, "0.005")[6] for m in ("wd", "wrs")}
+    assert f"spread {spread['wrs']} pp against {spread['wd']} for weight decay" in verdict
