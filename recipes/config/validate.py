@@ -122,6 +122,9 @@ def _check_types(config):
 def _check_optimizer_kwargs(config):
     if not config.optimizer_kwargs:
         return  # nothing to check: keep Keras (and its backend) unloaded
+    from keras_wrs.recipes import console
+
+    console.import_backend()  # Keras loads here: quietly, as the commands load it
     from keras_wrs.recipes.training import optim
 
     name, valid = optim.optimizer_arguments(config.regularization, config.optimizer)

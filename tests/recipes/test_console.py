@@ -77,6 +77,18 @@ def test_tensorflow_log_lines_stay_off_the_console():
     assert "usage: keras-wrs export" in result.stdout
 
 
+@pytest.mark.tensorflow_only
+def test_a_config_whose_optimizer_kwargs_load_keras_keeps_the_console_quiet(tmp_path):
+    # fmnist_resnet9 sets optimizer_kwargs (nesterov): checking them loads Keras in the
+    # config's validation, before the command's own quiet import.
+    argv = ["sweep", "fmnist_resnet9", "--grid", "regularization=wd", "--estimate"]
+    result = _run_command([*argv, "--out", str(tmp_path / "grid")])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tensorflow" in _imported(result.stderr)
+    assert _console(result.stderr) == []
+    assert result.stdout.startswith("keras-wrs sweep --estimate: 1 cells")
+
+
 def test_quiet_tensorflow_keeps_a_level_the_caller_set(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     console.quiet_tensorflow(verbose=True)
