@@ -69,9 +69,13 @@ if [ "$stage" = all ] || [ "$stage" = confirm ]; then
     done \
       < <("$PY" -m keras_wrs.recipes.sweeps.evidence chosen $HERE/cells "$opt" 2>/dev/null)
     [ "${#grids[@]}" -gt 0 ] || { echo "run.sh: no chosen setting for $opt" >&2; exit 1; }
-    for seed in 1 2 3 4 5; do
-      sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds $seed "${extra[@]}" "${grids[@]}"
-    done
+    if [ "${#grids[@]}" -eq 2 ]; then  # one method: its seeds side by side (JOBS at a time)
+      sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 1,2,3,4,5 "${extra[@]}" "${grids[@]}"
+    else
+      for seed in 1 2 3 4 5; do
+        sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds $seed "${extra[@]}" "${grids[@]}"
+      done
+    fi
   done
 fi
 if [ "$stage" = all ] || [ "$stage" = toolkit ]; then
