@@ -222,7 +222,7 @@ def find_restore_point(backup_dir, epochs_logged, at_most=None):
                 )
             return _check_history(point, epochs_logged)
         problems.append((str(point.path), problem))
-    if not problems:  # every kept backup is later than `at_most`
+    if not problems and at_most is not None:  # every kept backup is later than `at_most`
         raise BackupError(
             f"No backup in {str(backup_dir)!r} is at or before epoch {at_most}, the latest "
             f"epoch every worker of the cluster has backed up. {_CHOICES}"

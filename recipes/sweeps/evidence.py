@@ -58,6 +58,7 @@ STAGE_ONE_LR = {
 _STAGE_TWO_LR = (2**-1.5, 2**-0.5, 2**0.5, 2**1.5)  # methods without a decay of their own
 _STAGE_TWO_WD = (0.25, 0.5, 2.0, 4.0)  # the others: their decay, at the best lr
 _LR_ONLY = ("wrs", "none")
+_MODEL = "resnet9"  # the protocol recipe's network; cells on another one are zero-shot rows
 
 
 def load_cells(paths):
@@ -110,7 +111,7 @@ def _key(cell):
 
 def _tuning(cells):
     """Seed-0 cells with a validation split, on the recipe's model."""
-    return [c for c in cells if c["validation"] and c["seed"] == 0 and c["model"] == "resnet9"]
+    return [c for c in cells if c["validation"] and c["seed"] == 0 and c["model"] == _MODEL]
 
 
 def _score(cell):
@@ -204,12 +205,21 @@ def _wd_curve_table(cells):
     return "WD's weight-decay curve (seed 0):\n\n" + "\n".join(lines)
 
 
+def _best(cells):
+    """The cell of highest validation accuracy (ties: smaller lr, then smaller wd), or None."""
+    scored = [c for c in cells if c["val"] is not None]
+    if not scored:
+        return None
+    return max(scored, key=lambda c: (c["val"], -c["lr"], -(c["wd"] or 0)))
+
+
 def chosen_settings(cells):
     """`{(optimizer, method): best seed-0 cell}` by validation accuracy (ties: smaller lr)."""
     best = {}
-    for c in sorted(_tuning(cells), key=lambda c: (c["lr"], c["wd"] or 0)):
-        if c["val"] is not None and (_key(c) not in best or c["val"] > best[_key(c)]["val"]):
-            best[_key(c)] = c
+    for key, group in itertools.groupby(sorted(_tuning(cells), key=_key), key=_key):
+        pick = _best(list(group))
+        if pick is not None:
+            best[key] = pick
     return best
 
 
@@ -225,11 +235,9 @@ def stage_two(cells):
     """
     out = {}
     for key, group in itertools.groupby(sorted(_tuning(cells), key=_key), key=_key):
-        points, _ = _default_wd_points(list(group))
-        scored = [c for c in points if c["val"] is not None]
-        if not scored:
+        best = _best(_default_wd_points(list(group))[0])
+        if best is None:
             continue
-        best = max(scored, key=lambda c: (c["val"], -c["lr"]))
         if key[1] in _LR_ONLY:
             out[key] = [(float(f"{best['lr'] * f:.4g}"), best["wd"]) for f in _STAGE_TWO_LR]
         else:
@@ -259,7 +267,7 @@ def _confirmation(cells, chosen):
             c["validation"]
             and c["seed"] >= 1
             and pick is not None
-            and c["model"] == "resnet9"
+            and c["model"] == _MODEL
             and (c["lr"], c["wd"]) == (pick["lr"], pick["wd"])
         ):
             out[_key(c)][c["seed"]] = c
@@ -270,7 +278,7 @@ def _zero_shot(cells):
     """`{model: {(optimizer, method): {seed: cell}}}`: seeds >= 1 on a network other than the recipe's."""
     out = defaultdict(lambda: defaultdict(dict))
     for c in cells:
-        if c["validation"] and c["seed"] >= 1 and c["model"] != "resnet9":
+        if c["validation"] and c["seed"] >= 1 and c["model"] != _MODEL:
             out[c["model"]][_key(c)][c["seed"]] = c
     return out
 

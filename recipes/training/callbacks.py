@@ -210,17 +210,16 @@ class CtrlC(keras.callbacks.Callback):
     @contextlib.contextmanager
     def installed(self):
         """Replace Python's SIGINT handler for the block, then restore it."""
-        if (
-            threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-        ):
-            yield self
-            return
-        previous = signal.signal(signal.SIGINT, self._handle)
+        replace = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+        previous = signal.signal(signal.SIGINT, self._handle) if replace else None
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if replace:
+                signal.signal(signal.SIGINT, previous)
         self._check()
 
 

@@ -368,16 +368,15 @@ def _train_claimed(config, claim, t0, callbacks, verbose, recipe):
     if previous is not None and previous.summary is not None:
         backup.remove_backup(files["backup"])  # killed just before removing it
         return _finished(previous.summary)
-    point = None
+    point = rows = None
     if previous is not None:
-        point = backup.find_restore_point(files["backup"], rundir.history_rows(files["history"]))
+        rows = rundir.history_rows(files["history"])
+        point = backup.find_restore_point(files["backup"], rows)
     with system.precision_policy(config.precision) as policy:
         run = _build(config, policy)
         epoch = cluster.agreed_epoch(run.strategy, point.epoch if point else 0)
         if point is not None and epoch < point.epoch:  # a peer backed up one epoch less
-            point = backup.find_restore_point(
-                files["backup"], rundir.history_rows(files["history"]), at_most=epoch
-            )
+            point = backup.find_restore_point(files["backup"], rows, at_most=epoch)
         if point is not None:  # before fit: callbacks begin on the restored state
             with run.strategy.scope():
                 backup.restore(run.model, point)

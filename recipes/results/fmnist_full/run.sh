@@ -48,7 +48,7 @@ if [ "$stage" = all ] || [ "$stage" = stage1 ]; then
 fi
 if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
   # Stage 2 of PROTOCOL.md, placed by its rule from the stage-1 cells
-  # (keras_wrs.recipes.sweeps.evidence.stage_two; tests/recipes/results check these grids against it).
+  # (keras_wrs.recipes.sweeps.evidence.stage_two; tests/recipes/test_results.py checks these grids against it).
   # SGD-momentum: WD best at lr 0.2, WRS best at lr 0.2, none best at lr 0.4.
   grids=()
   want wd && grids+=(--grid "$SGD regularization=wd lr=0.2 weight_decay=0.00125,0.0025,0.01,0.02")
