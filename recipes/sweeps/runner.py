@@ -14,7 +14,10 @@ A grid (a comparison or a sweep, `keras_wrs.recipes.sweeps.grid`) is a list of
   (`spawn`), each process limited to `cpu_count // jobs` threads;
 * **estimated**: `plan_cells` counts what is collected, finished and left,
   and `estimate_text` turns it into a line with the expected time, from the
-  median wall and CPU seconds of the cells that already finished.
+  median wall and CPU seconds of the cells that already finished; before
+  any has, from the finished cells in the results directory that differ
+  from the grid's only in hyperparameters that leave the work of a step
+  alone (`SAME_WORK_FIELDS`: another lr, seed or method).
 
 A cell whose training diverged is a result (a learning rate too high for the
 method): it is collected like the others and the grid goes on.
@@ -51,6 +54,28 @@ __all__ = [
 
 # Grids larger than this are refused unless asked for (--allow-large-grid).
 MAX_RUNS = 100
+# Config fields that change what a step computes, not how much: cells that
+# differ from a grid's only in these are timed like it (the estimate's fallback).
+SAME_WORK_FIELDS = frozenset(
+    {
+        "seed",
+        "lr",
+        "weight_decay",
+        "optimizer",
+        "optimizer_kwargs",
+        "regularization",
+        "target_norm",
+        "lr_scaling",
+        "base_batch_size",
+        "schedule",
+        "warmup_epochs",
+        "step_epochs",
+        "step_factor",
+        "label_smoothing",
+        "granularity",
+        "wrs_other_decay",
+    }
+)
 # The files of a cell worth keeping in version control (kilobytes each).
 SMALL_FILES = ("config", "summary", "history")
 # Environment variables that cap a process's threads, per framework.
@@ -141,6 +166,7 @@ class CellPlan:
     partial: tuple  # names started in OUT and unfinished
     to_run: tuple  # `(name, Config)` still to train (partial ones included)
     seconds: dict  # median `wall`/`cpu` seconds of the done cells, or None each
+    similar: int = 0  # when no cell is done: the similar collected cells timed instead
 
 
 def _median(values):
@@ -148,8 +174,40 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
+def _same_work(stored, configs):
+    """Whether a stored `config.json` differs from one of `configs` only in `SAME_WORK_FIELDS`."""
+    try:
+        theirs = to_dict(from_dict(stored.get("config", {})))
+    except (TypeError, ValueError):
+        return False
+    keep = [k for k in theirs if k not in SAME_WORK_FIELDS]
+    return any(all(theirs[k] == ours.get(k) for k in keep) for ours in configs)
+
+
+def _similar_summaries(results_dir, cells):
+    """Summaries of the finished cells in `results_dir` that do a grid cell's work."""
+    ours = [to_dict(config) for _, config in cells]
+    found = []
+    for cell_dir in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else ():
+        try:
+            summary, stored = _stored(cell_dir)
+        except ValueError:  # a damaged file: not a basis for a guess
+            continue
+        if (
+            isinstance(summary, dict)
+            and isinstance(stored, dict)
+            and summary.get("status") == "finished"
+            and _same_work(stored, ours)
+        ):
+            found.append(summary)
+    return found
+
+
 def plan_cells(cells, out_dir, results_dir=None):
     """Count the cells of a grid by state, and time the ones that are done.
+
+    With no done cell, the time comes from the finished cells already in
+    `results_dir` that differ from a grid cell only in `SAME_WORK_FIELDS`.
 
     Args:
         cells: `(name, Config)` pairs.
@@ -177,12 +235,21 @@ def plan_cells(cells, out_dir, results_dir=None):
         if state == "partial":
             partial.append(name)
         to_run.append((name, config))
+    similar = []
+    if not done and to_run and results_dir is not None:
+        done = similar = _similar_summaries(results_dir, cells)
     seconds = {
         "wall": _median(s.get("wall_seconds") for s in done),
         "cpu": _median(s.get("cpu_seconds") for s in done),
     }
     return CellPlan(
-        len(cells), tuple(collected), tuple(finished), tuple(partial), tuple(to_run), seconds
+        len(cells),
+        tuple(collected),
+        tuple(finished),
+        tuple(partial),
+        tuple(to_run),
+        seconds,
+        len(similar),
     )
 
 
@@ -207,9 +274,15 @@ def estimate_text(plan, jobs=1):
     else:
         rounds = math.ceil(len(plan.to_run) / jobs)
         cpu_note = f", {cpu:.0f} CPU s" if cpu is not None else ""
+        basis = f"the {done} done cells"
+        if plan.similar:
+            basis = (
+                f"{plan.similar} finished cells in the results directory that differ "
+                f"only in lr, seed or method, none of this grid done yet"
+            )
         lines.append(
             f"Estimate: about {_hours(rounds * wall)} ({len(plan.to_run)} cells at "
-            f"the median {wall:.0f} wall s{cpu_note} of the {done} done cells; "
+            f"the median {wall:.0f} wall s{cpu_note} of {basis}; "
             f"cells run at once share the cores, so more jobs need not mean "
             f"less time)."
         )

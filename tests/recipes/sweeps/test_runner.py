@@ -63,6 +63,34 @@ def test_cells_are_collected_as_they_finish_and_a_sweep_resumes_from_them_alone(
     assert re.search(rf"about {minutes:.0f} min", text)
 
 
+def test_a_grid_with_no_cell_done_is_timed_by_collected_cells_that_do_the_same_work(tmp_path):
+    results = tmp_path / "results"
+    (summary,) = runner.run_cells(
+        _cells("regularization=wd"),
+        tmp_path / "out",
+        results_dir=results,
+        verbose=0,
+        echo=lambda _: None,
+    )
+    (results / "damaged").mkdir()
+    (results / "damaged" / "config.json").write_text("{")
+    (results / "damaged" / "summary.json").write_text("{")
+    # Another lr, method and seed: the same work a step, so the collected cell times it.
+    plan = runner.plan_cells(
+        _cells("regularization=wrs lr=0.01,0.02", seeds=(3,)), tmp_path / "new", results
+    )
+    assert plan.similar == 1 and len(plan.to_run) == 2
+    assert plan.seconds["wall"] == summary["wall_seconds"]
+    text = runner.estimate_text(plan, jobs=1)
+    assert f"2 cells at the median {summary['wall_seconds']:.0f} wall s" in text
+    assert "1 finished cells in the results directory that differ only in lr" in text
+    # More epochs or another network is other work: no estimate without a cell of its own.
+    for other in ("epochs=3", "model=resnet20"):
+        plan = runner.plan_cells(_cells(other), tmp_path / "new", results)
+        assert plan.similar == 0 and plan.seconds["wall"] is None
+        assert "No finished cell yet" in runner.estimate_text(plan)
+
+
 def test_a_finished_cell_not_yet_collected_is_copied_without_training(tmp_path):
     cells = _cells("regularization=wd")
     (summary,) = runner.run_cells(cells, tmp_path / "out", verbose=0, echo=lambda _: None)
