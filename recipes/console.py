@@ -117,6 +117,26 @@ def import_backend():
             sys.stderr.flush()
 
 
+def loading_silenced():
+    """Whether `import_backend` keeps the start-up lines off the console (`quiet_tensorflow`)."""
+    return _silent_loading
+
+
+def start_worker(silenced):
+    """Start a process that a command spawned (a sweep's cell) as quiet as the command.
+
+    A spawned process inherits TF_CPP_MIN_LOG_LEVEL from its parent, so it
+    cannot tell a level the user set from the one `quiet_tensorflow` set:
+    the parent says, with `loading_silenced()`.
+    """
+    global _silent_loading
+    if not silenced:
+        return
+    quiet_tensorflow()
+    _silent_loading = True
+    import_backend()
+
+
 def resume_command(argv, out):
     """The command line that continues an interrupted run in `out`.
 

@@ -36,6 +36,7 @@ import statistics
 from pathlib import Path
 
 from keras_wrs._files import atomic_write_json
+from keras_wrs.recipes import console
 from keras_wrs.recipes.config import from_dict, to_dict
 from keras_wrs.recipes.runs import rundir
 from keras_wrs.recipes.runs.validation import load_json
@@ -450,7 +451,11 @@ def _run_claimed(cells, out_dir, jobs, results_dir, verbose, recipe, echo):
         with (
             _thread_limit(threads),
             concurrent.futures.ProcessPoolExecutor(
-                jobs, mp_context=context, max_tasks_per_child=1
+                jobs,
+                mp_context=context,
+                max_tasks_per_child=1,
+                initializer=console.start_worker,
+                initargs=(console.loading_silenced(),),
             ) as pool,
         ):
             futures = {}

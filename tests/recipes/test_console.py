@@ -89,6 +89,15 @@ def test_a_config_whose_optimizer_kwargs_load_keras_keeps_the_console_quiet(tmp_
     assert result.stdout.startswith("keras-wrs sweep --estimate: 1 cells")
 
 
+@pytest.mark.tensorflow_only
+def test_a_sweeps_worker_processes_keep_the_console_quiet(tmp_path):
+    argv = ["sweep", "digits", "--smoke", "--jobs", "2", "--grid", "regularization=wd,wrs"]
+    result = _run_command([*argv, "--verbose", "0", "--out", str(tmp_path / "grid")])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _console(result.stderr) == []
+    assert "2 at a time" in result.stdout
+
+
 def test_quiet_tensorflow_keeps_a_level_the_caller_set(monkeypatch):
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
     console.quiet_tensorflow(verbose=True)
