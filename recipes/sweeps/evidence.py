@@ -17,6 +17,9 @@ as `recipes/results/fmnist_full/PROTOCOL.md` prescribes:
    test accuracy per epoch and the time to 93%.
 
 Test accuracy of a tuning cell is never shown: no choice reads it.
+
+`rerun_differences` checks a committed cell against the same cell trained
+again from its `config.json` (`keras-wrs train --config`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from keras_wrs._files import atomic_write_text
+from keras_wrs.recipes.config import from_dict, to_dict
 from keras_wrs.recipes.runs import rundir
+from keras_wrs.recipes.runs.validation import load_json
 from keras_wrs.recipes.sweeps import stats
 from keras_wrs.recipes.sweeps.report import find_runs, load_summaries
 
@@ -41,6 +46,8 @@ __all__ = [
     "chosen_grids",
     "evidence_markdown",
     "write_evidence",
+    "rerun_differences",
+    "rerun_markdown",
 ]
 
 MARGIN = 0.002  # the non-inferiority margin: 0.2 percentage points
@@ -440,9 +447,91 @@ def write_evidence(paths, out_dir=None):
     return text
 
 
-if __name__ == "__main__":  # python -m keras_wrs.recipes.sweeps.evidence chosen DIR OPTIMIZER
+_RERUN_MAIN = ("accuracy", "loss", "val_accuracy", "val_loss")
+
+
+def rerun_differences(kept_dir, run_dir):
+    """How a cell trained again from its `config.json` differs from the kept one.
+
+    Args:
+        kept_dir: the committed cell (`config.json`, `summary.json`, `history.csv`).
+        run_dir: the run trained again (`keras-wrs train --config kept/config.json`).
+
+    Returns:
+        `{column: max |kept - again| over the epochs}` for every history column
+        both have (the timing columns, which measure the machine, left out),
+        and `"test_accuracy"` from the two summaries.
+
+    Raises:
+        ValueError: the two runs are of different configurations, or one has
+            not finished (names the fields or the directory).
+    """
+    kept_dir, run_dir = Path(kept_dir), Path(run_dir)
+    runs = []
+    for where in (kept_dir, run_dir):
+        summary = load_json(where / rundir.FILES["summary"]) or {}
+        stored = load_json(where / rundir.FILES["config"]) or {}
+        if summary.get("status") != "finished" or not isinstance(stored.get("config"), dict):
+            raise ValueError(f"{str(where)!r} holds no finished run: train it to the end first.")
+        # Today's defaults filled in: a cell kept before a field existed still matches.
+        runs.append((summary, to_dict(from_dict(stored["config"]))))
+    (kept, ours), (again, theirs) = runs
+    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if differ:
+        raise ValueError(
+            f"{str(run_dir)!r} trained another configuration than {str(kept_dir)!r} "
+            f"(it differs in {', '.join(differ)}): train it with "
+            f"`keras-wrs train --config {kept_dir / rundir.FILES['config']}`."
+        )
+    ours, theirs = (rundir.read_history(d / rundir.FILES["history"]) for d in (kept_dir, run_dir))
+    if len(next(iter(ours.values()), ())) != len(next(iter(theirs.values()), ())):
+        raise ValueError(f"{str(run_dir)!r} and {str(kept_dir)!r} logged different epoch counts.")
+    out = {}
+    for column in sorted(set(ours) & set(theirs)):
+        if "second" in column:  # epoch_cpu_seconds, images_per_second: the machine
+            continue
+        pairs = list(zip(ours[column], theirs[column], strict=True))
+        out[column] = max(
+            (0.0 if a == b or (math.isnan(a) and math.isnan(b)) else abs(a - b)) for a, b in pairs
+        )
+    out["test_accuracy"] = abs(kept["test_accuracy"] - again["test_accuracy"])
+    return out
+
+
+def rerun_markdown(kept_dir, run_dir):
+    """`rerun_differences` as a short markdown table, the main columns first."""
+    diff = rerun_differences(kept_dir, run_dir)
+    main = [k for k in (*_RERUN_MAIN, "test_accuracy") if k in diff]
+    rest = {k: v for k, v in diff.items() if k not in main}
+    lines = ["| column | max abs difference over the epochs |", "|---|---|"]
+    lines += [f"| {k} | {diff[k]:.3g} |" for k in main]
+    if rest:
+        worst = max(rest, key=rest.get)
+        same = sum(v == 0 for v in rest.values())
+        lines.append(
+            f"| the other {len(rest)} columns (weight dynamics, lr): {same} identical; "
+            f"the largest, {worst} | {rest[worst]:.3g} |"
+        )
+    same = all(v == 0 for v in diff.values())
+    lines.append("")
+    lines.append("Identical, bit for bit." if same else "Not identical.")
+    return "\n".join(lines)
+
+
+_USAGE = (
+    "usage: python -m keras_wrs.recipes.sweeps.evidence chosen CELLS_DIR OPTIMIZER\n"
+    "       python -m keras_wrs.recipes.sweeps.evidence rerun CELL_DIR RUN_DIR"
+)
+
+if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) != 4 or sys.argv[1] != "chosen":
-        sys.exit("usage: python -m keras_wrs.recipes.sweeps.evidence chosen CELLS_DIR OPTIMIZER")
-    print("\n".join(chosen_grids(load_cells([sys.argv[2]]), sys.argv[3])))
+    if len(sys.argv) != 4 or sys.argv[1] not in ("chosen", "rerun"):
+        sys.exit(_USAGE)
+    if sys.argv[1] == "chosen":
+        print("\n".join(chosen_grids(load_cells([sys.argv[2]]), sys.argv[3])))
+    else:
+        try:
+            print(rerun_markdown(sys.argv[2], sys.argv[3]))
+        except ValueError as err:
+            sys.exit(f"evidence rerun: {err}")

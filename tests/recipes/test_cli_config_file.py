@@ -7,6 +7,7 @@ import pytest
 
 from keras_wrs.recipes import cli
 from keras_wrs.recipes.runs import rundir
+from keras_wrs.recipes.sweeps import evidence
 
 SMOKE = ["--smoke", "--regularization", "wrs", "--verbose", "0", "--set", "tensorboard=false"]
 
@@ -31,11 +32,37 @@ def test_a_runs_config_json_reruns_it_to_the_same_history(tmp_path, capsys):
     assert len(ha["loss"]) == 3
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
         np.testing.assert_allclose(hb[key], ha[key], rtol=1e-5, err_msg=key)
+    # The evidence's rerun check measures the same thing, column by column.
+    diff = evidence.rerun_differences(first, again)
+    assert {"loss", "accuracy", "test_accuracy"} <= set(diff)
+    assert not any("second" in k for k in diff)
+    for key, value in diff.items():
+        assert value <= 1e-5 * max(1.0, np.nanmax(np.abs(ha.get(key, [1.0])))), key
+    # An edited history is caught, by the edit's size.
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for name in ("config.json", "summary.json"):
+        (edited / name).write_text((again / name).read_text())
+    rows = (again / "history.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    cells = rows[2].split(",")
+    column = header.index("loss")
+    cells[column] = repr(float(cells[column]) + 0.25)
+    rows[2] = ",".join(cells)
+    (edited / "history.csv").write_text("\n".join(rows) + "\n")
+    assert evidence.rerun_differences(again, edited)["loss"] == pytest.approx(0.25)
+    table = evidence.rerun_markdown(again, edited)
+    assert "| loss | 0.25 |" in table and table.endswith("Not identical.")
+    assert evidence.rerun_markdown(again, again).endswith("Identical, bit for bit.")
     # Flags apply on top of the file, as on top of a recipe.
     changed = tmp_path / "changed"
     argv = ["train", "--config", str(stored), "--verbose", "0", "--epochs", "1"]
     assert cli.main([*argv, "--out", str(changed)]) == 0
     assert json.loads((changed / "config.json").read_text())["config"]["epochs"] == 1
+    with pytest.raises(ValueError, match=r"another configuration .*differs in epochs"):
+        evidence.rerun_differences(first, changed)
+    with pytest.raises(ValueError, match="holds no finished run"):
+        evidence.rerun_differences(first, tmp_path / "never")
 
 
 def test_an_object_of_fields_is_a_config(tmp_path):
