@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import statistics
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 from keras_wrs._files import atomic_write_json
 from keras_wrs.dynamics import logkeys
 from keras_wrs.recipes.config.overrides import to_dict
-from keras_wrs.recipes.runs.rundir import FILES
+from keras_wrs.recipes.runs.rundir import FILES, thread_caps
 from keras_wrs.recipes.runs.validation import (
     RunRecordError,
     check_config_record,
@@ -111,6 +112,9 @@ def resolved_config(config, hp, splits, policy, strategy, cluster, rescaling):
             "dtype_policy": policy,
             "strategy": type(strategy).__name__,
             "replicas": strategy.num_replicas_in_sync,
+            # With the machine: what a rerun must match to repeat the run bit for bit.
+            "cpu_count": os.cpu_count(),
+            "thread_caps": thread_caps(),
         },
         "cluster": cluster,
         "rescaling": rescaling,

@@ -329,8 +329,22 @@ def _cpu_model():
     return platform.processor() or platform.machine()
 
 
+# Environment variables that cap a process's compute threads, per framework
+# (TensorFlow's two pools; OpenMP for PyTorch and oneDNN). Float sums run in
+# another order under another cap: a run repeats bit for bit under its own.
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
+def thread_caps():
+    """`{variable: value}` of the `THREAD_VARIABLES` this process runs under.
+
+    Empty: each framework's default, one thread a core (`cpu_count`).
+    """
+    return {k: os.environ[k] for k in THREAD_VARIABLES if k in os.environ}
+
+
 def environment():
-    """Versions, devices and the command line of this process."""
+    """Versions, devices, thread caps and the command line of this process."""
     import keras
     import numpy
 
@@ -355,6 +369,7 @@ def environment():
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
+        "thread_caps": thread_caps(),
         "devices": system.devices(),
         "command": sys.argv,
     }

@@ -79,8 +79,6 @@ SAME_WORK_FIELDS = frozenset(
 )
 # The files of a cell worth keeping in version control (kilobytes each).
 SMALL_FILES = ("config", "summary", "history")
-# Environment variables that cap a process's threads, per framework.
-_THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
 
 
 def _stored(cell_dir):
@@ -293,8 +291,8 @@ def estimate_text(plan, jobs=1):
 @contextlib.contextmanager
 def _thread_limit(threads):
     """Set the thread caps for processes started inside the block."""
-    saved = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
-    os.environ.update({k: str(threads) for k in _THREAD_VARIABLES})
+    saved = {k: os.environ.get(k) for k in rundir.THREAD_VARIABLES}
+    os.environ.update({k: str(threads) for k in rundir.THREAD_VARIABLES})
     try:
         yield
     finally:

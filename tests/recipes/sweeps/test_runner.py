@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import re
 
 import pytest
@@ -169,6 +170,14 @@ def test_parallel_cells_match_the_same_cells_trained_one_by_one(tmp_path):
         echo=lines.append,
     )
     assert "2 at a time" in lines[0]
+    # Each cell records the thread caps it trained under (a rerun needs them to repeat it).
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    for name, _ in cells:
+        stored = json.loads((tmp_path / "results" / name / "config.json").read_text())
+        assert stored["resolved"]["thread_caps"] == dict.fromkeys(rundir.THREAD_VARIABLES, share)
+        assert stored["resolved"]["cpu_count"] == os.cpu_count()
+    one_stored = json.loads((tmp_path / "one" / cells[0][0] / "config.json").read_text())
+    assert one_stored["resolved"]["thread_caps"] == rundir.thread_caps()
     for a, b in zip(one, two, strict=True):
         assert b["test_accuracy"] == pytest.approx(a["test_accuracy"], abs=1e-6)
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
