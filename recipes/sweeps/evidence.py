@@ -515,7 +515,21 @@ def rerun_markdown(kept_dir, run_dir):
     same = all(v == 0 for v in diff.values())
     lines.append("")
     lines.append("Identical, bit for bit." if same else "Not identical.")
+    caps = [_thread_caps(d) for d in (kept_dir, run_dir)]
+    if caps[0] != caps[1]:
+        lines.append(
+            f"Thread caps: {caps[0]} for the cell, {caps[1]} for the rerun; under other caps "
+            f"float sums run in another order, and the difference grows over the epochs."
+        )
     return "\n".join(lines)
+
+
+def _thread_caps(run_dir):
+    """The thread caps a run recorded (`config.json`, resolved), as words."""
+    resolved = (load_json(Path(run_dir) / rundir.FILES["config"]) or {}).get("resolved") or {}
+    if "thread_caps" not in resolved:
+        return "not recorded"
+    return ", ".join(f"{k}={v}" for k, v in sorted(resolved["thread_caps"].items())) or "none"
 
 
 _USAGE = (

@@ -54,6 +54,11 @@ def test_a_runs_config_json_reruns_it_to_the_same_history(tmp_path, capsys):
     table = evidence.rerun_markdown(again, edited)
     assert "| loss | 0.25 |" in table and table.endswith("Not identical.")
     assert evidence.rerun_markdown(again, again).endswith("Identical, bit for bit.")
+    # A rerun under other thread caps is told why it may differ.
+    record = json.loads((edited / "config.json").read_text())
+    record["resolved"]["thread_caps"] = {"OMP_NUM_THREADS": "7"}
+    (edited / "config.json").write_text(json.dumps(record))
+    assert "OMP_NUM_THREADS=7 for the rerun" in evidence.rerun_markdown(again, edited)
     # Flags apply on top of the file, as on top of a recipe.
     changed = tmp_path / "changed"
     argv = ["train", "--config", str(stored), "--verbose", "0", "--epochs", "1"]
