@@ -23,7 +23,7 @@ def _stage_block(name):
 
 def _grid_settings(block):
     """`{(optimizer, method): {(lr, wd)}}` of every --grid in `block` (wd None if not set)."""
-    variables = {"SGD": "optimizer=sgdm", "ADAM": "optimizer=adam"}
+    variables = dict(re.findall(r'^(\w+)="([^"$]*)"$', (HERE / "run.sh").read_text(), re.M))
     out = {}
     for value in re.findall(r'--grid "([^"]*)"', block):
         value = re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], value)

@@ -55,6 +55,13 @@ if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
   want wrs && grids+=(--grid "$SGD regularization=wrs lr=0.07071,0.1414,0.2828,0.5657")
   want none && grids+=(--grid "$SGD regularization=none lr=0.1414,0.2828,0.5657,1.131")
   [ "${#grids[@]}" -eq 0 ] || sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 "${grids[@]}"
+  # Adam: WD, WRS and none all best at lr 4e-3, the top of the stage-1 grid.
+  grids=()
+  want wd && grids+=(--grid "$ADAM regularization=wd lr=0.004 weight_decay=0.0125,0.025,0.1,0.2")
+  want wrs && grids+=(--grid "$ADAM regularization=wrs lr=0.001414,0.002828,0.005657,0.01131 $ADAM_WD")
+  want none && grids+=(--grid "$ADAM regularization=none lr=0.001414,0.002828,0.005657,0.01131 $ADAM_WD")
+  [ "${#grids[@]}" -eq 0 ] || sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 \
+    --set 'optimizer_kwargs={}' "${grids[@]}"
 fi
 if [ "$stage" = all ] || [ "$stage" = confirm ]; then
   # Confirmation: every method's chosen setting (best of its stage-1 and stage-2 trials, from the
