@@ -186,7 +186,8 @@ def run_summary(config, model, evaluation, history, elapsed, resolved, recipe, d
         "recipe": recipe,
         "dataset": config.dataset,
         "synthetic": resolved["dataset"]["synthetic"],
-        "model": config.model,
+        # A fine-tuning run's network is the file it started from, not `config.model`.
+        "model": config.model if config.init_from is None else _started_from(config.init_from),
         "optimizer": config.optimizer,
         "regularization": config.regularization,
         "seed": config.seed,
@@ -208,6 +209,11 @@ def run_summary(config, model, evaluation, history, elapsed, resolved, recipe, d
         "replicas": resolved["resolved"]["replicas"],
         "dynamics": dyn["per_kernel"],
     }
+
+
+def _started_from(path):
+    """The `model` of a run that starts from a saved model: the file's name."""
+    return f"{Path(path).name} (init_from)"
 
 
 def write_config(run_dir, value):

@@ -82,6 +82,8 @@ def test_fine_tuning_with_frozen_batchnorm_rescales_only_invariant_kernels(base,
     )
     start = keras.saving.load_model(path)
     end = keras_wrs.load_model(tmp_path / "tuned" / "model.keras")
+    # The record names the network it started from, not the config's default builder.
+    assert (pre["model"], tuned["model"]) == (base.model, "model.keras (init_from)")
     # (a) WRS rescales the head's hidden kernel only; the reasons name the frozen BN.
     assert [s.path for s in end.optimizer.rescale_selection] == ["fc/kernel"]
     reasons = {s.path: s.reason for s in keras_wrs.selection.excluded_kernels(end)}
