@@ -65,7 +65,8 @@ if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
 fi
 if [ "$stage" = all ] || [ "$stage" = confirm ]; then
   # Confirmation: every method's chosen setting (best of its stage-1 and stage-2 trials, from the
-  # committed cells) over seeds 1-5, one seed at a time so that complete pairs come first.
+  # committed cells) over seeds 1-5, a few seeds at a time so that complete pairs come first: as
+  # many seeds a sweep as keep all JOBS busy (2 methods, JOBS=2: one seed; 3 methods: two).
   # OPTIMIZERS picks the optimizers whose tuning is complete (default: sgdm).
   PY=${PY:-python3}
   for opt in ${OPTIMIZERS:-sgdm}; do
@@ -76,13 +77,14 @@ if [ "$stage" = all ] || [ "$stage" = confirm ]; then
     done \
       < <("$PY" -m keras_wrs.recipes.sweeps.evidence chosen $HERE/cells "$opt" 2>/dev/null)
     [ "${#grids[@]}" -gt 0 ] || { echo "run.sh: no chosen setting for $opt" >&2; exit 1; }
-    if [ "${#grids[@]}" -eq 2 ]; then  # one method: its seeds side by side (JOBS at a time)
-      sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 1,2,3,4,5 "${extra[@]}" "${grids[@]}"
-    else
-      for seed in 1 2 3 4 5; do
-        sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds $seed "${extra[@]}" "${grids[@]}"
-      done
-    fi
+    g=$JOBS m=$(( ${#grids[@]} / 2 ))  # g = gcd(methods, JOBS)
+    while [ "$m" -gt 0 ]; do t=$(( g % m )) g=$m m=$t; done
+    per=$(( JOBS / g ))  # seeds a sweep
+    for first in 1 $(( 1 + per )) $(( 1 + 2 * per )) $(( 1 + 3 * per )) $(( 1 + 4 * per )); do
+      [ "$first" -le 5 ] || break
+      seeds=$(seq -s, "$first" $(( first + per - 1 < 5 ? first + per - 1 : 5 )))
+      sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds "$seeds" "${extra[@]}" "${grids[@]}"
+    done
   done
 fi
 if [ "$stage" = all ] || [ "$stage" = toolkit ]; then
