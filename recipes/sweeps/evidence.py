@@ -31,9 +31,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from keras_wrs._files import atomic_write_text
-from keras_wrs.recipes.config import from_dict, to_dict
+from keras_wrs.recipes.config import to_dict
 from keras_wrs.recipes.runs import rundir
-from keras_wrs.recipes.runs.validation import load_json
+from keras_wrs.recipes.runs.record import RunRecord
 from keras_wrs.recipes.sweeps import stats
 from keras_wrs.recipes.sweeps.report import find_runs, load_summaries
 
@@ -450,6 +450,17 @@ def write_evidence(paths, out_dir=None):
 _RERUN_MAIN = ("accuracy", "loss", "val_accuracy", "val_loss")
 
 
+def _finished_record(run_dir):
+    """The checked record (`RunRecord`) of a finished run, or a ValueError naming `run_dir`."""
+    try:
+        record = RunRecord.read(run_dir)
+    except FileNotFoundError:
+        record = None
+    if record is None or (record.summary or {}).get("status") != "finished":
+        raise ValueError(f"{str(run_dir)!r} holds no finished run: train it to the end first.")
+    return record
+
+
 def rerun_differences(kept_dir, run_dir):
     """How a cell trained again from its `config.json` differs from the kept one.
 
@@ -466,26 +477,26 @@ def rerun_differences(kept_dir, run_dir):
         ValueError: the two runs are of different configurations, or one has
             not finished (names the fields or the directory).
     """
-    kept_dir, run_dir = Path(kept_dir), Path(run_dir)
-    runs = []
-    for where in (kept_dir, run_dir):
-        summary = load_json(where / rundir.FILES["summary"]) or {}
-        stored = load_json(where / rundir.FILES["config"]) or {}
-        if summary.get("status") != "finished" or not isinstance(stored.get("config"), dict):
-            raise ValueError(f"{str(where)!r} holds no finished run: train it to the end first.")
-        # Today's defaults filled in: a cell kept before a field existed still matches.
-        runs.append((summary, to_dict(from_dict(stored["config"]))))
-    (kept, ours), (again, theirs) = runs
+    return _differences(_finished_record(kept_dir), _finished_record(run_dir))
+
+
+def _differences(kept, again):
+    """`rerun_differences` of two finished `RunRecord`s."""
+    # The records' configs have today's defaults filled in: a cell kept before a field existed
+    # still matches.
+    ours, theirs = to_dict(kept.config), to_dict(again.config)
     differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
     if differ:
         raise ValueError(
-            f"{str(run_dir)!r} trained another configuration than {str(kept_dir)!r} "
+            f"{str(again.run_dir)!r} trained another configuration than {str(kept.run_dir)!r} "
             f"(it differs in {', '.join(differ)}): train it with "
-            f"`keras-wrs train --config {kept_dir / rundir.FILES['config']}`."
+            f"`keras-wrs train --config {kept.run_dir / rundir.FILES['config']}`."
         )
-    ours, theirs = (rundir.read_history(d / rundir.FILES["history"]) for d in (kept_dir, run_dir))
+    ours, theirs = (rundir.read_history(r.run_dir / rundir.FILES["history"]) for r in (kept, again))
     if len(next(iter(ours.values()), ())) != len(next(iter(theirs.values()), ())):
-        raise ValueError(f"{str(run_dir)!r} and {str(kept_dir)!r} logged different epoch counts.")
+        raise ValueError(
+            f"{str(again.run_dir)!r} and {str(kept.run_dir)!r} logged different epoch counts."
+        )
     out = {}
     for column in sorted(set(ours) & set(theirs)):
         if "second" in column:  # epoch_cpu_seconds, images_per_second: the machine
@@ -494,13 +505,14 @@ def rerun_differences(kept_dir, run_dir):
         out[column] = max(
             (0.0 if a == b or (math.isnan(a) and math.isnan(b)) else abs(a - b)) for a, b in pairs
         )
-    out["test_accuracy"] = abs(kept["test_accuracy"] - again["test_accuracy"])
+    out["test_accuracy"] = abs(kept.summary["test_accuracy"] - again.summary["test_accuracy"])
     return out
 
 
 def rerun_markdown(kept_dir, run_dir):
     """`rerun_differences` as a short markdown table, the main columns first."""
-    diff = rerun_differences(kept_dir, run_dir)
+    kept, again = _finished_record(kept_dir), _finished_record(run_dir)
+    diff = _differences(kept, again)
     main = [k for k in (*_RERUN_MAIN, "test_accuracy") if k in diff]
     rest = {k: v for k, v in diff.items() if k not in main}
     lines = ["| column | max abs difference over the epochs |", "|---|---|"]
@@ -515,7 +527,7 @@ def rerun_markdown(kept_dir, run_dir):
     same = all(v == 0 for v in diff.values())
     lines.append("")
     lines.append("Identical, bit for bit." if same else "Not identical.")
-    caps = [_thread_caps(d) for d in (kept_dir, run_dir)]
+    caps = [_thread_caps(r) for r in (kept, again)]
     if caps[0] != caps[1]:
         lines.append(
             f"Thread caps: {caps[0]} for the cell, {caps[1]} for the rerun; under other caps "
@@ -524,12 +536,13 @@ def rerun_markdown(kept_dir, run_dir):
     return "\n".join(lines)
 
 
-def _thread_caps(run_dir):
+def _thread_caps(record):
     """The thread caps a run recorded (`config.json`, resolved), as words."""
-    resolved = (load_json(Path(run_dir) / rundir.FILES["config"]) or {}).get("resolved") or {}
-    if "thread_caps" not in resolved:
+    if "thread_caps" not in record.resolved:
         return "not recorded"
-    return ", ".join(f"{k}={v}" for k, v in sorted(resolved["thread_caps"].items())) or "none"
+    return (
+        ", ".join(f"{k}={v}" for k, v in sorted(record.resolved["thread_caps"].items())) or "none"
+    )
 
 
 _USAGE = (

@@ -95,17 +95,21 @@ def _stored(cell_dir):
     )
 
 
-def _same_config(stored, config):
-    """Whether a stored `config.json` records `config`.
+def _normalized(stored):
+    """The config a stored `config.json` records, as a dict, or None if it cannot be read.
 
-    Compared field by field after filling in today's defaults, so cells
-    collected before a new `Config` field existed still match.
+    Today's defaults are filled in, so cells collected before a new `Config`
+    field existed still match.
     """
     try:
-        theirs = to_dict(from_dict(stored.get("config", {})))
+        return to_dict(from_dict(stored.get("config", {})))
     except (TypeError, ValueError):
-        return False
-    return theirs == to_dict(config)
+        return None
+
+
+def _same_config(stored, config):
+    """Whether a stored `config.json` records `config`, field by field."""
+    return _normalized(stored) == to_dict(config)
 
 
 def cell_state(cell_dir, config):
@@ -175,9 +179,8 @@ def _median(values):
 
 def _same_work(stored, configs):
     """Whether a stored `config.json` differs from one of `configs` only in `SAME_WORK_FIELDS`."""
-    try:
-        theirs = to_dict(from_dict(stored.get("config", {})))
-    except (TypeError, ValueError):
+    theirs = _normalized(stored)
+    if theirs is None:
         return False
     keep = [k for k in theirs if k not in SAME_WORK_FIELDS]
     return any(all(theirs[k] == ours.get(k) for k in keep) for ours in configs)
