@@ -7,17 +7,38 @@ import sys
 __all__ = ["lazy_getattr", "is_cli_start", "LazyModule", "keras", "layers"]
 
 _CLI_NAMES = ("keras-wrs", "keras-wrs.exe")
+# `python -m` of a module under this package is a command start too (the recipes'
+# modules with a command line of their own: cli, sweeps.evidence).
+_CLI_PACKAGE = "keras_wrs.recipes"
 
 
 def is_cli_start() -> bool:
-    """Whether this process is the `keras-wrs` command.
+    """Whether this process is the `keras-wrs` command (or `python -m keras_wrs.recipes.X`).
 
     The command imports Keras (whose import loads the backend, TensorFlow by
     default, several seconds) only once a command needs it, so that `--help`
     and argument errors answer at once; anywhere else `import keras_wrs`
     imports the optimizers at once.
     """
-    return os.path.basename(getattr(sys, "argv", [""])[0] or "") in _CLI_NAMES
+    if os.path.basename(getattr(sys, "argv", [""])[0] or "") in _CLI_NAMES:
+        return True
+    module = _run_module(getattr(sys, "orig_argv", []))
+    return module == _CLI_PACKAGE or module.startswith(_CLI_PACKAGE + ".")
+
+
+def _run_module(argv) -> str:
+    """The module of a `python [options] -m module` command line ("" when none)."""
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in ("-X", "-W"):
+            next(args, None)  # the option's value
+        elif arg == "-m":
+            return next(args, "")
+        elif arg.startswith("-m"):
+            return arg[2:]
+        elif arg.startswith("-c") or arg == "-" or not arg.startswith("-"):
+            return ""  # a script, `-c` or stdin: the options end there
+    return ""
 
 
 def lazy_getattr(package: str, where: dict):

@@ -7,13 +7,26 @@ keys of `logkeys`; `plot_dynamics` draws them. They run on TensorFlow, JAX and
 PyTorch and work with any optimizer, keras-wrs's or Keras's own.
 """
 
-from keras_wrs.dynamics import logkeys
-from keras_wrs.dynamics.callback import DynamicsCallback, step_schedule
-from keras_wrs.dynamics.kernels import kernel_keys, tracked_kernels
-from keras_wrs.dynamics.plots import load_history, plot_dynamics, run_styles, style_axis
-from keras_wrs.dynamics.sharpness import Sharpness
-from keras_wrs.dynamics.span_noise import SpanNoise
-from keras_wrs.dynamics.weight_dynamics import WeightDynamics
+from keras_wrs._lazy import lazy_getattr
+
+# Public name -> the submodule that defines it (None: the name is a submodule),
+# imported on first use: the log keys (`logkeys`) load without Keras, so that
+# reading a run's files does not start a backend.
+_PUBLIC = {
+    "logkeys": None,
+    "DynamicsCallback": "callback",
+    "step_schedule": "callback",
+    "kernel_keys": "kernels",
+    "tracked_kernels": "kernels",
+    "load_history": "plots",
+    "plot_dynamics": "plots",
+    "run_styles": "plots",
+    "style_axis": "plots",
+    "Sharpness": "sharpness",
+    "SpanNoise": "span_noise",
+    "WeightDynamics": "weight_dynamics",
+}
+__getattr__ = lazy_getattr(__name__, _PUBLIC)
 
 __all__ = [
     "DynamicsCallback",

@@ -553,6 +553,9 @@ _USAGE = (
 if __name__ == "__main__":
     import sys
 
+    from keras_wrs.recipes import console
+
+    console.quiet_tensorflow()  # checking a cell's optimizer_kwargs loads Keras
     if len(sys.argv) != 4 or sys.argv[1] not in ("chosen", "rerun"):
         sys.exit(_USAGE)
     if sys.argv[1] == "chosen":

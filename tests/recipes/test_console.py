@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from keras_wrs import _lazy
 from keras_wrs.recipes import cli, console
 from keras_wrs.recipes.config import extras
 from keras_wrs.recipes.runs import rundir
@@ -99,6 +100,63 @@ def test_a_sweeps_worker_processes_keep_the_console_quiet(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr == ""
     assert "2 at a time" in result.stdout
+
+
+_EVIDENCE = ["-m", "keras_wrs.recipes.sweeps.evidence"]
+_CELLS = Path(__file__).resolve().parents[2] / "recipes" / "results" / "fmnist_full" / "cells"
+
+
+def test_the_evidence_modules_usage_imports_neither_keras_nor_tensorflow():
+    # `python -m keras_wrs.recipes.X` starts like the command: `import keras_wrs` stays lazy,
+    # and reading runs (their log keys) loads no backend.
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *_EVIDENCE],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "usage: python -m keras_wrs.recipes.sweeps.evidence chosen" in result.stderr
+    imported = _imported(result.stderr)
+    assert "keras_wrs.recipes.runs.record" in imported
+    assert not {"keras", "tensorflow", "jax", "torch", "keras_wrs.optimizers"} & imported
+
+
+@pytest.mark.tensorflow_only
+def test_the_evidence_modules_answer_keeps_the_console_quiet():
+    # Checking the cells' optimizer_kwargs loads Keras, quietly as the command does.
+    result = subprocess.run(
+        [sys.executable, *_EVIDENCE, "chosen", str(_CELLS), "sgdm"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [
+        ["optimizer=sgdm", f"regularization={method}"] for method in ("none", "wd", "wrs")
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv, module",
+    [
+        (
+            ["python", "-m", "keras_wrs.recipes.sweeps.evidence", "chosen"],
+            "keras_wrs.recipes.sweeps.evidence",
+        ),
+        (["python", "-X", "importtime", "-mkeras_wrs.recipes.cli"], "keras_wrs.recipes.cli"),
+        (["python", "-W", "ignore", "-u", "-m", "pkg", "-m", "x"], "pkg"),
+        (["python", "script.py", "-m", "keras_wrs.recipes.cli"], ""),
+        (["python", "-c", "import keras_wrs", "-m", "keras_wrs.recipes.cli"], ""),
+        (["python", "-m"], ""),
+        (["python"], ""),
+    ],
+)
+def test_the_module_a_python_command_line_runs(argv, module):
+    assert _lazy._run_module(argv) == module
 
 
 def test_quiet_tensorflow_keeps_a_level_the_caller_set(monkeypatch):
