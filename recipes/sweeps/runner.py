@@ -459,10 +459,26 @@ def _run_claimed(cells, out_dir, jobs, results_dir, verbose, recipe, echo):
                 initargs=(console.loading_silenced(),),
             ) as pool,
         ):
-            futures = {}
-            for name, config in plan.to_run:
-                echo(f"[{position[name]}/{len(cells)}] {name} (started)")
-                futures[pool.submit(_train_cell, config, Path(out_dir) / name, 0, recipe)] = name
-            for future in concurrent.futures.as_completed(futures):
-                finish(futures[future], future.result())
+            # At most `jobs` cells submitted at a time, so that "(started)" is when a cell
+            # starts, and a cell that raises stops the sweep without starting the queued ones.
+            queued = iter(plan.to_run)
+            running = {}
+
+            def start_next():
+                item = next(queued, None)
+                if item is not None:
+                    name, config = item
+                    echo(f"[{position[name]}/{len(cells)}] {name} (started)")
+                    future = pool.submit(_train_cell, config, Path(out_dir) / name, 0, recipe)
+                    running[future] = name
+
+            for _ in range(jobs):
+                start_next()
+            while running:
+                done, _ = concurrent.futures.wait(
+                    running, return_when=concurrent.futures.FIRST_COMPLETED
+                )
+                for future in done:
+                    finish(running.pop(future), future.result())
+                    start_next()
     return [summaries[name] for name, _ in cells]

@@ -182,3 +182,15 @@ def test_parallel_cells_match_the_same_cells_trained_one_by_one(tmp_path):
         assert b["test_accuracy"] == pytest.approx(a["test_accuracy"], abs=1e-6)
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(n for n, _ in cells)
+
+
+@pytest.mark.slow
+def test_a_parallel_sweep_starts_a_queued_cell_when_one_finishes(tmp_path):
+    cells = _cells("lr=0.05,0.1,0.2")
+    lines = []
+    runner.run_cells(cells, tmp_path / "out", jobs=2, verbose=0, echo=lines.append)
+    started = [i for i, line in enumerate(lines) if line.endswith("(started)")]
+    done = [i for i, line in enumerate(lines) if " accuracy " in line]
+    assert len(started) == len(done) == 3
+    # Two at once, then the third only after the first result: "(started)" is when it starts.
+    assert started[1] < done[0] < started[2]
