@@ -75,3 +75,16 @@ def test_the_readme_verdict_quotes_the_evidence():
     assert f"a difference of {mean} pp for weight decay (95% CI {low} to {high})" in verdict
     spread = {m: _row(evidence_md, "sgdm", m, "0.005")[6] for m in ("wd", "wrs")}
     assert f"spread {spread['wrs']} pp against {spread['wd']} for weight decay" in verdict
+    # Adam: the evidence's row is WD - WRS; the README states WRS - WD.
+    test = {m: _row(evidence_md, "adam", m, "5")[3].split(" ± ")[0] for m in ("wd", "wrs", "none")}
+    paired = _row(evidence_md, "adam", "wd", "wrs", "5")
+    mean, low, high = (_negated(x) for x in re.findall(r"[+-]\d+\.\d+", paired[4]))
+    assert paired[5] == "inferior"
+    assert f"WRS reached {test['wrs']}% and tuned AdamW {test['wd']}%" in verdict
+    assert f"a difference of {mean} pp for WRS (95% CI {high} to {low})" in verdict
+    assert _row(evidence_md, "adam", "none", "wd", "5")[5] == "non-inferior"
+    assert f"Adam without decay ({test['none']}%)" in verdict
+
+
+def _negated(signed):
+    return ("-" if signed.startswith("+") else "+") + signed[1:]
