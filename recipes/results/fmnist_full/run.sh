@@ -54,6 +54,9 @@ if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
   want wd && grids+=(--grid "$SGD regularization=wd lr=0.2 weight_decay=0.00125,0.0025,0.01,0.02")
   want wrs && grids+=(--grid "$SGD regularization=wrs lr=0.07071,0.1414,0.2828,0.5657")
   want none && grids+=(--grid "$SGD regularization=none lr=0.1414,0.2828,0.5657,1.131")
+  # The toolkit's methods (stage `toolkit`): SGDP best at lr 0.4, corrected WD at lr 0.2.
+  want sgdp && grids+=(--grid "$SGD regularization=sgdp lr=0.4 weight_decay=0.00125,0.0025,0.01,0.02")
+  want cwd && grids+=(--grid "$SGD regularization=cwd lr=0.2 weight_decay=0.00125,0.0025,0.01,0.02")
   [ "${#grids[@]}" -eq 0 ] || sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 "${grids[@]}"
   # Adam: WD, WRS and none all best at lr 4e-3, the top of the stage-1 grid.
   grids=()
