@@ -278,12 +278,11 @@ def test_mixed_precision_loss_scale_optimizer():
 
 
 @requires_tf
-def test_mirrored_strategy_matches_twin():
-    import tensorflow as tf
-
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_strategy_matches_twin(mirrored_strategy):
+    # The session's strategy: a second MirroredStrategy in one process aborts the
+    # collectives of whichever test uses the other one next (tests/conftest.py).
     x, y = data(32)
-    with strategy.scope():
+    with mirrored_strategy.scope():
         model = conv_bn(synchronized=True)
         model.compile(keras_wrs.optimizers.SGD(0.1, momentum=0.9, rescale=model), loss())
     rec, dyn = Recorder(), WeightDynamics(probe=(x[:8], y[:8]))
