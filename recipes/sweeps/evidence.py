@@ -65,6 +65,8 @@ STAGE_ONE_LR = {
 _STAGE_TWO_LR = (2**-1.5, 2**-0.5, 2**0.5, 2**1.5)  # methods without a decay of their own
 _STAGE_TWO_WD = (0.25, 0.5, 2.0, 4.0)  # the others: their decay, at the best lr
 _LR_ONLY = ("wrs", "none")
+# Every method's tuning budget: 5 stage-1 trials and 4 stage-2 trials (PROTOCOL.md).
+TRIALS = 5 + len(_STAGE_TWO_LR)
 _MODEL = "resnet9"  # the protocol recipe's network; cells on another one are zero-shot rows
 
 
@@ -252,17 +254,36 @@ def stage_two(cells):
     return out
 
 
-def chosen_grids(cells, optimizer):
+def chosen_grids(cells, optimizer, trials=TRIALS):
     """`keras-wrs sweep --grid` values that train each method's chosen setting of `optimizer`.
 
-    One per method, in method order: `optimizer=O regularization=M lr=L
-    weight_decay=W`. The confirmation cells run them with seeds >= 1.
+    One per method whose tuning is complete (at least `trials` seed-0 tuning
+    cells), in method order: `optimizer=O regularization=M lr=L
+    weight_decay=W`. The confirmation cells run them with seeds >= 1; a method
+    still being tuned has no chosen setting yet (`tuning_left` names it).
     """
+    counts = _trial_counts(cells)
     return [
         f"optimizer={opt} regularization={method} lr={c['lr']!r} weight_decay={c['wd']!r}"
         for (opt, method), c in sorted(chosen_settings(cells).items())
-        if opt == optimizer
+        if opt == optimizer and counts[opt, method] >= trials
     ]
+
+
+def tuning_left(cells, optimizer, trials=TRIALS):
+    """`{method: trials so far}` of the methods of `optimizer` with fewer than `trials`."""
+    return {
+        method: n
+        for (opt, method), n in sorted(_trial_counts(cells).items())
+        if opt == optimizer and n < trials
+    }
+
+
+def _trial_counts(cells):
+    counts = defaultdict(int)
+    for c in _tuning(cells):
+        counts[_key(c)] += 1
+    return counts
 
 
 def _confirmation(cells, chosen):
@@ -393,6 +414,7 @@ def evidence_markdown(cells):
     parts = []
     if tuning:
         chosen = chosen_settings(cells)
+        counts = _trial_counts(cells)
         confirmed = _confirmation(cells, chosen)
         parts += [
             "## Tuning cells (seed 0, validation accuracy; test not shown)",
@@ -408,7 +430,7 @@ def evidence_markdown(cells):
                 ]
                 + [
                     f"| {k[0]} | {k[1]} | {c['lr']:g} | {c['wd']:g} | "
-                    f"{_pct(c['val'])} | {sum(_key(t) == k for t in tuning)} |"
+                    f"{_pct(c['val'])} | {counts[k]} of {TRIALS} |"
                     for k, c in sorted(chosen.items())
                 ]
             ),
@@ -559,7 +581,14 @@ if __name__ == "__main__":
     if len(sys.argv) != 4 or sys.argv[1] not in ("chosen", "rerun"):
         sys.exit(_USAGE)
     if sys.argv[1] == "chosen":
-        print("\n".join(chosen_grids(load_cells([sys.argv[2]]), sys.argv[3])))
+        cells = load_cells([sys.argv[2]])
+        for method, n in tuning_left(cells, sys.argv[3]).items():
+            print(
+                f"evidence chosen: {sys.argv[3]} {method} has {n} of {TRIALS} tuning trials; "
+                f"no chosen setting until its tuning is complete",
+                file=sys.stderr,
+            )
+        print("\n".join(chosen_grids(cells, sys.argv[3])))
     else:
         try:
             print(rerun_markdown(sys.argv[2], sys.argv[3]))

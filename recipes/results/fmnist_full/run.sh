@@ -68,7 +68,7 @@ if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
 fi
 if [ "$stage" = all ] || [ "$stage" = confirm ]; then
   # Confirmation: every method's chosen setting (best of its stage-1 and stage-2 trials, from the
-  # committed cells) over seeds 1-5, a few seeds at a time so that complete pairs come first: as
+  # committed cells; a method with fewer than 9 trials is named on stderr and waits) over seeds 1-5, a few seeds at a time so that complete pairs come first: as
   # many seeds a sweep as keep all JOBS busy (2 methods, JOBS=2: one seed; 3 methods: two).
   # OPTIMIZERS picks the optimizers whose tuning is complete (default: sgdm).
   PY=${PY:-python3}
@@ -78,7 +78,7 @@ if [ "$stage" = all ] || [ "$stage" = confirm ]; then
     while read -r g; do
       want "$(sed -E 's/.*regularization=([a-z]+).*/\1/' <<<"$g")" && grids+=(--grid "$g")
     done \
-      < <("$PY" -m keras_wrs.recipes.sweeps.evidence chosen $HERE/cells "$opt" 2>/dev/null)
+      < <("$PY" -m keras_wrs.recipes.sweeps.evidence chosen $HERE/cells "$opt")
     [ "${#grids[@]}" -gt 0 ] || { echo "run.sh: no chosen setting for $opt" >&2; exit 1; }
     g=$JOBS m=$(( ${#grids[@]} / 2 ))  # g = gcd(methods, JOBS)
     while [ "$m" -gt 0 ]; do t=$(( g % m )) g=$m m=$t; done

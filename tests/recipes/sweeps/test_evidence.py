@@ -90,8 +90,8 @@ def test_tuning_sensitivity_and_chosen_settings(tmp_path):
     assert "| sgdm | wrs | 0.005 |" in text and "99.4%" in text  # WRS coverage on its rows
     # WD's decay curve at lr 0.2, and the chosen settings over all 6 (WD) and 5 trials.
     assert "| sgdm | 0.2 | 0.005, 0.02 | 93.40, 93.60 | 0.20 | 2 of 2 |" in text
-    assert "| sgdm | wd | 0.2 | 0.02 | 93.60 | 6 |" in text
-    assert "| sgdm | wrs | 0.2 | 0.005 | 93.30 | 5 |" in text
+    assert "| sgdm | wd | 0.2 | 0.02 | 93.60 | 6 of 9 |" in text
+    assert "| sgdm | wrs | 0.2 | 0.005 | 93.30 | 5 of 9 |" in text
 
 
 def test_ties_go_to_the_smaller_learning_rate(tmp_path):
@@ -195,14 +195,37 @@ def test_chosen_grids_train_each_methods_chosen_setting(tmp_path):
     _cell(tmp_path, "adam-wrs", method="wrs", optimizer="adam", lr=1e-3, wd=5e-2, val=(0.9,))
     _cell(tmp_path, "confirm", method="wrs", lr=0.4, seed=1, val=(0.99,))  # not a trial
     cells = evidence.load_cells([tmp_path])
-    assert evidence.chosen_grids(cells, "sgdm") == [
+    assert evidence.chosen_grids(cells, "sgdm", trials=1) == [
         "optimizer=sgdm regularization=wd lr=0.2 weight_decay=0.02",
         "optimizer=sgdm regularization=wrs lr=0.07071 weight_decay=0.005",
     ]
-    assert evidence.chosen_grids(cells, "adam") == [
+    assert evidence.chosen_grids(cells, "adam", trials=1) == [
         "optimizer=adam regularization=wrs lr=0.001 weight_decay=0.05"
     ]
-    assert evidence.chosen_grids(cells, "sgd") == []
+    assert evidence.chosen_grids(cells, "sgd", trials=1) == []
+    # wd has 2 trials, wrs 1: with trials=2 only wd's tuning counts as complete.
+    assert evidence.chosen_grids(cells, "sgdm", trials=2) == [
+        "optimizer=sgdm regularization=wd lr=0.2 weight_decay=0.02"
+    ]
+    assert evidence.tuning_left(cells, "sgdm", trials=2) == {"wrs": 1}
+
+
+def test_a_method_is_confirmed_only_after_its_whole_tuning_budget(tmp_path):
+    lrs = (0.05, 0.1, 0.2, 0.4, 0.8)
+    for lr in lrs:
+        _cell(tmp_path, f"wrs-{lr}", method="wrs", lr=lr, val=(0.9 + lr / 10,))
+        _cell(tmp_path, f"wd-{lr}", lr=lr, val=(0.9,))
+    for wd in (1.25e-3, 2.5e-3, 1e-2, 2e-2):
+        _cell(tmp_path, f"wd-{wd}", lr=0.05, wd=wd, val=(0.95 if wd == 2e-2 else 0.8,))
+    cells = evidence.load_cells([tmp_path])
+    assert evidence.TRIALS == 9
+    assert evidence.chosen_grids(cells, "sgdm") == [
+        "optimizer=sgdm regularization=wd lr=0.05 weight_decay=0.02"
+    ]
+    assert evidence.tuning_left(cells, "sgdm") == {"wrs": 5}
+    text = evidence.evidence_markdown(cells)
+    assert "| sgdm | wd | 0.05 | 0.02 | 95.00 | 9 of 9 |" in text
+    assert "| sgdm | wrs | 0.8 | 0.005 | 98.00 | 5 of 9 |" in text
 
 
 def test_zero_shot_cells_on_another_network_get_their_own_paired_table(tmp_path):
@@ -217,4 +240,4 @@ def test_zero_shot_cells_on_another_network_get_their_own_paired_table(tmp_path)
     assert f"| sgdm | wd | 3 | {mean:.2f} ± {sd:.2f} | 92.00 ± 0.00 | - |" in zero
     d = stats.paired_difference(wd_test, wrs_test)
     assert f"| sgdm | wd | wrs | 3 | {100 * d.mean:+.2f} [{100 * d.low:+.2f}, " in zero
-    assert "| sgdm | wd | 0.2 | 0.005 | 93.00 | 1 |" in text  # chosen from resnet9 only
+    assert "| sgdm | wd | 0.2 | 0.005 | 93.00 | 1 of 9 |" in text  # chosen from resnet9 only
