@@ -63,6 +63,9 @@ if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
   want wd && grids+=(--grid "$ADAM regularization=wd lr=0.004 weight_decay=0.0125,0.025,0.1,0.2")
   want wrs && grids+=(--grid "$ADAM regularization=wrs lr=0.001414,0.002828,0.005657,0.01131 $ADAM_WD")
   want none && grids+=(--grid "$ADAM regularization=none lr=0.001414,0.002828,0.005657,0.01131 $ADAM_WD")
+  # The toolkit's methods (stage `toolkit`): AdamP and AdamC both best at lr 4e-3, the top of the grid.
+  want sgdp && grids+=(--grid "$ADAM regularization=sgdp lr=0.004 weight_decay=0.0125,0.025,0.1,0.2")
+  want cwd && grids+=(--grid "$ADAM regularization=cwd lr=0.004 weight_decay=0.0125,0.025,0.1,0.2")
   [ "${#grids[@]}" -eq 0 ] || sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 \
     --set 'optimizer_kwargs={}' "${grids[@]}"
 fi
