@@ -66,6 +66,8 @@ if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
   # The toolkit's methods (stage `toolkit`): AdamP and AdamC both best at lr 4e-3, the top of the grid.
   want sgdp && grids+=(--grid "$ADAM regularization=sgdp lr=0.004 weight_decay=0.0125,0.025,0.1,0.2")
   want cwd && grids+=(--grid "$ADAM regularization=cwd lr=0.004 weight_decay=0.0125,0.025,0.1,0.2")
+  # AdamH best at lr 0.02 of its own grid, its decay the recipe's 5e-3 (PROTOCOL.md, deviations).
+  want adamh && grids+=(--grid "$ADAM regularization=adamh lr=0.02 weight_decay=0.00125,0.0025,0.01,0.02")
   [ "${#grids[@]}" -eq 0 ] || sweep runs/fmnist_full/cells $HERE/cells "${VAL[@]}" --seeds 0 \
     --set 'optimizer_kwargs={}' "${grids[@]}"
 fi
