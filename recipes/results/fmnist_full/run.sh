@@ -73,8 +73,9 @@ if [ "$stage" = all ] || [ "$stage" = stage2 ]; then
 fi
 if [ "$stage" = all ] || [ "$stage" = confirm ]; then
   # Confirmation: every method's chosen setting (best of its stage-1 and stage-2 trials, from the
-  # committed cells; a method with fewer than 9 trials is named on stderr and waits) over seeds 1-5, a few seeds at a time so that complete pairs come first: as
-  # many seeds a sweep as keep all JOBS busy (2 methods, JOBS=2: one seed; 3 methods: two).
+  # committed cells; a method with fewer than 9 trials is named on stderr and waits) over seeds
+  # 1-5, a few seeds at a time so that complete pairs come first: as many seeds a sweep as keep
+  # all JOBS busy (2 methods, JOBS=2: one seed; 3 methods: two).
   # OPTIMIZERS picks the optimizers whose tuning is complete (default: sgdm).
   PY=${PY:-python3}
   for opt in ${OPTIMIZERS:-sgdm}; do
