@@ -9,7 +9,8 @@ as `recipes/results/fmnist_full/PROTOCOL.md` prescribes:
 3. the chosen setting of each method (best validation accuracy, seed 0);
 4. the confirmation cells (seeds >= 1 at the chosen settings): test and
    validation accuracy, and paired differences with 95% intervals and
-   verdicts at the 0.2 pp margin (`keras_wrs.recipes.sweeps.stats`);
+   verdicts at the 0.2 pp margin (`keras_wrs.recipes.sweeps.stats`), and
+   the best method of each optimizer against the other's;
 5. time to 90% and 92% validation accuracy, in epochs and CPU seconds;
 6. the zero-shot rows: cells on another network (seeds >= 1, each method
    at its defaults, nothing tuned), with the same paired differences;
@@ -44,6 +45,7 @@ __all__ = [
     "chosen_settings",
     "stage_two",
     "chosen_grids",
+    "best_confirmed",
     "evidence_markdown",
     "write_evidence",
     "rerun_differences",
@@ -67,6 +69,7 @@ _STAGE_TWO_WD = (0.25, 0.5, 2.0, 4.0)  # the others: their decay, at the best lr
 _LR_ONLY = ("wrs", "none")
 # Every method's tuning budget: 5 stage-1 trials and 4 stage-2 trials (PROTOCOL.md).
 TRIALS = 5 + len(_STAGE_TWO_LR)
+SEEDS = 5  # confirmation seeds a method needs before it can be the best of its optimizer
 _MODEL = "resnet9"  # the protocol recipe's network; cells on another one are zero-shot rows
 
 
@@ -332,23 +335,61 @@ def _confirmation_tables(confirmed):
         "|---|---|---|---|---|---|---|",
     ]
     for (opt_a, a), (opt_b, b) in itertools.combinations(sorted(confirmed), 2):
-        if opt_a != opt_b:
-            continue
-        shared = sorted(set(confirmed[(opt_a, a)]) & set(confirmed[(opt_b, b)]))
-        if len(shared) < 2:
-            continue
-        row = []
-        for metric in ("test", "val"):
-            d = stats.paired_difference(
-                [confirmed[(opt_a, a)][s][metric] for s in shared],
-                [confirmed[(opt_b, b)][s][metric] for s in shared],
-            )
-            row.append((d, f"{100 * d.mean:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]"))
-        pairs.append(
-            f"| {opt_a} | {a} | {b} | {len(shared)} | {row[0][1]} | "
-            f"{stats.verdict(row[0][0], MARGIN)} | {row[1][1]} |"
-        )
+        if opt_a == opt_b:
+            pairs += _pair_row(f"{opt_a} | {a} | {b}", confirmed[(opt_a, a)], confirmed[(opt_b, b)])
     return "\n".join(lines + pairs)
+
+
+def _pair_row(label, runs_a, runs_b):
+    """`["| label | seeds | test diff | verdict | validation diff |"]` over the shared seeds, or []."""
+    shared = sorted(set(runs_a) & set(runs_b))
+    if len(shared) < 2:
+        return []
+    row = []
+    for metric in ("test", "val"):
+        d = stats.paired_difference(
+            [runs_a[s][metric] for s in shared], [runs_b[s][metric] for s in shared]
+        )
+        row.append((d, f"{100 * d.mean:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}]"))
+    return [
+        f"| {label} | {len(shared)} | {row[0][1]} | "
+        f"{stats.verdict(row[0][0], MARGIN)} | {row[1][1]} |"
+    ]
+
+
+def best_confirmed(confirmed, seeds=SEEDS):
+    """`{optimizer: method}`: the method of highest mean validation accuracy over the
+    confirmation seeds, among those with all `seeds` of them (test accuracy is not read)."""
+    best = {}
+    for (opt, method), runs in sorted(confirmed.items()):
+        vals = [r["val"] for r in runs.values() if r["val"] is not None]
+        if len(vals) < seeds:
+            continue
+        score = statistics.fmean(vals)
+        if opt not in best or score > best[opt][1]:
+            best[opt] = (method, score)
+    return {opt: method for opt, (method, _) in best.items()}
+
+
+def _best_pairs_table(confirmed):
+    """The protocol's secondary comparison: the best method of each optimizer against each other."""
+    best = best_confirmed(confirmed)
+    rows = []
+    for opt_a, opt_b in itertools.combinations(sorted(best), 2):
+        a, b = (opt_a, best[opt_a]), (opt_b, best[opt_b])
+        rows += _pair_row(f"{opt_a} {a[1]} | {opt_b} {b[1]}", confirmed[a], confirmed[b])
+    if not rows:
+        return ""
+    return "\n".join(
+        [
+            f"The best of each optimizer (highest mean validation accuracy over all {SEEDS} "
+            "confirmation seeds; test accuracy is not read to pick it), paired over the same seeds:",
+            "",
+            "| A | B | seeds | test: mean [95% CI] (pp) | verdict | validation: mean [95% CI] (pp) |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
 
 
 def _time_table(groups, label):
@@ -439,6 +480,7 @@ def evidence_markdown(cells):
             parts += [
                 "## Confirmation (seeds >= 1 at the chosen settings)",
                 _confirmation_tables(confirmed),
+                _best_pairs_table(confirmed),
                 "## Time to accuracy (confirmation cells, validation accuracy)",
                 _time_table({k: list(v.values()) for k, v in confirmed.items()}, "seeds"),
             ]

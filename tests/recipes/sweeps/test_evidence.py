@@ -241,3 +241,38 @@ def test_zero_shot_cells_on_another_network_get_their_own_paired_table(tmp_path)
     d = stats.paired_difference(wd_test, wrs_test)
     assert f"| sgdm | wd | wrs | 3 | {100 * d.mean:+.2f} [{100 * d.low:+.2f}, " in zero
     assert "| sgdm | wd | 0.2 | 0.005 | 93.00 | 1 of 9 |" in text  # chosen from resnet9 only
+
+
+def test_the_best_of_each_optimizer_is_picked_on_validation_and_paired_across_optimizers(tmp_path):
+    # Per optimizer, the method of highest mean validation accuracy over all 5 seeds: sgdm/wrs
+    # (its test accuracy is the lower one: test is not read), adam/wd. adam/none has the highest
+    # validation of all but only 3 seeds, so it cannot be the best yet.
+    rng = np.random.default_rng(7)
+    val = {("sgdm", "wd"): 0.930, ("sgdm", "wrs"): 0.934, ("adam", "wd"): 0.932}
+    test = {key: 0.925 + 0.004 * rng.random(5) for key in val}
+    test[("sgdm", "wrs")] = test[("sgdm", "wd")] - 0.001
+    for (opt, method), v in val.items():
+        _cell(tmp_path, f"{opt}-{method}-s0", optimizer=opt, method=method, val=(v,))
+        for seed in range(1, 6):
+            acc = (v + 0.0005 * seed,)
+            name = f"{opt}-{method}-s{seed}"
+            test_acc = test[(opt, method)][seed - 1]
+            _cell(tmp_path, name, optimizer=opt, method=method, seed=seed, val=acc, test=test_acc)
+    _cell(tmp_path, "adam-none-s0", optimizer="adam", method="none", val=(0.90,))
+    for seed in (1, 2, 3):
+        _cell(
+            tmp_path, f"adam-none-s{seed}", optimizer="adam", method="none", seed=seed, val=(0.99,)
+        )
+    cells = evidence.load_cells([tmp_path])
+    confirmed = evidence._confirmation(cells, evidence.chosen_settings(cells))
+    assert evidence.best_confirmed(confirmed) == {"sgdm": "wrs", "adam": "wd"}
+    # adam/wd - sgdm/wrs, seed by seed; the 95% t interval with t(0.975, 4) = 2.776.
+    diff = 100 * (test[("adam", "wd")] - test[("sgdm", "wrs")])
+    half = 2.7764451 * diff.std(ddof=1) / np.sqrt(5)
+    text = evidence.evidence_markdown(cells)
+    row = f"| adam wd | sgdm wrs | 5 | {diff.mean():+.2f} [{diff.mean() - half:+.2f}, "
+    assert row + f"{diff.mean() + half:+.2f}] |" in text
+    assert "| adam wd | sgdm wrs | 5 |" in text.split("The best of each optimizer", 1)[1]
+    # One optimizer with a complete method: no cross-optimizer table.
+    only_sgdm = [c for c in cells if c["optimizer"] == "sgdm"]
+    assert "The best of each optimizer" not in evidence.evidence_markdown(only_sgdm)
