@@ -86,5 +86,28 @@ def test_the_readme_verdict_quotes_the_evidence():
     assert f"Adam without decay ({test['none']}%)" in verdict
 
 
+def test_the_results_readme_table_quotes_the_confirmation():
+    evidence_md = (HERE / "evidence.md").read_text()
+    readme = (HERE / "README.md").read_text()
+    header = next(line for line in readme.splitlines() if line.startswith("| optimizer | WD |"))
+    columns = {"WD": "wd", "WRS": "wrs", "none": "none", "AdamH": "adamh"}
+    columns |= {"SGDP / AdamP": "sgdp", "corrected WD / AdamC": "cwd"}
+    methods = [columns[name.strip()] for name in header.strip("|").split("|")[1:]]
+    rows = {"SGD-momentum": "sgdm", "Adam": "adam"}
+    quoted = 0
+    for line in readme.splitlines():
+        parts = [part.strip().strip("*") for part in line.strip("|").split("|")]
+        if parts[0] not in rows:
+            continue
+        for method, shown in zip(methods, parts[1:], strict=True):
+            if shown != "-":
+                assert _row(evidence_md, rows[parts[0]], method, "5")[3] == shown, (
+                    parts[0],
+                    method,
+                )
+                quoted += 1
+    assert quoted == 11
+
+
 def _negated(signed):
     return ("-" if signed.startswith("+") else "+") + signed[1:]
