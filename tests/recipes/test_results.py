@@ -84,6 +84,19 @@ def test_the_readme_verdict_quotes_the_evidence():
     assert f"a difference of {mean} pp for WRS (95% CI {high} to {low})" in verdict
     assert _row(evidence_md, "adam", "none", "wd", "5")[5] == "non-inferior"
     assert f"Adam without decay ({test['none']}%)" in verdict
+    # The toolkit's methods: each quoted accuracy is its confirmation row's.
+    for optimizer, method, name in (
+        ("sgdm", "sgdp", "SGDP"),
+        ("sgdm", "cwd", "corrected weight decay"),
+        ("adam", "adamh", "AdamH"),
+        ("adam", "sgdp", "AdamP"),
+    ):
+        mean = _row(evidence_md, optimizer, method, "5")[3].split(" ± ")[0]
+        assert re.search(rf"{name} (reached )?{mean}%", verdict), (optimizer, method)
+    paired = _row(evidence_md, "adam", "adamh", "wrs", "5")
+    mean, low, high = re.findall(r"[+-]\d+\.\d+", paired[4])
+    assert paired[5] == "inconclusive"
+    assert f"inconclusive against WRS ({mean} pp, 95% CI {low} to {high})" in verdict
 
 
 def test_the_results_readme_table_quotes_the_confirmation():
