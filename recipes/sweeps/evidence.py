@@ -113,8 +113,9 @@ def _mean_sd(values):
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.fmean(values):.2f} ± {100 * sd:.2f}"
+    if len(values) == 1:  # one seed has no spread to show
+        return f"{100 * values[0]:.2f}"
+    return f"{100 * statistics.fmean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
 def _key(cell):
@@ -334,10 +335,11 @@ def _confirmation_tables(confirmed):
         "validation: mean [95% CI] (pp) |",
         "|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for (opt_a, a), (opt_b, b) in itertools.combinations(sorted(confirmed), 2):
         if opt_a == opt_b:
-            pairs += _pair_row(f"{opt_a} | {a} | {b}", confirmed[(opt_a, a)], confirmed[(opt_b, b)])
-    return "\n".join(lines + pairs)
+            rows += _pair_row(f"{opt_a} | {a} | {b}", confirmed[(opt_a, a)], confirmed[(opt_b, b)])
+    return "\n".join(lines + (pairs + rows if rows else []))
 
 
 def _pair_row(label, runs_a, runs_b):

@@ -276,3 +276,19 @@ def test_the_best_of_each_optimizer_is_picked_on_validation_and_paired_across_op
     # One optimizer with a complete method: no cross-optimizer table.
     only_sgdm = [c for c in cells if c["optimizer"] == "sgdm"]
     assert "The best of each optimizer" not in evidence.evidence_markdown(only_sgdm)
+
+
+def test_one_seed_shows_no_spread_and_no_pair_shows_no_pair_table(tmp_path):
+    # The first zero-shot cells: one seed each. The standard deviation of one value is undefined,
+    # not 0, and an interval needs two shared seeds.
+    _cell(tmp_path, "z-wd-1", model="resnet20", seed=1, val=(0.9373,), test=0.9317)
+    _cell(tmp_path, "z-none-1", method="none", model="resnet20", seed=1, val=(0.9358,), test=0.9256)
+    zero = evidence.evidence_markdown(evidence.load_cells([tmp_path])).split("## Zero-shot", 1)[1]
+    assert "| sgdm | wd | 1 | 93.17 | 93.73 | - |" in zero
+    assert "±" not in zero and "Paired differences" not in zero
+    _cell(tmp_path, "z-wd-2", model="resnet20", seed=2, val=(0.93,), test=0.93)
+    _cell(tmp_path, "z-none-2", method="none", model="resnet20", seed=2, val=(0.93,), test=0.92)
+    zero = evidence.evidence_markdown(evidence.load_cells([tmp_path])).split("## Zero-shot", 1)[1]
+    d = stats.paired_difference([0.9256, 0.92], [0.9317, 0.93])
+    assert "Paired differences" in zero
+    assert f"| sgdm | none | wd | 2 | {100 * d.mean:+.2f} [{100 * d.low:+.2f}, " in zero
