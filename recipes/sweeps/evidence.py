@@ -331,15 +331,18 @@ def _confirmation_tables(confirmed):
         "Paired differences (A - B) over the shared seeds, 95% t intervals, verdict "
         f"at a {100 * MARGIN:.1f} pp margin:",
         "",
-        "| optimizer | A | B | seeds | test: mean [95% CI] (pp) | verdict | "
-        "validation: mean [95% CI] (pp) |",
-        "|---|---|---|---|---|---|---|",
+        f"| optimizer | A | B | {_PAIR_COLUMNS}",
+        "|---|---|---|" + _PAIR_RULE,
     ]
     rows = []
     for (opt_a, a), (opt_b, b) in itertools.combinations(sorted(confirmed), 2):
         if opt_a == opt_b:
             rows += _pair_row(f"{opt_a} | {a} | {b}", confirmed[(opt_a, a)], confirmed[(opt_b, b)])
     return "\n".join(lines + (pairs + rows if rows else []))
+
+
+_PAIR_COLUMNS = "seeds | test: mean [95% CI] (pp) | verdict | validation: mean [95% CI] (pp) |"
+_PAIR_RULE = "---|---|---|---|"  # the columns of `_PAIR_COLUMNS`, which `_pair_row` fills
 
 
 def _pair_row(label, runs_a, runs_b):
@@ -362,15 +365,12 @@ def _pair_row(label, runs_a, runs_b):
 def best_confirmed(confirmed, seeds=SEEDS):
     """`{optimizer: method}`: the method of highest mean validation accuracy over the
     confirmation seeds, among those with all `seeds` of them (test accuracy is not read)."""
-    best = {}
+    scores = defaultdict(dict)  # {optimizer: {method: mean validation accuracy}}
     for (opt, method), runs in sorted(confirmed.items()):
         vals = [r["val"] for r in runs.values() if r["val"] is not None]
-        if len(vals) < seeds:
-            continue
-        score = statistics.fmean(vals)
-        if opt not in best or score > best[opt][1]:
-            best[opt] = (method, score)
-    return {opt: method for opt, (method, _) in best.items()}
+        if len(vals) >= seeds:
+            scores[opt][method] = statistics.fmean(vals)
+    return {opt: max(by_method, key=by_method.get) for opt, by_method in scores.items()}
 
 
 def _best_pairs_table(confirmed):
@@ -387,8 +387,8 @@ def _best_pairs_table(confirmed):
             f"The best of each optimizer (highest mean validation accuracy over all {SEEDS} "
             "confirmation seeds; test accuracy is not read to pick it), paired over the same seeds:",
             "",
-            "| A | B | seeds | test: mean [95% CI] (pp) | verdict | validation: mean [95% CI] (pp) |",
-            "|---|---|---|---|---|---|",
+            f"| A | B | {_PAIR_COLUMNS}",
+            "|---|---|" + _PAIR_RULE,
             *rows,
         ]
     )
