@@ -25,6 +25,7 @@ import dataclasses
 import itertools
 import json
 import re
+from pathlib import Path
 
 from keras_wrs.recipes.config import Config, override, to_dict, unknown_name, validate
 
@@ -224,11 +225,25 @@ def run_cells(cells, out_dir, **kwargs):
 def run_sweep(base, groups, seeds, out_dir, **kwargs):
     """Validate every cell, train them all, and write the report.
 
+    The report covers the runs under `out_dir` and, with `results_dir`, the
+    grid's cells that are only there (collected before, on another machine).
+
     Returns:
         The markdown report (also in `out_dir/results.md`).
     """
+    from keras_wrs.recipes.runs import rundir
     from keras_wrs.recipes.sweeps import report
 
     cells = sweep_configs(base, groups, seeds)
     run_cells(cells, out_dir, **kwargs)
-    return report.write_report([out_dir], out_dir)
+    paths = [Path(out_dir)]
+    results_dir = kwargs.get("results_dir")
+    if results_dir is not None:
+        summary = rundir.FILES["summary"]
+        paths += [
+            Path(results_dir) / name
+            for name, _ in cells
+            if not (Path(out_dir) / name / summary).is_file()
+            and (Path(results_dir) / name / summary).is_file()
+        ]
+    return report.write_report(paths, out_dir)

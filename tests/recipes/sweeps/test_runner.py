@@ -64,6 +64,22 @@ def test_cells_are_collected_as_they_finish_and_a_sweep_resumes_from_them_alone(
     assert re.search(rf"about {minutes:.0f} min", text)
 
 
+def test_a_sweep_of_collected_cells_reports_them_on_a_fresh_machine(tmp_path):
+    """Every cell collected, a new out directory: the report reads the results, no error."""
+    results = tmp_path / "results"
+    kwargs = dict(results_dir=results, verbose=0, echo=lambda _: None)
+    grid.run_sweep(TINY, ["regularization=wd,wrs"], [0], tmp_path / "out", **kwargs)
+    first = (tmp_path / "out" / "results.csv").read_text()
+    # One cell finished in the new out directory, the other only in the results.
+    grid.run_sweep(TINY, ["regularization=wd"], [0], tmp_path / "fresh", **kwargs)
+    text = grid.run_sweep(
+        TINY, ["regularization=wd,wrs"], [0], tmp_path / "fresh", resume=True, **kwargs
+    )
+    assert "| sgdm | wd |" in text and "| sgdm | wrs |" in text
+    assert (tmp_path / "fresh" / "results.csv").read_text() == first
+    assert not (tmp_path / "fresh" / "regularization-wrs_s0").exists()  # nothing trained
+
+
 def test_a_grid_with_no_cell_done_is_timed_by_collected_cells_that_do_the_same_work(tmp_path):
     results = tmp_path / "results"
     (summary,) = runner.run_cells(
