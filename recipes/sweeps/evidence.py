@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from keras_wrs._files import atomic_write_text
@@ -307,25 +307,45 @@ def _confirmation(cells, chosen):
 
 
 def _zero_shot(cells):
-    """`{model: {(optimizer, method): {seed: cell}}}`: seeds >= 1 on a network other than the recipe's."""
+    """`{model: {(optimizer, method, lr, wd): {seed: cell}}}`: seeds >= 1 on a network other
+    than the recipe's, each setting its own row (the protocol runs them at the defaults)."""
     out = defaultdict(lambda: defaultdict(dict))
     for c in cells:
         if c["validation"] and c["seed"] >= 1 and c["model"] != _MODEL:
-            out[c["model"]][_key(c)][c["seed"]] = c
+            out[c["model"]][(*_key(c), c["lr"], c["wd"])][c["seed"]] = c
     return out
 
 
+def _setting(key):
+    """`key[2:]` (lr, wd) as table cells: the decay shows `-` for `none`, which has none."""
+    lr, wd = key[2:]
+    return f"{lr:g} | " + ("-" if key[1] == "none" or wd is None else f"{wd:g}")
+
+
 def _confirmation_tables(confirmed):
+    """The mean ± sd table of `{key: {seed: cell}}` and its paired differences within each
+    optimizer. A key is `(optimizer, method)`, or `(optimizer, method, lr, wd)` (zero-shot
+    rows), which adds lr and decay columns; a method at two settings is named with both."""
+    setting = len(next(iter(confirmed), ())) == 4
     lines = [
-        "| optimizer | method | seeds | test accuracy (%) | validation accuracy (%) | WRS covers |",
-        "|---|---|---|---|---|---|",
+        "| optimizer | method | "
+        + ("lr | decay | " if setting else "")
+        + "seeds | test accuracy (%) | validation accuracy (%) | WRS covers |",
+        "|---|---|" + ("---|---|" if setting else "") + "---|---|---|---|",
     ]
     for key in sorted(confirmed):
         runs = list(confirmed[key].values())
         lines.append(
-            f"| {key[0]} | {key[1]} | {len(runs)} | {_mean_sd([r['test'] for r in runs])}"
+            f"| {key[0]} | {key[1]} | "
+            + (f"{_setting(key)} | " if setting else "")
+            + f"{len(runs)} | {_mean_sd([r['test'] for r in runs])}"
             f" | {_mean_sd([r['val'] for r in runs])} | {_cov(runs[0])} |"
         )
+    methods = Counter(key[:2] for key in confirmed)
+
+    def name(key):
+        return key[1] if methods[key[:2]] == 1 else f"{key[1]} at lr {key[2]:g}, decay {key[3]:g}"
+
     pairs = [
         "",
         "Paired differences (A - B) over the shared seeds, 95% t intervals, verdict "
@@ -335,9 +355,9 @@ def _confirmation_tables(confirmed):
         "|---|---|---|" + _PAIR_RULE,
     ]
     rows = []
-    for (opt_a, a), (opt_b, b) in itertools.combinations(sorted(confirmed), 2):
-        if opt_a == opt_b:
-            rows += _pair_row(f"{opt_a} | {a} | {b}", confirmed[(opt_a, a)], confirmed[(opt_b, b)])
+    for a, b in itertools.combinations(sorted(confirmed), 2):
+        if a[0] == b[0]:
+            rows += _pair_row(f"{a[0]} | {name(a)} | {name(b)}", confirmed[a], confirmed[b])
     return "\n".join(lines + (pairs + rows if rows else []))
 
 

@@ -22,7 +22,7 @@ def _stage_block(name):
 
 
 def _grid_settings(block):
-    """`{(optimizer, method): {(lr, wd)}}` of every --grid in `block` (wd None if not set)."""
+    """`{(optimizer, method): {(lr, wd)}}` of every --grid in `block` (None: not set)."""
     variables = dict(re.findall(r'^(\w+)="([^"$]*)"$', (HERE / "run.sh").read_text(), re.M))
     out = {}
     for value in re.findall(r'--grid "([^"]*)"', block):
@@ -30,9 +30,10 @@ def _grid_settings(block):
         axes = dict(part.split("=", 1) for part in value.split())
         for method in axes["regularization"].split(","):
             key = (axes["optimizer"], method)
-            for lr in axes["lr"].split(","):
+            for lr in axes.get("lr", "").split(","):
                 for wd in axes.get("weight_decay", "").split(","):
-                    out.setdefault(key, set()).add((float(lr), float(wd) if wd else None))
+                    setting = (float(lr) if lr else None, float(wd) if wd else None)
+                    out.setdefault(key, set()).add(setting)
     return out
 
 
@@ -45,6 +46,31 @@ def test_run_sh_stage_two_grids_are_the_protocol_rule_on_the_committed_cells():
     for key, settings in in_run_sh.items():
         got = {(lr, default_wd if wd is None else wd) for lr, wd in settings}
         assert got == set(placed[key]), key
+
+
+def _optimizer_defaults():
+    """PROTOCOL.md's defaults: SGD-momentum's are the recipe's, Adam's are Keras Adam's."""
+    from keras_wrs.recipes.training import optim
+
+    recipe = cfg.get_recipe("fmnist_resnet9")
+    adam = optim.OPTIMIZERS["adam"]
+    return {"sgdm": (recipe.lr, recipe.weight_decay), "adam": (adam.lr, adam.weight_decay)}
+
+
+def test_zero_shot_cells_run_at_their_optimizers_defaults():
+    """The zero-shot rows are "every method at its optimizer's defaults": run.sh's grids and
+    every committed zero-shot cell. (run.sh once left Adam at the recipe's SGD lr, 0.2.)"""
+    defaults = _optimizer_defaults()
+    recipe = cfg.get_recipe("fmnist_resnet9")
+    in_run_sh = _grid_settings(_stage_block("zero_shot"))
+    assert {opt for opt, _ in in_run_sh} == set(defaults)
+    for (optimizer, method), settings in in_run_sh.items():
+        for lr, wd in settings:  # a grid without lr or weight_decay takes the recipe's
+            got = (recipe.lr if lr is None else lr, recipe.weight_decay if wd is None else wd)
+            assert got == defaults[optimizer], (optimizer, method, got)
+    zero_shot = [c for c in evidence.load_cells([HERE / "cells"]) if c["model"] != "resnet9"]
+    for cell in zero_shot:
+        assert (cell["lr"], cell["wd"]) == defaults[cell["optimizer"]], cell["name"]
 
 
 def test_evidence_md_is_what_report_rebuilds_from_the_committed_cells():

@@ -237,10 +237,26 @@ def test_zero_shot_cells_on_another_network_get_their_own_paired_table(tmp_path)
     text = evidence.evidence_markdown(evidence.load_cells([tmp_path]))
     zero = text.split("## Zero-shot: `resnet20`", 1)[1]
     mean, sd = 100 * np.mean(wd_test), 100 * np.std(wd_test, ddof=1)
-    assert f"| sgdm | wd | 3 | {mean:.2f} ± {sd:.2f} | 92.00 ± 0.00 | - |" in zero
+    assert f"| sgdm | wd | 0.2 | 0.005 | 3 | {mean:.2f} ± {sd:.2f} | 92.00 ± 0.00 | - |" in zero
     d = stats.paired_difference(wd_test, wrs_test)
     assert f"| sgdm | wd | wrs | 3 | {100 * d.mean:+.2f} [{100 * d.low:+.2f}, " in zero
     assert "| sgdm | wd | 0.2 | 0.005 | 93.00 | 1 of 9 |" in text  # chosen from resnet9 only
+
+
+def test_a_zero_shot_method_at_two_settings_gets_two_rows_and_no_cell_is_dropped(tmp_path):
+    # Adam's cells first ran at the recipe's SGD lr 0.2 by mistake, then at Adam's 1e-3, on the
+    # same seeds: each setting is its own row (none merged, none hidden), named in the pairs.
+    kw = dict(model="resnet20", optimizer="adam", wd=5e-2)
+    for seed in (1, 2):
+        _cell(tmp_path, f"wrs-0.2-{seed}", method="wrs", lr=0.2, seed=seed, test=0.87, **kw)
+        _cell(tmp_path, f"wrs-1e-3-{seed}", method="wrs", lr=1e-3, seed=seed, test=0.93, **kw)
+    _cell(tmp_path, "none-1e-3-1", method="none", lr=1e-3, seed=1, test=0.92, **kw)
+    zero = evidence.evidence_markdown(evidence.load_cells([tmp_path])).split("## Zero-shot", 1)[1]
+    assert "| adam | wrs | 0.2 | 0.05 | 2 | 87.00 ± 0.00 |" in zero
+    assert "| adam | wrs | 0.001 | 0.05 | 2 | 93.00 ± 0.00 |" in zero
+    assert "| adam | none | 0.001 | - | 1 | 92.00 |" in zero
+    pair = "| adam | wrs at lr 0.001, decay 0.05 | wrs at lr 0.2, decay 0.05 | 2 | +6.00 ["
+    assert pair in zero
 
 
 def test_the_best_of_each_optimizer_is_picked_on_validation_and_paired_across_optimizers(tmp_path):
@@ -284,7 +300,8 @@ def test_one_seed_shows_no_spread_and_no_pair_shows_no_pair_table(tmp_path):
     _cell(tmp_path, "z-wd-1", model="resnet20", seed=1, val=(0.9373,), test=0.9317)
     _cell(tmp_path, "z-none-1", method="none", model="resnet20", seed=1, val=(0.9358,), test=0.9256)
     zero = evidence.evidence_markdown(evidence.load_cells([tmp_path])).split("## Zero-shot", 1)[1]
-    assert "| sgdm | wd | 1 | 93.17 | 93.73 | - |" in zero
+    assert "| sgdm | wd | 0.2 | 0.005 | 1 | 93.17 | 93.73 | - |" in zero
+    assert "| sgdm | none | 0.2 | - | 1 | 92.56 | 93.58 | - |" in zero  # none has no decay
     assert "±" not in zero and "Paired differences" not in zero
     _cell(tmp_path, "z-wd-2", model="resnet20", seed=2, val=(0.93,), test=0.93)
     _cell(tmp_path, "z-none-2", method="none", model="resnet20", seed=2, val=(0.93,), test=0.92)
