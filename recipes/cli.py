@@ -349,14 +349,35 @@ def _build_config(args):
         config = cfg.get_recipe(args.recipe)
     if args.smoke:  # first, so that flags and --set still apply on top
         config = cfg.smoke(config, offline=True)
+    base = config
     config = cfg.apply_settings(config, _flags(args), args.assignments, _axes(args))
     cfg.validate(config)
+    _check_recipe_lr(args, base, config)
     if config.dataset not in cfg.BUILTIN_DATASETS:  # TFDS or registered: loads data
         from keras_wrs.recipes.data import check_dataset_name
 
         check_dataset_name(config.dataset)
     cluster.preflight(config)  # TF_CONFIG, before any work
     return config
+
+
+def _check_recipe_lr(args, base, config):
+    """`cfg.check_recipe_lr` for each optimizer the command's runs use (per --grid group)."""
+    from keras_wrs.recipes import config as cfg
+
+    named = set(_flags(args)) | cfg.assigned_fields(args.assignments)
+    path = getattr(args, "config", None)
+    source = f"--config {path!r}" if path is not None else f"recipe {args.recipe!r}"
+    if args.command == "sweep":
+        from keras_wrs.recipes.sweeps.grid import parse_group
+
+        for text in args.groups:
+            axes = {key.partition(".")[0]: values for key, values in parse_group(text)}
+            optimizers = axes.get("optimizer", [config.optimizer])
+            cfg.check_recipe_lr(base, optimizers, named | set(axes), source)
+    else:
+        optimizers = getattr(args, "optimizers", None) or [config.optimizer]
+        cfg.check_recipe_lr(base, optimizers, named, source)
 
 
 def _config_file(args):

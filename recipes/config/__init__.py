@@ -36,7 +36,7 @@ from keras_wrs.recipes.config.schema import (
     Config,
     unknown_name,
 )
-from keras_wrs.recipes.config.validate import check_total_steps, validate
+from keras_wrs.recipes.config.validate import check_recipe_lr, check_total_steps, validate
 
 __all__ = [
     "AUGMENTATIONS",
@@ -54,6 +54,7 @@ __all__ = [
     "apply_settings",
     "assigned_fields",
     "check_extras",
+    "check_recipe_lr",
     "check_total_steps",
     "from_dict",
     "get_recipe",

@@ -31,7 +31,7 @@ from keras_wrs.recipes.config.schema import (
     unknown_name,
 )
 
-__all__ = ["validate", "check_total_steps"]
+__all__ = ["validate", "check_total_steps", "check_recipe_lr"]
 
 
 def _check_number(config, name, kind, low, low_ok=False, allow_none=False, high=None):
@@ -209,6 +209,39 @@ def validate(config):
     _check_number(config, "noise_threshold", float, 0, low_ok=True)
     _validate_relations(config)
     return config
+
+
+def check_recipe_lr(recipe, optimizers, named, source):
+    """Refuse a recipe's learning rate carried over to an optimizer of another family.
+
+    A recipe that sets `lr` tuned it for its own optimizer: `fmnist_resnet9`'s
+    0.2 is for SGD-momentum, 200 times Adam's default. An optimizer of another
+    family (`OptimizerSpec.family`: SGD-like or Adam-like) must come with an lr
+    named on the command line.
+
+    Args:
+        recipe: the `Config` the command starts from (a recipe or `--config`).
+        optimizers: the optimizer names the runs will use.
+        named: the config fields the command line names for these runs.
+        source: the recipe as the message names it (`"recipe 'fmnist_resnet9'"`).
+
+    Raises:
+        ValueError: an optimizer of another family with the recipe's lr.
+    """
+    if recipe.lr is None or "lr" in named:
+        return
+    from keras_wrs.recipes.training.optim import OPTIMIZERS
+
+    family = OPTIMIZERS[recipe.optimizer].family
+    for name in dict.fromkeys(optimizers):
+        spec = OPTIMIZERS.get(name)
+        if spec is not None and spec.family != family:
+            raise ValueError(
+                f"optimizer={name} would train at lr {recipe.lr:g}, which {source} sets for "
+                f"{recipe.optimizer} (family {family!r}; {name} is of family {spec.family!r}, "
+                f"default lr {spec.lr:g}). Name the learning rate too: lr=none for each optimizer's "
+                f"default, or lr=VALUE (--set, or in the --grid group that sets the optimizer)."
+            )
 
 
 def _suggest_steps(config):

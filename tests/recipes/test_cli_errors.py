@@ -117,3 +117,50 @@ def test_the_progress_bar_names_the_split_it_measures():
         "test_accuracy": 0.4,
     }
     assert "validation_accuracy" in ShortProgbar(held_out="validation")._short(logs)
+
+
+NO_NESTEROV = ["--set", "optimizer_kwargs={}"]  # fmnist_resnet9's Nesterov is SGD's argument
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "fmnist_resnet9", "--optimizer", "adam", *NO_NESTEROV],
+        ["compare", "fmnist_resnet9", "--optimizers", "sgdm,adam", *NO_NESTEROV],
+        ["sweep", "fmnist_resnet9", "--grid", "optimizer=adam regularization=wd", *NO_NESTEROV],
+        # lr in one group does not cover the group that sets the optimizer
+        [
+            "sweep",
+            "fmnist_resnet9",
+            *NO_NESTEROV,
+            "--grid",
+            "lr=0.1,0.4",
+            "--grid",
+            "optimizer=adam",
+        ],
+    ],
+)
+def test_a_recipe_lr_is_not_carried_to_an_optimizer_of_another_family(tmp_path, capsys, argv):
+    # fmnist_resnet9 sets lr 0.2 for SGD-momentum; Adam at 0.2 is 200x its default (a run.sh once
+    # trained its zero-shot Adam cells so). Refused before any work, nothing written.
+    out = tmp_path / "runs" / "new"
+    status = cli.main([*argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2 and len(_one_paragraph(err)) == 1
+    assert "optimizer=adam would train at lr 0.2, which recipe 'fmnist_resnet9' sets" in err
+    assert "default lr 0.001" in err and "lr=none" in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "grid",
+    [
+        "optimizer=adam regularization=wd lr=1e-3",
+        "optimizer=adam regularization=wd lr=none",
+        "optimizer=sgdm,sgd regularization=wd",  # the same family: the recipe's lr is meant for it
+    ],
+)
+def test_a_named_lr_or_the_same_family_passes_the_check(capsys, grid):
+    argv = ["sweep", "fmnist_resnet9", "--grid", grid, *NO_NESTEROV, "--estimate"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert "keras-wrs sweep --estimate" in capsys.readouterr().out
