@@ -148,5 +148,32 @@ def test_the_results_readme_table_quotes_the_confirmation():
     assert quoted == 11
 
 
+def test_the_results_readme_zero_shot_table_quotes_the_seed_one_cells():
+    """The README's zero-shot table (seed 1) against the cells: later seeds do not change it."""
+    readme = (HERE / "README.md").read_text()
+    lines = readme.split("| zero-shot, seed 1 |", 1)[1].splitlines()
+    header = [part.strip() for part in lines[0].strip("|").split("|")]
+    columns = {"WD": "wd", "WRS": "wrs", "none": "none", "AdamH": "adamh"}
+    columns |= {"SGDP / AdamP": "sgdp", "corrected WD / AdamC": "cwd"}
+    methods = [columns[name] for name in header]
+    seed_one = {
+        (c["optimizer"], c["method"]): c
+        for c in evidence.load_cells([HERE / "cells"])
+        if c["model"] == "resnet20" and c["seed"] == 1
+    }
+    defaults = _optimizer_defaults()
+    quoted = 0
+    for line in lines[2:4]:
+        parts = [part.strip() for part in line.strip("|").split("|")]
+        name, lr = parts[0].split(", lr ")
+        optimizer = {"SGD-momentum": "sgdm", "Adam": "adam"}[name]
+        assert float(lr) == defaults[optimizer][0]
+        for method, shown in zip(methods, parts[1:], strict=True):
+            if shown != "-":
+                assert f"{100 * seed_one[(optimizer, method)]['test']:.2f}" == shown, method
+                quoted += 1
+    assert quoted == 11
+
+
 def _negated(signed):
     return ("-" if signed.startswith("+") else "+") + signed[1:]
